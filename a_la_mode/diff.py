@@ -1,0 +1,116 @@
+"""What changed between two versions of a pipeline, and why each ID changed."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from a_la_mode.pipeline import Pipeline
+from a_la_mode.values import thaw
+
+_MISSING = object()
+
+
+class ChangeKind(enum.Enum):
+    """Why a task's output ID changed."""
+
+    SPEC = "spec"  # its own spec changed
+    UPSTREAM = "upstream"  # only the IDs it reads from changed
+    SPEC_AND_UPSTREAM = "spec+upstream"
+    INPUTS = "inputs"  # its set of dependencies changed (and perhaps more)
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """One spec (or meta) key: ``old``/``new`` are None where the key is absent."""
+
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    name: str
+    kind: ChangeKind
+    old_output: str
+    new_output: str
+    spec_changes: tuple[KeyChange, ...] = ()
+    upstream_changed: tuple[str, ...] = ()
+    inputs_added: tuple[str, ...] = ()
+    inputs_removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[TaskChange, ...]
+    meta_changes: tuple[KeyChange, ...]
+
+    @property
+    def equal(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.meta_changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (enums as their values)."""
+        data = asdict(self)
+        for change in data["changed"]:
+            change["kind"] = change["kind"].value
+        data["equal"] = self.equal
+        return data
+
+
+def diff(old: Pipeline, new: Pipeline) -> DiffResult:
+    """Compare two pipelines task by task (tasks are matched by name).
+
+    >>> from a_la_mode import Dag, load
+    >>> dag = Dag({})
+    >>> _ = dag.task("a", {"sha": "1"}) >> dag.task("b", {"sha": "1"})
+    >>> before = load(dag.bencode())
+    >>> dag.a.spec["sha"] = "2"
+    >>> [(c.name, c.kind.value) for c in diff(before, load(dag.bencode())).changed]
+    [('a', 'spec'), ('b', 'upstream')]
+    """
+    changed = tuple(
+        _task_change(old[name], new[name])
+        for name in new.order
+        if name in old.tasks and old[name].output != new[name].output
+    )
+    return DiffResult(
+        added=tuple(name for name in new.order if name not in old.tasks),
+        removed=tuple(name for name in old.order if name not in new.tasks),
+        changed=changed,
+        meta_changes=key_changes(thaw(old.meta), thaw(new.meta)),
+    )
+
+
+def key_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[KeyChange, ...]:
+    """Top-level keys whose values differ between two dictionaries, sorted."""
+    keys = sorted(set(old) | set(new))
+    return tuple(
+        KeyChange(key, old.get(key), new.get(key))
+        for key in keys
+        if old.get(key, _MISSING) != new.get(key, _MISSING)
+    )
+
+
+def _task_change(old, new) -> TaskChange:
+    spec_changes = key_changes(thaw(old.spec), thaw(new.spec))
+    added = tuple(sorted(set(new.inputs) - set(old.inputs)))
+    removed = tuple(sorted(set(old.inputs) - set(new.inputs)))
+    upstream = tuple(
+        sorted(d for d in new.inputs if d in old.inputs and new.inputs[d] != old.inputs[d])
+    )
+    if added or removed:
+        kind = ChangeKind.INPUTS
+    elif spec_changes and upstream:
+        kind = ChangeKind.SPEC_AND_UPSTREAM
+    elif spec_changes:
+        kind = ChangeKind.SPEC
+    else:
+        kind = ChangeKind.UPSTREAM
+    return TaskChange(
+        new.name, kind, old.output, new.output, spec_changes, upstream, added, removed
+    )

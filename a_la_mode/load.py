@@ -1,0 +1,151 @@
+"""``load``: bytes or a file in, a verified immutable Pipeline out.
+
+Every ID is recomputed; every way a file can be wrong becomes an AlamodeError naming
+the file, the task and the reason, never an exception from inside bencode.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from os import PathLike
+from types import MappingProxyType
+from typing import Any
+
+import bencode
+
+from a_la_mode.errors import AlamodeError, FileFormatError, FileTooLargeError, IntegrityError
+from a_la_mode.files import max_file_bytes, read_limited
+from a_la_mode.graph import topological_order
+from a_la_mode.ids import DIGEST_KEY, file_digest
+from a_la_mode.names import check_name
+from a_la_mode.pipeline import Pipeline, PipelineTask
+from a_la_mode.values import freeze
+
+Source = bytes | bytearray | memoryview | str | PathLike
+
+
+def load(source: Source, *, max_bytes: int | None = None, require_digest: bool = True) -> Pipeline:
+    """Read and verify a pipeline from a path or from its bytes.
+
+    Files written by ``Dag.save``/``alamode encode`` carry a digest of their task names
+    and meta; ``require_digest=False`` also accepts SPEC-conforming files from other
+    encoders, whose names and meta then go unchecked (their IDs are always checked).
+
+    >>> from a_la_mode import Dag
+    >>> dag = Dag({})
+    >>> _ = dag.task("hello", {"command": "echo hello"})
+    >>> load(dag.bencode())["hello"].short_id
+    'c1bf9329d84a'
+    """
+    limit = max_file_bytes() if max_bytes is None else max_bytes
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), None
+        if len(data) > limit:
+            raise FileTooLargeError(f"{len(data)} bytes, over the limit of {limit}")
+    else:
+        data, name = read_limited(source, limit), str(source)
+    try:
+        return parse(data, name, require_digest=require_digest)
+    except AlamodeError as exc:
+        if name:
+            exc.in_file(name)
+        raise
+
+
+def parse(data: bytes, name: str | None = None, *, require_digest: bool = True) -> Pipeline:
+    """Verify decoded bytes; ``name`` only labels the result."""
+    meta, records = _split(_decode(data))
+    specs: dict[str, dict[str, Any]] = {}
+    inputs: dict[str, Mapping[str, str]] = {}
+    for task, record in records.items():
+        specs[task], inputs[task] = _task_parts(task, record)
+    order = topological_order(inputs)
+    outputs: dict[str, str] = {}
+    tasks = {}
+    for task in order:
+        outputs[task] = _verify(task, specs[task], inputs[task], records[task], outputs)
+        tasks[task] = PipelineTask(
+            task, freeze(specs[task]), MappingProxyType(dict(inputs[task])), outputs[task]
+        )
+    _verify_digest(meta, {task: outputs[task] for task in records}, require_digest)
+    plain_meta = {k: v for k, v in meta.items() if k != DIGEST_KEY}
+    return Pipeline(freeze(plain_meta), MappingProxyType(tasks), name)
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return bencode.decode(data)
+    except bencode.BencodeDecodeError as exc:
+        raise FileFormatError(f"not a bencoded file, or truncated ({exc})") from None
+
+
+def _split(top: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    if not isinstance(top, Mapping) or set(top) != {"meta", "tasks"}:
+        shape = sorted(top) if isinstance(top, Mapping) else type(top).__name__
+        raise FileFormatError(
+            f"top level must be a dictionary with keys 'meta' and 'tasks', found {shape}"
+        )
+    for key in ("meta", "tasks"):
+        if not isinstance(top[key], Mapping):
+            raise FileFormatError(f"{key!r} must be a dictionary", key=key)
+    return top["meta"], top["tasks"]
+
+
+def _task_parts(task: str, record: Any) -> tuple[dict[str, Any], Mapping[str, str]]:
+    check_name(task)
+    if not isinstance(record, Mapping):
+        raise FileFormatError("task record must be a dictionary", task=task)
+    inputs = record.get("inputs")
+    if not isinstance(inputs, Mapping):
+        raise FileFormatError("'inputs' missing or not a dictionary", task=task)
+    if not isinstance(record.get("output"), str):
+        raise FileFormatError("'output' missing or not a string", task=task)
+    for dep, value in inputs.items():
+        if not isinstance(value, str):
+            raise FileFormatError("input ID is not a string", task=task, key=f"inputs.{dep}")
+        if dep == task:
+            raise IntegrityError("the task is listed among its own inputs", task=task)
+    spec = {k: v for k, v in record.items() if k != "inputs" and k != "output"}
+    return spec, inputs
+
+
+def _verify(
+    task: str,
+    spec: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    record: Mapping[str, Any],
+    outputs: Mapping[str, str],
+) -> str:
+    for dep, value in inputs.items():
+        if value != outputs[dep]:
+            raise IntegrityError(
+                f"input {dep!r} carries ID {value[:12]}... but task {dep!r} outputs "
+                f"{outputs[dep][:12]}... (tampered or corrupted)",
+                task=task,
+            )
+    without_output = {k: v for k, v in record.items() if k != "output"}
+    actual = hashlib.sha256(bencode.encode(without_output)).hexdigest()
+    if actual != record["output"]:
+        raise IntegrityError(
+            "output ID does not match the task's spec and inputs (tampered or corrupted)",
+            task=task,
+        )
+    return actual
+
+
+def _verify_digest(meta: Mapping[str, Any], outputs: Mapping[str, str], required: bool) -> None:
+    if DIGEST_KEY not in meta:
+        # Absence is an error by default: a corrupted digest key would otherwise pass.
+        if required:
+            raise IntegrityError(
+                f"file carries no {DIGEST_KEY!r}: re-encode it with 'alamode encode', or "
+                "load it with require_digest=False to accept files of other encoders",
+                key="meta",
+            )
+        return
+    if meta[DIGEST_KEY] != file_digest(meta, outputs):
+        raise IntegrityError(
+            "file digest does not match its task names and meta (tampered or corrupted)",
+            key=f"meta.{DIGEST_KEY}",
+        )

@@ -1,0 +1,42 @@
+"""The ``alamode`` command: a thin layer over the a_la_mode library.
+
+``main(argv) -> int`` never raises for expected failures: each AlamodeError subclass
+maps to its own exit status (see ``a_la_mode.errors``), usage errors exit 2, and
+``diff`` exits 1 when the files differ, like diff(1).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+from rich.console import Console
+
+from a_la_mode import AlamodeError
+from alamode_airflow.cli.commands import cli
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default: sys.argv[1:]) and return the exit status."""
+    try:
+        result = cli.main(list(argv) if argv is not None else None, standalone_mode=False)
+    except AlamodeError as exc:
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return EXIT_USAGE
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
