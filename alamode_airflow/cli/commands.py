@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from a_la_mode import AlamodeError, load
 from a_la_mode import diff as diff_pipelines
-from a_la_mode import load
 from a_la_mode.discover import find_dags
 from alamode_airflow.cli import render
 
@@ -43,7 +43,11 @@ def encode(pipeline: Path, output: Path | None, dags_folder: Path | None) -> int
     folder = dags_folder or Path.cwd()
     for name, dag in dags.items():
         target = output or folder / f"{name}{SUFFIX}"
-        dag.save(target)
+        try:
+            dag.save(target)
+        except AlamodeError as exc:
+            exc.in_file(str(pipeline))
+            raise
         render.wrote(name, target, len(dag))
     return 0
 

@@ -72,6 +72,4 @@ def test_json_form_uses_plain_values(collage):
     collage.blur.spec["sha"] = "qwetr3"
     data = json.loads(json.dumps(diff(before, load(collage.bencode())).to_json()))
     assert data["changed"][0]["kind"] == "spec"
-    assert data["changed"][0]["spec_changes"] == [
-        {"key": "sha", "old": "6f09d", "new": "qwetr3"}
-    ]
+    assert data["changed"][0]["spec_changes"] == [{"key": "sha", "old": "6f09d", "new": "qwetr3"}]

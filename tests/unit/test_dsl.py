@@ -117,7 +117,7 @@ def test_cycle_lists_its_tasks():
 def test_self_dependency():
     dag = Dag()
     a = dag.task("a", {})
-    with pytest.raises(DependencyError, match="task 'a': a task cannot depend on itself"):
+    with pytest.raises(DependencyError, match=r"task 'a': a task cannot depend on itself"):
         a.add_dep(a)
 
 
@@ -125,63 +125,63 @@ def test_dependency_on_another_dag():
     one, two = Dag(), Dag()
     a = one.task("a", {})
     b = two.task("b", {})
-    with pytest.raises(DependencyError, match="task 'b': depends on 'a', a task of another Dag"):
+    with pytest.raises(DependencyError, match=r"task 'b': depends on 'a', a task of another Dag"):
         b.add_dep(a)
 
 
 def test_dependency_on_unknown_name():
     dag = Dag()
     a = dag.task("a", {})
-    with pytest.raises(DependencyError, match="task 'a': depends on unknown task 'zz'"):
+    with pytest.raises(DependencyError, match=r"task 'a': depends on unknown task 'zz'"):
         a.add_dep("zz")
 
 
 def test_dependency_on_something_else():
     dag = Dag()
     a = dag.task("a", {})
-    with pytest.raises(DependencyError, match="must be a Task .* not int"):
+    with pytest.raises(DependencyError, match=r"must be a Task .* not int"):
         a.add_dep(3)
 
 
 def test_duplicate_task_name():
     dag = Dag()
     dag.task("a", {})
-    with pytest.raises(TaskNameError, match="task 'a': a task of this name already exists"):
+    with pytest.raises(TaskNameError, match=r"task 'a': a task of this name already exists"):
         dag.task("a", {"other": "spec"})
 
 
 @pytest.mark.parametrize("name", ["has space", "slash/y", "", "naïve", "semi;colon", "$(x)"])
 def test_invalid_task_names(name):
-    with pytest.raises(TaskNameError, match="not a valid Airflow task id"):
+    with pytest.raises(TaskNameError, match=r"not a valid Airflow task id"):
         Dag().task(name, {})
 
 
 def test_task_name_length_limit():
     Dag().task("x" * 250, {})
-    with pytest.raises(TaskNameError, match="251 characters; Airflow allows at most 250"):
+    with pytest.raises(TaskNameError, match=r"251 characters; Airflow allows at most 250"):
         Dag().task("x" * 251, {})
 
 
 def test_task_name_must_be_a_string():
-    with pytest.raises(TaskNameError, match="must be a str, not int"):
+    with pytest.raises(TaskNameError, match=r"must be a str, not int"):
         Dag().task(7, {})
 
 
 @pytest.mark.parametrize("key", ["inputs", "output"])
 def test_reserved_spec_keys(key):
-    with pytest.raises(SpecValueError, match=f"key 'tasks.t.{key}': '{key}' is reserved"):
+    with pytest.raises(SpecValueError, match=rf"key 'tasks.t.{key}': '{key}' is reserved"):
         Dag().task("t", {key: "x"})
 
 
 def test_reserved_key_added_after_creation_is_caught_on_encode():
     dag = Dag()
     dag.task("t", {}).spec["output"] = "mine"
-    with pytest.raises(SpecValueError, match="'output' is reserved"):
+    with pytest.raises(SpecValueError, match=r"'output' is reserved"):
         dag.encode()
 
 
 def test_spec_must_be_a_dictionary():
-    with pytest.raises(SpecValueError, match="task 't': spec must be a dictionary, not list"):
+    with pytest.raises(SpecValueError, match=r"task 't': spec must be a dictionary, not list"):
         Dag().task("t", ["command"])
 
 
@@ -199,19 +199,19 @@ def test_spec_must_be_a_dictionary():
 )
 def test_values_without_bencode_form_name_the_key_path(value, path, reason):
     spec = {"command": "blur", "env": {"RETRIES": value}}
-    with pytest.raises(SpecValueError, match=f"task 'blur': key '{path}': {reason}"):
+    with pytest.raises(SpecValueError, match=rf"task 'blur': key '{path}': {reason}"):
         Dag().task("blur", spec)
 
 
 def test_bad_value_set_after_creation_is_caught_on_encode():
     dag = Dag()
     dag.task("blur", {"env": {}}).spec["env"]["RETRIES"] = 1.0
-    with pytest.raises(SpecValueError, match="key 'tasks.blur.env.RETRIES': float"):
+    with pytest.raises(SpecValueError, match=r"key 'tasks.blur.env.RETRIES': float"):
         dag.encode()
 
 
 def test_bad_meta_value():
-    with pytest.raises(SpecValueError, match="key 'meta.catchup': bool has no bencode form"):
+    with pytest.raises(SpecValueError, match=r"key 'meta.catchup': bool has no bencode form"):
         Dag({"catchup": False}).encode()
 
 
@@ -234,5 +234,5 @@ def test_nesting_up_to_the_limit_round_trips():
 
 
 def test_nesting_past_the_limit_is_refused_not_a_recursion_error():
-    with pytest.raises(SpecValueError, match="key 'tasks.deep.v': nested deeper than 64"):
+    with pytest.raises(SpecValueError, match=r"key 'tasks.deep.v': nested deeper than 64"):
         Dag().task("deep", {"v": nested(5000)})

@@ -38,12 +38,12 @@ def test_not_bencode_names_the_file(tmp_path):
 
 def test_truncated(tmp_path, collage):
     path = write(tmp_path, collage.bencode()[:-1])
-    with pytest.raises(FileFormatError, match="not a bencoded file, or truncated"):
+    with pytest.raises(FileFormatError, match=r"not a bencoded file, or truncated"):
         load(path)
 
 
 def test_empty_file(tmp_path):
-    with pytest.raises(FileFormatError, match="truncated"):
+    with pytest.raises(FileFormatError, match=r"truncated"):
         load(write(tmp_path, b""))
 
 
@@ -69,16 +69,16 @@ def test_wrong_top_level_shape(top, message):
 
 def test_task_record_shape():
     data = {"meta": {}, "tasks": {"a": {"command": "x", "inputs": {}}}}
-    with pytest.raises(FileFormatError, match="task 'a': 'output' missing"):
+    with pytest.raises(FileFormatError, match=r"task 'a': 'output' missing"):
         load(bencode.encode(data), require_digest=False)
     data["tasks"]["a"] = {"output": "0" * 64}
-    with pytest.raises(FileFormatError, match="task 'a': 'inputs' missing"):
+    with pytest.raises(FileFormatError, match=r"task 'a': 'inputs' missing"):
         load(bencode.encode(data), require_digest=False)
 
 
 def test_invalid_task_name_in_file():
     data = {"meta": {}, "tasks": {"../etc": {"inputs": {}, "output": "0" * 64}}}
-    with pytest.raises(TaskNameError, match="task '../etc': not a valid Airflow task id"):
+    with pytest.raises(TaskNameError, match=r"task '../etc': not a valid Airflow task id"):
         load(bencode.encode(data), require_digest=False)
 
 
@@ -87,7 +87,7 @@ def test_input_naming_no_task(collage):
         inputs = data["tasks"]["collage"]["inputs"]
         inputs["sharpen"] = inputs.pop("blur")
 
-    with pytest.raises(DependencyError, match="task 'collage': depends on unknown task 'sharpen'"):
+    with pytest.raises(DependencyError, match=r"task 'collage': depends on unknown task 'sharpen'"):
         load(rewrite(collage, rename))
 
 
@@ -96,7 +96,10 @@ def test_input_carrying_another_tasks_id(collage):
         inputs = data["tasks"]["collage"]["inputs"]
         inputs["blur"] = inputs["edge_enhance"]
 
-    with pytest.raises(IntegrityError, match=r"task 'collage': input 'blur' carries ID \w{12}\.\.\. but task 'blur' outputs"):
+    with pytest.raises(
+        IntegrityError,
+        match=r"task 'collage': input 'blur' carries ID \w{12}\.\.\. but task 'blur' outputs",
+    ):
         load(rewrite(collage, swap))
 
 
@@ -113,7 +116,7 @@ def test_tampered_meta_is_detected(collage):
     def tamper(data):
         data["meta"]["schedule"] = "@hourly"
 
-    with pytest.raises(IntegrityError, match="file digest does not match"):
+    with pytest.raises(IntegrityError, match=r"file digest does not match"):
         load(rewrite(collage, tamper))
 
 
@@ -121,7 +124,7 @@ def test_renamed_leaf_task_is_detected(collage):
     def rename(data):
         data["tasks"]["mosaic"] = data["tasks"].pop("collage")
 
-    with pytest.raises(IntegrityError, match="file digest does not match"):
+    with pytest.raises(IntegrityError, match=r"file digest does not match"):
         load(rewrite(collage, rename))
 
 
@@ -130,7 +133,7 @@ def test_file_without_digest_is_refused_unless_allowed(collage):
         del data["meta"][DIGEST_KEY]
 
     data = rewrite(collage, strip)
-    with pytest.raises(IntegrityError, match="carries no 'alamode_digest'"):
+    with pytest.raises(IntegrityError, match=r"carries no 'alamode_digest'"):
         load(data)
     assert load(data, require_digest=False).encode() == collage.encode()
 
@@ -145,14 +148,14 @@ def test_cycle_in_file_lists_the_tasks():
     a = {"inputs": {"b": "1" * 64}, "output": "2" * 64}
     b = {"inputs": {"a": "2" * 64}, "output": "1" * 64}
     data = bencode.encode({"meta": {}, "tasks": {"a": a, "b": b}})
-    with pytest.raises(CycleError, match="dependency cycle: a -> b -> a"):
+    with pytest.raises(CycleError, match=r"dependency cycle: a -> b -> a"):
         load(data, require_digest=False)
 
 
 def test_self_input_in_file():
     a = {"inputs": {"a": "1" * 64}, "output": "1" * 64}
     data = bencode.encode({"meta": {}, "tasks": {"a": a}})
-    with pytest.raises(IntegrityError, match="task 'a': the task is listed among its own inputs"):
+    with pytest.raises(IntegrityError, match=r"task 'a': the task is listed among its own inputs"):
         load(data, require_digest=False)
 
 
@@ -169,7 +172,7 @@ def test_file_over_the_limit_is_refused_before_reading(tmp_path, collage, monkey
 
 def test_limit_setting_must_be_a_number(monkeypatch, collage):
     monkeypatch.setenv("ALAMODE_MAX_FILE_BYTES", "lots")
-    with pytest.raises(FileFormatError, match="ALAMODE_MAX_FILE_BYTES must be a number"):
+    with pytest.raises(FileFormatError, match=r"ALAMODE_MAX_FILE_BYTES must be a number"):
         load(collage.bencode())
 
 

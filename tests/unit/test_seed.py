@@ -141,5 +141,5 @@ def test_dag_attribute_access_returns_the_task():
     dag = seed_dag()
     assert isinstance(dag.blur, Task)
     assert dag.blur is dag["blur"]
-    with pytest.raises(AttributeError, match="no task or attribute 'sharpen'"):
+    with pytest.raises(AttributeError, match=r"no task or attribute 'sharpen'"):
         _ = dag.sharpen
