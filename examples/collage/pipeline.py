@@ -5,7 +5,10 @@ Encode it with ``alamode encode examples/collage/pipeline.py --dags-folder dags`
 
 from a_la_mode import Dag
 
-dag = Dag({"schedule": "@daily", "dag_id": "collage"})
+# Meta never changes an output ID. "cwd" is where the commands run, relative to the
+# encoded file (dags/collage.alamode): the Airflow engine's local runner stands in for
+# the "collage" image with this folder.
+dag = Dag({"schedule": "@daily", "dag_id": "collage", "cwd": "../examples/collage"})
 
 dag.task(
     "download_images",

@@ -1,0 +1,19 @@
+"""Every Airflow import the engine uses, in one place: Airflow 3's task SDK.
+
+When Airflow moves a name, only this module changes.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, BaseOperator, ObjectStoragePath, TriggerRule, conf
+from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped
+
+__all__ = [
+    "DAG",
+    "AirflowSkipException",
+    "BaseOperator",
+    "DownstreamTasksSkipped",
+    "ObjectStoragePath",
+    "TriggerRule",
+    "conf",
+]

@@ -1,0 +1,93 @@
+"""The DAG factory: one verified pipeline file in, one Airflow DAG of our operators out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from a_la_mode import AlamodeError, Pipeline, PipelineTask, TaskNameError
+from alamode_airflow._compat import DAG, TriggerRule
+from alamode_airflow.meta import dag_settings, report_unknown
+from alamode_airflow.operators import PLAN_TASK, AlamodeCommandOperator, AlamodePlanOperator
+
+
+def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -> DAG:
+    """The Airflow DAG for ``pipeline`` read from ``path``.
+
+    A plan task runs first and skips every task whose output is already recorded;
+    every other task runs when none of its upstream tasks failed (a skipped upstream
+    means its output exists)."""
+    settings = dag_settings(pipeline.meta, default_dag_id=path.stem)
+    report_unknown(str(path), settings)
+    if PLAN_TASK in pipeline.tasks:
+        raise TaskNameError(f"{PLAN_TASK!r} is reserved by the Airflow engine", task=PLAN_TASK)
+    base_cwd = _cwd(path.parent, pipeline.meta.get("cwd"), "meta.cwd")
+    dag = DAG(**settings.kwargs, doc_md=f"Built by alamode-airflow from `{path.name}`.")
+    plan = AlamodePlanOperator(
+        task_id=PLAN_TASK,
+        outputs={task.name: task.output for task in pipeline},
+        storage_root=storage_root,
+        dag=dag,
+    )
+    operators = {}
+    for task in pipeline:
+        operators[task.name] = op = _operator(task, dag, base_cwd, path, storage_root)
+        if task.inputs:
+            for dep in task.inputs:
+                operators[dep] >> op
+        else:
+            plan >> op
+    return dag
+
+
+def _operator(
+    task: PipelineTask, dag: DAG, base_cwd: str, path: Path, storage_root: str | None
+) -> AlamodeCommandOperator:
+    spec = task.spec
+    command = spec.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise AlamodeError(
+            "has no 'command' (a non-empty string) to run", task=task.name, key="command"
+        )
+    extra: dict[str, Any] = {}
+    if isinstance(spec.get("retries"), int):
+        extra["retries"] = spec["retries"]
+    env = spec.get("env", {})
+    if not isinstance(env, dict) and not hasattr(env, "items"):
+        raise AlamodeError("'env' must be a dictionary", task=task.name, key="env")
+    return AlamodeCommandOperator(
+        task_id=task.name,
+        dag=dag,
+        trigger_rule=TriggerRule.NONE_FAILED,
+        output_id=task.output,
+        inputs=task.inputs,
+        preimage=task.preimage(),
+        command=command,
+        image=_text(spec.get("image")),
+        sha=_text(spec.get("sha")),
+        cwd=_cwd(Path(base_cwd), spec.get("cwd"), f"tasks.{task.name}.cwd"),
+        env=dict(env.items()),
+        timeout_s=spec.get("timeout") if isinstance(spec.get("timeout"), int) else None,
+        storage_root=storage_root,
+        doc_md=_doc(task),
+        **extra,
+    )
+
+
+def _cwd(base: Path, value: Any, key: str) -> str:
+    if value is None:
+        return str(base)
+    if not isinstance(value, str):
+        raise AlamodeError("must be a string (a folder)", key=key)
+    return os.path.normpath(base / value)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _doc(task: PipelineTask) -> str:
+    inputs = "\n".join(f"- `{name}`: `{oid}`" for name, oid in task.inputs.items()) or "none"
+    spec = "\n".join(f"- `{key}`: `{value!r}`" for key, value in task.spec.items())
+    return f"**output** `{task.output}`\n\n**inputs**\n{inputs}\n\n**spec**\n{spec}\n"

@@ -1,0 +1,77 @@
+"""Turning every ``*.alamode`` file under the dags folder into an Airflow DAG.
+
+One bad file must not hide the others. Airflow 3.3 records import errors per Python
+file, so an error raised here would hide every DAG of the loader module; instead a bad
+file becomes a small *broken* DAG (tag ``alamode-broken``) whose description and docs
+carry the file name and the reason, and whose one task fails with that reason. It shows
+in the DAG list, is searchable by tag, and cannot run by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from a_la_mode import AlamodeError, load
+from alamode_airflow._compat import DAG, BaseOperator
+from alamode_airflow.factory import build_dag
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".alamode"
+BROKEN_TAG = "alamode-broken"
+
+
+class BrokenFileOperator(BaseOperator):
+    """The one task of a broken file's DAG: fails with the file's error."""
+
+    ui_color = "#f5c6c6"
+
+    def __init__(self, *, reason: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
+
+    def execute(self, context) -> None:
+        raise AlamodeError(self.reason)
+
+
+def find_files(folder: str | Path) -> list[Path]:
+    """Every ``*.alamode`` file under ``folder``, sorted, hidden files left out."""
+    root = Path(folder)
+    return sorted(
+        p for p in root.rglob(f"*{SUFFIX}") if p.is_file() and not _hidden(p.relative_to(root))
+    )
+
+
+def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, DAG]:
+    """One DAG per file under ``folder``: a built DAG, or a broken one for a bad file."""
+    dags: dict[str, DAG] = {}
+    for path in find_files(folder):
+        try:
+            dag = build_dag(load(path), path, storage_root)
+        except AlamodeError as exc:
+            exc.in_file(str(path.relative_to(folder)))
+            log.error("alamode: %s", exc)
+            dag = broken_dag(path, str(exc))
+        if dag.dag_id in dags:
+            dag = broken_dag(path, f"{path.name}: dag_id {dag.dag_id!r} is used by another file")
+        dags[dag.dag_id] = dag
+    return dags
+
+
+def broken_dag(path: Path, reason: str) -> DAG:
+    dag_id = "alamode_broken__" + re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)
+    dag = DAG(
+        dag_id=dag_id,
+        schedule=None,
+        tags=[BROKEN_TAG],
+        description=f"BROKEN: {reason}"[:1000],
+        doc_md=f"### This a-la-mode file could not be loaded\n\n`{reason}`",
+    )
+    BrokenFileOperator(task_id="file_error", reason=reason, dag=dag)
+    return dag
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)

@@ -1,0 +1,86 @@
+"""The success record: what the engine writes after an output is committed.
+
+The copy beside the output in the store is authoritative; the same dictionary is
+pushed to XCom so the Airflow UI shows it. A record that cannot be read, or that names
+another output, is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SuccessRecord:
+    output_id: str
+    dag_id: str
+    task: str
+    run_id: str
+    try_number: int
+    start: str
+    end: str
+    duration_s: float
+    command: str
+    image: str | None
+    sha: str | None
+    inputs: dict[str, str]
+    preimage_b64: str
+    host: str
+    manifest: tuple[ManifestEntry, ...] = ()
+    format: int = field(default=FORMAT)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256(base64.b64decode(self.preimage_b64)).hexdigest()
+        if digest != self.output_id:
+            raise ValueError(f"record preimage hashes to {digest[:12]}, not {self.output_id[:12]}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=True)
+
+    @classmethod
+    def loads(cls, text: str) -> SuccessRecord:
+        """Parse a record; raises ValueError (or KeyError/TypeError) when it is not one."""
+        data = json.loads(text)
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unknown record format {data.get('format')!r}")
+        data["manifest"] = tuple(ManifestEntry(**entry) for entry in data["manifest"])
+        return cls(**data)
+
+    def produced_by(self) -> str:
+        """One phrase for logs: which run made this output and when."""
+        return (
+            f"run {self.run_id} of {self.dag_id}.{self.task} (try {self.try_number}) at {self.end}"
+        )
+
+
+def manifest(folder: str | os.PathLike) -> tuple[ManifestEntry, ...]:
+    """Every file under ``folder``: relative path, size and sha256, sorted by path."""
+    root = Path(folder)
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+        rel = path.relative_to(root).as_posix()
+        entries.append(ManifestEntry(rel, path.stat().st_size, digest.hexdigest()))
+    return tuple(entries)

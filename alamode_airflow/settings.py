@@ -1,0 +1,22 @@
+"""The engine's settings, from Airflow's config section ``[alamode]`` (so also from
+``AIRFLOW__ALAMODE__<KEY>`` environment variables)."""
+
+from __future__ import annotations
+
+import os
+
+SECTION = "alamode"
+
+
+def airflow_home() -> str:
+    return os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+
+
+def storage_root() -> str:
+    """Where outputs live: ``[alamode] storage_root``, default ``$AIRFLOW_HOME/alamode``.
+
+    Any URL ObjectStoragePath understands works (``file://``, ``s3://``, ``gs://``)."""
+    from alamode_airflow._compat import conf
+
+    default = os.path.join(airflow_home(), "alamode")
+    return conf.get(SECTION, "storage_root", fallback=default) or default
