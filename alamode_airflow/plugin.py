@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from airflow.plugins_manager import AirflowPlugin
 
 from alamode_airflow import settings
@@ -9,4 +11,4 @@ from alamode_airflow import settings
 
 class AlamodePlugin(AirflowPlugin):
     name = "alamode"
-    macros = [settings.storage_root]
+    macros: ClassVar[list] = [settings.storage_root]

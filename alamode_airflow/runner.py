@@ -3,6 +3,7 @@ locations handed over in environment variables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -114,7 +115,5 @@ class Command:
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
