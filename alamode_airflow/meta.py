@@ -38,7 +38,9 @@ class DagSettings:
 
 def _typed(meta: Mapping[str, Any], key: str, kind: type, default: Any = None) -> Any:
     value = meta.get(key, default)
-    if value is not None and not isinstance(value, kind):
+    # A loaded pipeline's meta is frozen: its lists are tuples.
+    accepted = (list, tuple) if kind is list else kind
+    if value is not None and not isinstance(value, accepted):
         raise SpecValueError(
             f"must be a {kind.__name__}, not {type(value).__name__}", key=f"meta.{key}"
         )

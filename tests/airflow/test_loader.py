@@ -1,0 +1,49 @@
+"""Loading encoded files from a dags folder through the real Airflow CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+from a_la_mode import Dag
+from tests.airflow.conftest import REPO
+
+
+def test_repo_dags_folder_loads_without_import_errors(airflow):
+    for path in (REPO / "dags").glob("*.*"):
+        shutil.copy(path, airflow.dags / path.name)
+    dags = {d["dag_id"]: d for d in airflow.dag_list()}
+    assert set(dags) == {"collage"}
+    assert dags["collage"]["fileloc"].endswith("alamode_dags.py")
+    assert airflow.json("dags", "list-import-errors") == []
+
+
+def test_bad_file_beside_a_good_one(airflow):
+    good = Dag({"dag_id": "good", "schedule": "@daily", "tags": ["demo"], "color": "blue"})
+    good.task("hello", {"command": "echo hello > $ALAMODE_OUTPUT/x"})
+    airflow.save(good, "good")
+    broken = good.bencode()
+    (airflow.dags / "nested").mkdir()
+    (airflow.dags / "nested" / "bad.alamode").write_bytes(broken[: len(broken) // 2])
+
+    dags = {d["dag_id"]: d for d in airflow.dag_list()}
+    assert set(dags) == {"good", "alamode_broken__bad"}
+    (good_details,) = airflow.json("dags", "details", "good")
+    assert {t["name"] for t in good_details["tags"]} == {"alamode", "demo"}
+    assert good_details["timetable_summary"] == "0 0 * * *"
+    (details,) = airflow.json("dags", "details", "alamode_broken__bad")
+    assert {t["name"] for t in details["tags"]} == {"alamode-broken"}
+    assert "nested/bad.alamode" in details["description"]
+    assert "not a bencoded file, or truncated" in details["description"]
+    # The broken DAG cannot succeed by mistake: its one task fails with the reason.
+    states = airflow.run("alamode_broken__bad", "2026-01-01", ok=False)
+    assert states == {"file_error": "failed"}
+    assert "nested/bad.alamode" in airflow.last_log
+
+
+def test_unknown_meta_key_is_reported_once_and_ignored(airflow):
+    dag = Dag({"dag_id": "colourful", "color": "blue"})
+    dag.task("hello", {"command": "true"})
+    airflow.save(dag, "colourful")
+    done = airflow.cli("dags", "reserialize")
+    log = done.stdout + done.stderr
+    assert log.count("meta key 'color' is not used by the Airflow engine; ignored") == 1
