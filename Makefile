@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint format demo bench constraints clean
+.PHONY: venv test test-fast lint format demo airflow-ui language-demo bench constraints clean
 
 venv: $(STAMP)
 
@@ -26,9 +26,19 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## The main job: the collage pipeline end to end.
+## Unit tests only (no Airflow database).
+test-fast: venv
+	$(BIN)/python -m pytest tests/unit a_la_mode
+
+## The main job: the collage pipeline on a real Airflow, run, re-run, changed.
 demo: venv
-	ALAMODE_BIN=$(BIN)/alamode ALAMODE_GRAPH=out/collage.svg bash -c 'mkdir -p out && examples/collage/demo.sh'
+	$(BIN)/python examples/collage/demo.py
+
+## Airflow's UI (airflow standalone) on the demo's home: http://localhost:8080
+airflow-ui: venv
+	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__ALAMODE__STORAGE_ROOT=$(CURDIR)/.airflow/store \
+	$(BIN)/airflow standalone
 
 bench: venv
 	$(BIN)/python benchmarks/encode.py
@@ -42,4 +52,4 @@ constraints:
 	rm -rf .venv-pin
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .airflow out .pytest_cache .ruff_cache .hypothesis

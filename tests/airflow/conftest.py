@@ -3,98 +3,36 @@ its own dags folder and storage root, driven through the ``airflow`` CLI."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
-import sqlite3
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from a_la_mode import Dag
+from alamode_airflow.airflow_cli import AirflowHome
 
 REPO = Path(__file__).parents[2]
 LOADER = REPO / "dags" / "alamode_dags.py"
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-RUN_ID = re.compile(r"DagRun Finished: dag_id=\S+, logical_date=[^,]+, run_id=([^,]+),")
-
-
-def airflow_env(home: Path, dags: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__ALAMODE__STORAGE_ROOT=str(home / "store"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-    )
-    return env
 
 
 @pytest.fixture(scope="session")
 def migrated_db(tmp_path_factory) -> Path:
     """One ``airflow db migrate`` per session; each test gets a copy of the database."""
     home = tmp_path_factory.mktemp("airflow-template")
-    env = airflow_env(home, home / "dags")
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+    AirflowHome(home, home / "dags").migrate()
     return home / "airflow.db"
 
 
-@dataclass
-class Airflow:
-    home: Path
-    dags: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        return airflow_env(self.home, self.dags)
-
-    @property
-    def store(self) -> Path:
-        return self.home / "store"
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, check=False
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done
+class Airflow(AirflowHome):
+    """The test's Airflow, remembering the log of its last run."""
 
     def save(self, dag: Dag, name: str) -> Path:
         return dag.save(self.dags / f"{name}.alamode")
 
     def run(self, dag_id: str, date: str, *, ok: bool = True) -> dict[str, str]:
-        """``airflow dags test`` one run; returns task id -> final state."""
-        done = self.cli("dags", "test", dag_id, date, check=ok)
-        output = done.stdout + done.stderr
-        match = RUN_ID.search(output)
-        assert match, output[-3000:]
-        self.last_log = output
-        return self.states(dag_id, match.group(1))
-
-    def states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        rows = self.query(
-            "select task_id, state from task_instance where dag_id=? and run_id=?",
-            dag_id,
-            run_id,
-        )
-        return dict(rows)
-
-    def query(self, sql: str, *params) -> list[tuple]:
-        with sqlite3.connect(self.home / "airflow.db") as db:
-            return db.execute(sql, params).fetchall()
-
-    def json(self, *args: str) -> list | dict:
-        """An ``airflow ... -o json`` command's result (warnings may precede it)."""
-        for line in reversed(self.cli(*args, "-o", "json").stdout.splitlines()):
-            if line.startswith(("[{", "[]", "{")):
-                return json.loads(line)
-        raise AssertionError(f"no JSON from airflow {' '.join(args)}")
+        result = self.test_run(dag_id, date, check=ok)
+        object.__setattr__(self, "last_log", result.log)
+        return result.states
 
     def dag_list(self) -> list[dict]:
         """Parse the dags folder into the database, as the DAG processor does, and list."""

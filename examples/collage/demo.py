@@ -1,0 +1,88 @@
+"""The main job end to end on a real Airflow (SQLite home in ``.airflow/``):
+
+1. encode the collage pipeline into ``dags/collage.alamode``;
+2. run the DAG: all 4 tasks run;
+3. run it again: all 4 are skipped (their outputs are recorded);
+4. change blur's ``sha``: only blur and collage run;
+5. print where the collage PNGs are.
+
+Run it with ``make demo``; then ``make airflow-ui`` shows these runs in Airflow's UI.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from a_la_mode import load
+from alamode_airflow.airflow_cli import AirflowHome
+from alamode_airflow.cli import main as alamode
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE = REPO / "examples" / "collage" / "pipeline.py"
+ENCODED = REPO / "dags" / "collage.alamode"
+TASKS = ("download_images", "blur", "edge_enhance", "collage")
+console = Console(highlight=False)
+
+
+def encode(pipeline: Path) -> None:
+    if alamode(["encode", str(pipeline), "-o", str(ENCODED)]) != 0:
+        sys.exit("encoding failed")
+
+
+def show_run(title: str, airflow: AirflowHome, date: str, expect_ran: set[str]) -> None:
+    result = airflow.test_run("collage", date)
+    pipeline = load(ENCODED)
+    console.rule(f"[bold]{title}")
+    console.print(f"airflow run {result.run_id}")
+    table = Table()
+    for column in ("task", "state", "output"):
+        table.add_column(column)
+    for task in TASKS:
+        state = result.states[task]
+        shown = f"[green]{state}[/]" if state == "success" else f"[dim]{state}[/]"
+        table.add_row(task, shown, pipeline[task].short_id)
+    console.print(table)
+    ran = {task for task in TASKS if result.states[task] == "success"}
+    if ran != expect_ran:
+        sys.exit(f"expected {sorted(expect_ran)} to run, but {sorted(ran)} ran")
+
+
+def changed_pipeline(workdir: Path) -> Path:
+    source = PIPELINE.read_text().replace('"sha": "6f09d"', '"sha": "qwetr3"')
+    target = workdir / "pipeline.py"
+    target.write_text(source)
+    return target
+
+
+def main() -> None:
+    home = REPO / ".airflow"
+    shutil.rmtree(home, ignore_errors=True)
+    airflow = AirflowHome(home, REPO / "dags")
+    console.print(f"Airflow home: {home} (SQLite); outputs under {airflow.store}")
+    airflow.migrate()
+    original = ENCODED.read_bytes() if ENCODED.exists() else None
+    encode(PIPELINE)
+    first = load(ENCODED)["collage"].output
+    show_run("1. first run: every task computes", airflow, "2026-01-01", set(TASKS))
+    show_run("2. same file again: every output is recorded", airflow, "2026-01-02", set())
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            encode(changed_pipeline(Path(workdir)))
+        second = load(ENCODED)["collage"].output
+        show_run("3. blur's sha changed", airflow, "2026-01-03", {"blur", "collage"})
+    finally:
+        if original is not None:
+            ENCODED.write_bytes(original)
+    for label, output in (("original", first), ("after the change", second)):
+        png = airflow.store / "objects" / output / "data" / "collage.png"
+        console.print(f"collage ({label}): {png}")
+
+
+if __name__ == "__main__":
+    main()
