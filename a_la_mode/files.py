@@ -58,6 +58,12 @@ def read_limited(path: str | Path, limit: int) -> bytes:
                     "(set ALAMODE_MAX_FILE_BYTES to raise it)",
                     file=str(path),
                 )
-            return handle.read(limit + 1)
+            # Read what fstat promised (plus one byte to notice growth) rather than
+            # read(limit), which would allocate a buffer of the limit's size. Writers
+            # replace files by rename, so a file does not change while it is read.
+            data = handle.read(size + 1)
     except OSError as exc:
         raise FileFormatError(f"cannot read file: {exc.strerror}", file=str(path)) from exc
+    if len(data) > limit:
+        raise FileTooLargeError(f"file grew past the limit of {limit} bytes", file=str(path))
+    return data

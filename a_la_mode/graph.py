@@ -23,7 +23,8 @@ def topological_order(deps: Mapping[str, Iterable[str]]) -> list[str]:
     waiting = {}
     dependents: dict[str, list[str]] = {name: [] for name in deps}
     for name, names in deps.items():
-        unique = set(names)
+        # Mapping keys are unique already; other iterables may repeat a name.
+        unique = names if isinstance(names, Mapping) else set(names)
         for dep in unique:
             if dep not in dependents:
                 raise DependencyError(f"depends on unknown task {dep!r}", task=name)

@@ -6,6 +6,7 @@ the file, the task and the reason, never an exception from inside bencode.py.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Mapping
 from os import PathLike
@@ -20,7 +21,7 @@ from a_la_mode.graph import topological_order
 from a_la_mode.ids import DIGEST_KEY, file_digest
 from a_la_mode.names import check_name
 from a_la_mode.pipeline import Pipeline, PipelineTask
-from a_la_mode.values import freeze
+from a_la_mode.values import freeze, freeze_owned
 
 Source = bytes | bytearray | memoryview | str | PathLike
 
@@ -55,19 +56,28 @@ def load(source: Source, *, max_bytes: int | None = None, require_digest: bool =
 
 def parse(data: bytes, name: str | None = None, *, require_digest: bool = True) -> Pipeline:
     """Verify decoded bytes; ``name`` only labels the result."""
+    # The decoded tree and what is built from it hold no reference cycles, yet a large
+    # file's many containers would trigger full collections that re-walk all of them.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse(data, name, require_digest)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
     meta, records = _split(_decode(data))
-    specs: dict[str, dict[str, Any]] = {}
-    inputs: dict[str, Mapping[str, str]] = {}
-    for task, record in records.items():
-        specs[task], inputs[task] = _task_parts(task, record)
-    order = topological_order(inputs)
+    bodies = {task: _body(task, record) for task, record in records.items()}
+    order = topological_order({task: body["inputs"] for task, body in bodies.items()})
     outputs: dict[str, str] = {}
     tasks = {}
     for task in order:
-        outputs[task] = _verify(task, specs[task], inputs[task], records[task], outputs)
-        tasks[task] = PipelineTask(
-            task, freeze(specs[task]), MappingProxyType(dict(inputs[task])), outputs[task]
-        )
+        body = bodies[task]
+        outputs[task] = _verify(task, body, records[task]["output"], outputs)
+        inputs = MappingProxyType(body.pop("inputs"))
+        tasks[task] = PipelineTask(task, freeze_owned(body), inputs, outputs[task])
     _verify_digest(meta, {task: outputs[task] for task in records}, require_digest)
     plain_meta = {k: v for k, v in meta.items() if k != DIGEST_KEY}
     return Pipeline(freeze(plain_meta), MappingProxyType(tasks), name)
@@ -92,7 +102,9 @@ def _split(top: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     return top["meta"], top["tasks"]
 
 
-def _task_parts(task: str, record: Any) -> tuple[dict[str, Any], Mapping[str, str]]:
+def _body(task: str, record: Any) -> dict[str, Any]:
+    """The task's preimage (its record without ``output``), checked for shape: the one
+    copy of the record the loader makes."""
     check_name(task)
     if not isinstance(record, Mapping):
         raise FileFormatError("task record must be a dictionary", task=task)
@@ -106,27 +118,21 @@ def _task_parts(task: str, record: Any) -> tuple[dict[str, Any], Mapping[str, st
             raise FileFormatError("input ID is not a string", task=task, key=f"inputs.{dep}")
         if dep == task:
             raise IntegrityError("the task is listed among its own inputs", task=task)
-    spec = {k: v for k, v in record.items() if k != "inputs" and k != "output"}
-    return spec, inputs
+    body = dict(record)
+    del body["output"]
+    return body
 
 
-def _verify(
-    task: str,
-    spec: Mapping[str, Any],
-    inputs: Mapping[str, str],
-    record: Mapping[str, Any],
-    outputs: Mapping[str, str],
-) -> str:
-    for dep, value in inputs.items():
+def _verify(task: str, body: Mapping[str, Any], output: str, outputs: Mapping[str, str]) -> str:
+    for dep, value in body["inputs"].items():
         if value != outputs[dep]:
             raise IntegrityError(
                 f"input {dep!r} carries ID {value[:12]}... but task {dep!r} outputs "
                 f"{outputs[dep][:12]}... (tampered or corrupted)",
                 task=task,
             )
-    without_output = {k: v for k, v in record.items() if k != "output"}
-    actual = hashlib.sha256(bencode.encode(without_output)).hexdigest()
-    if actual != record["output"]:
+    actual = hashlib.sha256(bencode.encode(body)).hexdigest()
+    if actual != output:
         raise IntegrityError(
             "output ID does not match the task's spec and inputs (tampered or corrupted)",
             task=task,

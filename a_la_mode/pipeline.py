@@ -11,6 +11,8 @@ from a_la_mode.errors import IntegrityError
 from a_la_mode.ids import preimage, short
 from a_la_mode.values import thaw
 
+_HEX = frozenset("0123456789abcdef")
+
 
 @dataclass(frozen=True)
 class PipelineTask:
@@ -23,7 +25,7 @@ class PipelineTask:
     output: str
 
     def __post_init__(self) -> None:
-        if len(self.output) != 64 or not set(self.output) <= set("0123456789abcdef"):
+        if len(self.output) != 64 or not _HEX.issuperset(self.output):
             raise IntegrityError("output is not a sha256 hex digest", task=self.name)
 
     @property

@@ -84,6 +84,17 @@ def freeze(value: Any) -> Any:
     return value
 
 
+def freeze_owned(value: dict[str, Any]) -> Mapping[str, Any]:
+    """``freeze`` for a dictionary nobody else holds: wrapped, not copied, at the top.
+
+    The loader owns the dictionaries it decoded, so only nested containers need frozen
+    copies; flat specs (the common case) cost one proxy object."""
+    for key, item in value.items():
+        if isinstance(item, (dict, list)):
+            value[key] = freeze(item)
+    return MappingProxyType(value)
+
+
 def thaw(value: Any) -> Any:
     """The plain (dict, list) form of a frozen value, as bencode.py writes it."""
     if isinstance(value, Mapping):

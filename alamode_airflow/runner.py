@@ -97,8 +97,9 @@ class Command:
         if timer:
             timer.start()
         try:
-            for line in self.process.stdout:
-                log(line.rstrip("\n"))
+            with self.process.stdout:
+                for line in self.process.stdout:
+                    log(line.rstrip("\n"))
             status = self.process.wait()
         finally:
             if timer:

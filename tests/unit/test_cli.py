@@ -54,7 +54,11 @@ def test_encode_reproduces_the_seed_ids(workdir, capsys):
         "collage",
     ]
     assert shown["tasks"][-1]["output"] == COLLAGE
-    assert shown["meta"] == {"schedule": "@daily", "dag_id": "collage"}
+    assert shown["meta"] == {
+        "schedule": "@daily",
+        "dag_id": "collage",
+        "cwd": "../examples/collage",
+    }
 
 
 def test_show_table_has_short_ids_and_deps(workdir, capsys):

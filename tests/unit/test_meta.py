@@ -1,0 +1,61 @@
+"""From meta to DAG arguments: what a user can set, and clear errors for the rest."""
+
+from __future__ import annotations
+
+import pendulum
+import pytest
+
+from a_la_mode import SpecValueError
+from alamode_airflow.meta import dag_settings
+
+
+def test_defaults():
+    settings = dag_settings({}, "my_file")
+    assert settings.dag_id == "my_file"
+    assert settings.kwargs["schedule"] is None
+    assert settings.kwargs["catchup"] is False
+    assert settings.kwargs["tags"] == ["alamode"]
+    assert settings.kwargs["start_date"] == pendulum.datetime(2024, 1, 1, tz="UTC")
+    assert settings.unknown == ()
+
+
+def test_every_known_key():
+    meta = {
+        "dag_id": "collage",
+        "schedule": "0 6 * * *",
+        "start_date": "2026-02-03",
+        "catchup": 1,
+        "tags": ("images",),
+        "description": "make a collage",
+        "max_active_runs": 2,
+        "retries": 3,
+        "owner": "ana",
+        "cwd": "../code",
+        "alamode_digest": "x",
+        "colour": "blue",
+    }
+    settings = dag_settings(meta, "ignored")
+    kwargs = settings.kwargs
+    assert settings.dag_id == "collage"
+    assert kwargs["schedule"] == "0 6 * * *"
+    assert kwargs["start_date"] == pendulum.datetime(2026, 2, 3, tz="UTC")
+    assert kwargs["catchup"] is True
+    assert kwargs["tags"] == ["alamode", "images"]
+    assert kwargs["description"] == "make a collage"
+    assert kwargs["max_active_runs"] == 2
+    assert kwargs["default_args"] == {"owner": "ana", "retries": 3}
+    assert settings.unknown == ("colour",)
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"schedule": 5}, "key 'meta.schedule': must be a str, not int"),
+        ({"start_date": "soon"}, "key 'meta.start_date': not a date"),
+        ({"retries": "3"}, "key 'meta.retries': must be a int, not str"),
+        ({"dag_id": "has space"}, "key 'meta.dag_id': 'has space' is not a valid Airflow dag_id"),
+    ],
+)
+def test_bad_values_name_the_key(meta, message):
+    with pytest.raises(SpecValueError, match=message):
+        dag_settings(meta, "f")

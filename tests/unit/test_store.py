@@ -1,0 +1,112 @@
+"""The store's commit protocol on a local root: what a user relies on when a run is
+killed, raced or its records damaged."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import pytest
+
+from alamode_airflow.records import SuccessRecord, manifest
+from alamode_airflow.store import Committed, Found, OutputStore
+
+PREIMAGE = b"d7:command4:true6:inputsdee"
+OUTPUT = hashlib.sha256(PREIMAGE).hexdigest()
+
+
+def record_for(staging, run_id="run-1") -> SuccessRecord:
+    return SuccessRecord(
+        output_id=OUTPUT,
+        dag_id="d",
+        task="t",
+        run_id=run_id,
+        try_number=1,
+        start="2026-01-01T00:00:00+00:00",
+        end="2026-01-01T00:00:01+00:00",
+        duration_s=1.0,
+        command="true",
+        image=None,
+        sha=None,
+        inputs={},
+        preimage_b64=base64.b64encode(PREIMAGE).decode(),
+        host="h",
+        manifest=manifest(staging / "data"),
+    )
+
+
+def attempt(store, text="hello", run_id="run-1"):
+    staging = store.stage(OUTPUT)
+    (staging / "data" / "out.txt").write_text(text)
+    return staging, record_for(staging, run_id)
+
+
+@pytest.fixture
+def store(tmp_path) -> OutputStore:
+    return OutputStore(str(tmp_path / "root"))
+
+
+def test_nothing_is_visible_until_commit(store, tmp_path):
+    staging, record = attempt(store)
+    assert store.lookup(OUTPUT).status is Found.MISSING
+    assert store.commit(staging, record) is Committed.COMMITTED
+    found = store.lookup(OUTPUT)
+    assert found.done
+    assert found.record.run_id == "run-1"
+    assert (tmp_path / "root/objects" / OUTPUT / "data/out.txt").read_text() == "hello"
+    assert list((tmp_path / "root/staging").iterdir()) == []
+    assert found.record.manifest[0].sha256 == hashlib.sha256(b"hello").hexdigest()
+
+
+def test_second_commit_of_the_same_output_loses_and_changes_nothing(store, tmp_path):
+    first, record = attempt(store, "first")
+    second, other = attempt(store, "second", run_id="run-2")
+    assert store.commit(first, record) is Committed.COMMITTED
+    assert store.commit(second, other) is Committed.ALREADY
+    assert (tmp_path / "root/objects" / OUTPUT / "data/out.txt").read_text() == "first"
+    assert store.lookup(OUTPUT).record.run_id == "run-1"
+    assert not second.exists()
+
+
+def test_a_discarded_attempt_leaves_no_trace(store, tmp_path):
+    staging, _ = attempt(store)
+    store.discard(staging)
+    assert store.lookup(OUTPUT).status is Found.MISSING
+    assert list((tmp_path / "root/staging").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "status"),
+    [
+        (lambda obj: (obj / "record.json").write_text("{not json"), Found.CORRUPT),
+        (lambda obj: (obj / "record.json").write_text(json.dumps({"format": 9})), Found.CORRUPT),
+        (lambda obj: __import__("shutil").rmtree(obj / "data"), Found.VANISHED),
+    ],
+)
+def test_damaged_objects_are_misses_and_can_be_quarantined(store, tmp_path, damage, status):
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    damage(tmp_path / "root/objects" / OUTPUT)
+    assert store.lookup(OUTPUT).status is status
+    store.quarantine(OUTPUT)
+    assert store.lookup(OUTPUT).status is Found.MISSING
+    (kept,) = (tmp_path / "root/quarantine").iterdir()
+    assert kept.name.startswith(OUTPUT)
+    again, record = attempt(store, "again")
+    assert store.commit(again, record) is Committed.COMMITTED
+
+
+def test_record_whose_preimage_does_not_hash_to_its_id_is_refused(store):
+    _staging, record = attempt(store)
+    data = record.to_json()
+    data["preimage_b64"] = base64.b64encode(b"something else").decode()
+    data["manifest"] = []
+    with pytest.raises(ValueError, match="record preimage hashes to"):
+        SuccessRecord.loads(json.dumps(data))
+
+
+def test_record_json_round_trip(store):
+    _staging, record = attempt(store)
+    assert SuccessRecord.loads(record.dumps()) == record
+    assert record.produced_by() == "run run-1 of d.t (try 1) at 2026-01-01T00:00:01+00:00"
