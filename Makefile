@@ -28,7 +28,7 @@ format: venv
 
 ## Unit tests only (no Airflow database).
 test-fast: venv
-	$(BIN)/python -m pytest tests/unit a_la_mode
+	$(BIN)/python -m pytest -m "not airflow"
 
 ## The main job: the collage pipeline on a real Airflow, run, re-run, changed.
 demo: venv

@@ -51,7 +51,10 @@ class SuccessRecord:
             raise ValueError(f"record preimage hashes to {digest[:12]}, not {self.output_id[:12]}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types only (lists, not tuples), so XCom stores it as written."""
+        data = asdict(self)
+        data["manifest"] = [asdict(entry) for entry in self.manifest]
+        return data
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True)

@@ -69,3 +69,10 @@ def writer(counter: Path, text: str, reads: str | None = None) -> dict:
         f'echo "$ALAMODE_TASK" >> {counter}; ({source}echo {text}) > "$ALAMODE_OUTPUT/out.txt"'
     )
     return {"command": command}
+
+
+def pytest_collection_modifyitems(items):
+    # Every test here runs a real Airflow; `make test-fast` leaves them out.
+    for item in items:
+        if "tests/airflow/" in str(item.fspath):
+            item.add_marker(pytest.mark.airflow)

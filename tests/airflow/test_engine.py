@@ -3,8 +3,10 @@ sharing and provenance."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import shutil
 
 from a_la_mode import Dag
 from tests.airflow.conftest import executed, writer
@@ -134,3 +136,40 @@ def test_committed_outputs_are_never_rewritten(airflow, counter):
     # changed b and its descendant c went to new locations.
     assert {name: tree_digest(objects / name) for name in first} == first
     assert len(list(objects.iterdir())) == 6
+
+
+def test_record_whose_output_vanished_is_recomputed(airflow, counter):
+    dag = chain(counter)
+    airflow.save(dag, "chain")
+    airflow.run("chain", "2026-01-01")
+    a_id = dag.encode()["tasks"]["a"]["output"]
+    shutil.rmtree(airflow.store / "objects" / a_id / "data")
+    states = airflow.run("chain", "2026-01-02")
+    assert states == {**DONE, "a": "success", "b": "skipped", "c": "skipped", "d": "skipped"}
+    assert "is not a success (record at" in airflow.last_log
+    assert (airflow.store / "objects" / a_id / "data" / "out.txt").read_text() == "a\n"
+    (kept,) = (airflow.store / "quarantine").iterdir()
+    assert (kept / "record.json").exists()  # the old record is kept, not deleted
+
+
+def test_success_record_in_xcom_carries_provenance(airflow, counter):
+    dag = chain(counter)
+    airflow.save(dag, "chain")
+    airflow.run("chain", "2026-01-01")
+    encoded = dag.encode()["tasks"]["b"]
+    (value,) = airflow.query(
+        "select value from xcom where dag_id='chain' and task_id='b' and key='alamode_record'"
+    )[0]
+    record = json.loads(value)
+    assert record["output_id"] == encoded["output"]
+    assert record["inputs"] == {"a": encoded["inputs"]["a"]}
+    assert record["command"] == encoded["command"]
+    assert record["run_id"].startswith("manual__")
+    assert record["try_number"] == 1
+    assert record["manifest"] == [
+        {"path": "out.txt", "size": 4, "sha256": hashlib.sha256(b"a\nb\n").hexdigest()}
+    ]
+    preimage = base64.b64decode(record["preimage_b64"])
+    assert hashlib.sha256(preimage).hexdigest() == encoded["output"]
+    for key in ("dag_id", "task", "start", "end", "duration_s", "host", "image", "sha"):
+        assert key in record

@@ -1,0 +1,519 @@
+"""Airflow engine overhead: DAG parse time and scheduler wall time against baselines.
+
+Run it with ``.venv/bin/python benchmarks/airflow.py`` from the repo root. Options:
+``--quick`` (parse 1k tasks only; scheduler part with 50 tasks), ``--skip-scheduler``,
+``--json PATH`` (write every measurement). Scratch files go to ``/tmp/bench_airflow``.
+
+1. Parse: an encoded file of 1k and 10k tasks (a seeded random layered DAG, ~2
+   dependencies per task) read through ``dags/alamode_dags.py``, against a hand-written
+   DAG file of BashOperators with the same tasks, edges and command strings. Each
+   measurement is a fresh process that pre-imports the ``airflow.*`` modules the file
+   names (as the DAG processor does) and times ``DagBag`` on a folder holding just that
+   file, then the serialization the DAG processor does next; best of 3. Target: ours /
+   hand-written <= 1.1. Our load is also split into importing the loader,
+   ``a_la_mode.load`` and building the operators.
+2. Scheduler: a real ``api-server``, ``scheduler`` and ``dag-processor`` (LocalExecutor,
+   SQLite) run a 200-task DAG cold, then fully cached, and a 1-task DAG cold and cached
+   as the baseline; times are read from the ``dag_run`` table (queued -> end). Target:
+   cached 200 tasks <= 1.5x the 1-task run.
+
+This file's name shadows the ``airflow`` package for scripts in this folder, so this
+process never imports Airflow: every Airflow call runs in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from a_la_mode import Dag
+from alamode_airflow.airflow_cli import AIRFLOW, AirflowHome
+
+REPO = Path(__file__).resolve().parents[1]
+LOADER = REPO / "dags" / "alamode_dags.py"
+SCRATCH = Path("/tmp/bench_airflow")
+PARSE_TARGET = 1.1
+SCHED_TARGET = 1.5
+PARSE_SIZES = (1000, 10000)
+QUICK_PARSE_SIZES = (1000,)
+SCHED_TASKS = 200
+QUICK_SCHED_TASKS = 50
+REPEATS = 3
+SEED = 20240601
+RUN_TIMEOUT_S = 1800.0
+Graph = dict[str, list[str]]  # task name -> dependency names, in topological order
+
+
+# --- the DAG shape ------------------------------------------------------------------------
+
+
+def random_layered(n: int, seed: int = SEED) -> Graph:
+    """Layers of ~sqrt(n) tasks; each task reads 1-3 random tasks of earlier layers."""
+    rng = random.Random(seed)
+    width = max(1, round(math.sqrt(n)))
+    graph: Graph = {}
+    for i in range(n):
+        earlier = (i // width) * width  # tasks before this task's layer
+        k = min(rng.randint(1, 3), earlier)
+        graph[f"t{i:05d}"] = [f"t{j:05d}" for j in rng.sample(range(earlier), k)]
+    return graph
+
+
+def command_of(name: str) -> str:
+    # Distinct per task, so no two root tasks share an output ID (which would make the
+    # engine compute it once and blur the cold-run numbers).
+    return f'echo {name} > "$ALAMODE_OUTPUT/x"'
+
+
+def save_encoded(graph: Graph, dag_id: str, path: Path) -> Path:
+    dag = Dag({"dag_id": dag_id})
+    for name, deps in graph.items():
+        dag.task(name, {"command": command_of(name)}).add_dep(*deps)
+    return dag.save(path)
+
+
+def write_handwritten(graph: Graph, dag_id: str, path: Path) -> Path:
+    """The same DAG as a person would write it: one BashOperator per task, one edge a
+    line, the same command strings."""
+    lines = [
+        "from datetime import datetime",
+        "",
+        "from airflow.providers.standard.operators.bash import BashOperator",
+        "from airflow.sdk import DAG",
+        "",
+        f"with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1),"
+        " catchup=False):",
+    ]
+    lines += [
+        f"    {n} = BashOperator(task_id={n!r}, bash_command={command_of(n)!r})" for n in graph
+    ]
+    lines += [f"    {dep} >> {name}" for name, deps in graph.items() for dep in deps]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- part 1: parse ------------------------------------------------------------------------
+
+# Runs in a fresh interpreter. The DAG processor's manager pre-imports the airflow.*
+# modules a file names before forking the parser, so that import is not timed; anything
+# else (our packages) is imported inside the timed DagBag, as in the real parser.
+PARSE_CHILD = """
+import json, sys, time
+from pathlib import Path
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
+from airflow.dag_processing.processor import _pre_import_airflow_modules
+import structlog
+folder = Path(sys.argv[1])
+for py in folder.glob("*.py"):
+    _pre_import_airflow_modules(str(py), structlog.get_logger())
+t0 = time.perf_counter()
+bag = DagBag(dag_folder=str(folder), load_op_links=False)
+t1 = time.perf_counter()
+for dag in bag.dags.values():
+    DagSerialization.to_dict(dag)
+t2 = time.perf_counter()
+tasks = sum(len(dag.tasks) for dag in bag.dags.values())
+print(json.dumps({"bag": t1 - t0, "serialize": t2 - t1, "dags": len(bag.dags),
+                  "tasks": tasks, "errors": {str(k): v for k, v in bag.import_errors.items()}}))
+"""
+
+# Our load split in parts, in a fresh interpreter with Airflow's SDK already imported.
+SPLIT_CHILD = """
+import json, sys, time
+from pathlib import Path
+import airflow.sdk
+t0 = time.perf_counter()
+from a_la_mode import load
+from alamode_airflow.factory import build_dag
+t1 = time.perf_counter()
+path = Path(sys.argv[1])
+pipeline = load(path)
+t2 = time.perf_counter()
+build_dag(pipeline, path, None)
+t3 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "load": t2 - t1, "build": t3 - t2}))
+"""
+
+
+def child_json(home: AirflowHome, code: str, arg: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(arg)],
+        env=home.env,
+        cwd=SCRATCH,  # sys.path[0] of the child: never the repo or this folder
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"parse child failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def best_of(home: AirflowHome, code: str, arg: Path, key: str) -> dict[str, Any]:
+    runs = [child_json(home, code, arg) for _ in range(REPEATS)]
+    if runs[0].get("errors"):
+        raise RuntimeError(f"import errors parsing {arg}: {runs[0]['errors']}")
+    return min(runs, key=lambda r: r[key])
+
+
+def parse_homes(root: Path) -> tuple[AirflowHome, AirflowHome]:
+    """Two homes: one that caches bytecode (the default: the hand-written file is
+    compiled once), one that does not (every parse compiles the file). The cache lives
+    in scratch, never next to the repo's modules."""
+    cache = (("PYTHONDONTWRITEBYTECODE", ""), ("PYTHONPYCACHEPREFIX", str(root / "pycache")))
+    cached = AirflowHome(root / "home", root / "unused", extra_env=cache)
+    plain = AirflowHome(root / "home", root / "unused")
+    cached.home.mkdir(parents=True, exist_ok=True)
+    return cached, plain
+
+
+def parse_size(root: Path, n: int) -> dict[str, Any]:
+    graph = random_layered(n)
+    ours, hand = root / f"ours_{n}", root / f"hand_{n}"
+    for folder in (ours, hand):
+        folder.mkdir(parents=True)
+    shutil.copy(LOADER, ours / LOADER.name)
+    encoded = save_encoded(graph, f"ours_{n}", ours / f"ours_{n}.alamode")
+    write_handwritten(graph, f"hand_{n}", hand / f"hand_{n}.py")
+    cached, plain = parse_homes(root)
+    row: dict[str, Any] = {"tasks": n, "edges": sum(map(len, graph.values()))}
+    row["ours"] = best_of(cached, PARSE_CHILD, ours, "bag")
+    row["hand"] = best_of(cached, PARSE_CHILD, hand, "bag")
+    row["hand_nopyc"] = best_of(plain, PARSE_CHILD, hand, "bag")
+    row["split"] = best_of(cached, SPLIT_CHILD, encoded, "load")
+    row["ratio"] = row["ours"]["bag"] / row["hand"]["bag"]
+    row["ratio_with_serialize"] = _total(row["ours"]) / _total(row["hand"])
+    row["pass"] = row["ratio"] <= PARSE_TARGET
+    return row
+
+
+def _total(m: dict[str, float]) -> float:
+    return m["bag"] + m["serialize"]
+
+
+def parse_bench(sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    root = SCRATCH / "parse"
+    shutil.rmtree(root, ignore_errors=True)
+    rows = []
+    for n in sizes:
+        print(f"parse: {n} tasks ...", file=sys.stderr, flush=True)
+        rows.append(parse_size(root, n))
+    return rows
+
+
+# --- part 2: a real scheduler -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(port: int) -> tuple[tuple[str, str], ...]:
+    return (
+        ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        ("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://127.0.0.1:{port}/execution/"),
+        ("AIRFLOW__API__HOST", "127.0.0.1"),
+        ("AIRFLOW__API__PORT", str(port)),
+        ("AIRFLOW__API__WORKERS", "1"),
+        # One secret for all three services, so the api-server accepts the tasks' tokens.
+        ("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(24)),
+        ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"),
+        ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
+        # New files are found within 5 s; files already seen are re-parsed every 30 s
+        # (the default), so re-parsing does not compete with the runs for the CPU.
+        ("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "5"),
+        ("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", "30"),
+    )
+
+
+@contextmanager
+def services(home: AirflowHome, port: int) -> Iterator[None]:
+    """api-server, scheduler and dag-processor, each in its own process group, stopped
+    (terminate, then kill) whatever happens."""
+    procs: list[subprocess.Popen] = []
+    try:
+        for name, args in (
+            ("api-server", ["api-server", "--port", str(port), "--host", "127.0.0.1"]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+        ):
+            with open(home.home / f"{name}.log", "w") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [AIRFLOW, *args],
+                        env=home.env,
+                        cwd=home.home,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        wait_for_port(port, procs)
+        yield
+    finally:
+        stop(procs)
+
+
+def wait_for_port(port: int, procs: list[subprocess.Popen], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("an Airflow service exited early; see its log in the home")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"api-server not listening on {port} after {timeout:.0f} s")
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for sig, grace in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        alive = [p for p in procs if p.poll() is None]
+        for p in alive:
+            with suppress(ProcessLookupError):
+                os.killpg(p.pid, sig)  # the group: LocalExecutor workers and task processes
+        deadline = time.monotonic() + grace
+        for p in alive:
+            with suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.1, deadline - time.monotonic()))
+
+
+def query(home: AirflowHome, sql: str, *params: Any) -> list[tuple]:
+    """A read that retries while a service holds SQLite's write lock."""
+    for _ in range(50):
+        try:
+            return home.query(sql, *params)
+        except sqlite3.OperationalError:
+            time.sleep(0.2)
+    return home.query(sql, *params)
+
+
+def wait_registered(home: AirflowHome, dag_ids: list[str], timeout: float = 180.0) -> None:
+    marks = ",".join("?" * len(dag_ids))
+    sql = f"select count(*) from serialized_dag where dag_id in ({marks})"
+    deadline = time.monotonic() + timeout
+    while query(home, sql, *dag_ids)[0][0] < len(dag_ids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"DAGs {dag_ids} not parsed after {timeout:.0f} s")
+        time.sleep(1)
+
+
+def run_dag(home: AirflowHome, dag_id: str, run_id: str) -> dict[str, Any]:
+    """Trigger one run and wait for it; its timings as Airflow recorded them."""
+    start = time.monotonic()
+    home.cli("dags", "trigger", dag_id, "--run-id", run_id)
+    sql = "select state from dag_run where dag_id=? and run_id=?"
+    while (rows := query(home, sql, dag_id, run_id)) == [] or rows[0][0] not in (
+        "success",
+        "failed",
+    ):
+        if time.monotonic() - start > RUN_TIMEOUT_S:
+            raise RuntimeError(f"{dag_id} {run_id} not finished after {RUN_TIMEOUT_S:.0f} s")
+        time.sleep(0.2)
+    result = run_facts(home, dag_id, run_id)
+    result.update(state=rows[0][0], wall_s=time.monotonic() - start)
+    return result
+
+
+def run_facts(home: AirflowHome, dag_id: str, run_id: str) -> dict[str, Any]:
+    """Where the time went (seconds from the trigger) and whether skipped tasks ever
+    reached a worker (a worker sets pid and hostname, and try_number > 0)."""
+    sec = "(julianday({}) - julianday(r.queued_at)) * 86400"
+    run = query(
+        home,
+        f"select {sec.format('r.start_date')}, {sec.format('r.end_date')} from dag_run r "
+        "where dag_id=? and run_id=?",
+        dag_id,
+        run_id,
+    )[0]
+    plan = query(
+        home,
+        f"select {sec.format('t.queued_dttm')}, {sec.format('t.start_date')}, "
+        f"{sec.format('t.end_date')} from task_instance t join dag_run r using (dag_id, run_id) "
+        "where dag_id=? and run_id=? and task_id='alamode_plan'",
+        dag_id,
+        run_id,
+    )
+    tis = query(
+        home,
+        "select state, count(*), sum(pid is not null), sum(hostname is not null and "
+        "hostname != ''), max(try_number), sum(duration) from task_instance "
+        "where dag_id=? and run_id=? and task_id != 'alamode_plan' group by state",
+        dag_id,
+        run_id,
+    )
+    return {
+        "started_s": run[0],
+        "duration_s": run[1],
+        "plan_queued_s": plan[0][0] if plan else None,
+        "plan_started_s": plan[0][1] if plan else None,
+        "plan_ended_s": plan[0][2] if plan else None,
+        "tasks": {
+            s: {"n": n, "pid": p, "host": h, "max_try": t, "busy_s": d} for s, n, p, h, t, d in tis
+        },
+    }
+
+
+def scheduler_home(n: int) -> tuple[AirflowHome, int, list[str]]:
+    root = SCRATCH / "scheduler"
+    shutil.rmtree(root, ignore_errors=True)
+    port = free_port()
+    home = AirflowHome(root / "home", root / "dags", extra_env=service_env(port))
+    home.dags.mkdir(parents=True)
+    home.migrate()
+    shutil.copy(LOADER, home.dags / LOADER.name)
+    big, one = f"bench_{n}", "bench_1"
+    save_encoded(random_layered(n), big, home.dags / f"{big}.alamode")
+    save_encoded({"single": []}, one, home.dags / f"{one}.alamode")
+    return home, port, [one, big]
+
+
+def scheduler_bench(n: int) -> dict[str, Any]:
+    """Cold then cached runs of the 1-task DAG (which also warms the services up), then
+    of the n-task DAG. Cached runs are taken twice; the best counts."""
+    home, port, (one, big) = scheduler_home(n)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    plan = [("one_cold", one), ("one_cached", one), ("one_cached", one)]
+    plan += [("big_cold", big), ("big_cached", big), ("big_cached", big)]
+    with services(home, port):
+        wait_registered(home, [one, big])
+        for dag_id in (one, big):
+            home.cli("dags", "unpause", dag_id)
+        for i, (label, dag_id) in enumerate(plan):
+            print(f"scheduler: {label} ...", file=sys.stderr, flush=True)
+            runs.setdefault(label, []).append(run_dag(home, dag_id, f"bench_{i}_{label}"))
+    best = {label: min(rs, key=lambda r: r["duration_s"]) for label, rs in runs.items()}
+    failed = [label for label, rs in runs.items() for r in rs if r["state"] != "success"]
+    return {
+        "tasks": n,
+        "runs": runs,
+        "best": best,
+        "failed": failed,
+        "cached_vs_one": best["big_cached"]["duration_s"] / best["one_cached"]["duration_s"],
+        "cached_vs_one_cold": best["big_cached"]["duration_s"] / best["one_cold"]["duration_s"],
+        "cached_vs_cold": best["big_cached"]["duration_s"] / best["big_cold"]["duration_s"],
+        "pass": not failed
+        and best["big_cached"]["duration_s"] <= SCHED_TARGET * best["one_cached"]["duration_s"],
+    }
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def parse_report(rows: list[dict[str, Any]]) -> str:
+    header = [
+        "tasks",
+        "edges",
+        "ours s",
+        "hand s",
+        "ratio",
+        "target",
+        "",
+        "+ser ours",
+        "+ser hand",
+        "ratio",
+        "hand nopyc",
+        "import",
+        "load",
+        "build",
+    ]
+    body = []
+    for r in rows:
+        ours, hand, split = r["ours"], r["hand"], r["split"]
+        body.append([
+            str(r["tasks"]), str(r["edges"]), f"{ours['bag']:.3f}", f"{hand['bag']:.3f}",
+            f"{r['ratio']:.2f}x", f"<={PARSE_TARGET}x", "PASS" if r["pass"] else "FAIL",
+            f"{_total(ours):.3f}", f"{_total(hand):.3f}", f"{r['ratio_with_serialize']:.2f}x",
+            f"{r['hand_nopyc']['bag']:.3f}", f"{split['import']:.3f}",
+            f"{split['load']:.3f}", f"{split['build']:.3f}",
+        ])  # fmt: skip
+    return "DAG parse (DagBag, best of 3; +ser = with serialization)\n" + table(header, body)
+
+
+def scheduler_report(s: dict[str, Any]) -> str:
+    header = [
+        "run",
+        "state",
+        "queued->end s",
+        "->plan start",
+        "->plan end",
+        "wall s",
+        "tasks by state (pid set / host set / max try)",
+    ]
+    body = []
+    for label in ("one_cold", "one_cached", "big_cold", "big_cached"):
+        for r in s["runs"][label]:
+            states = ", ".join(
+                f"{st}:{v['n']} ({v['pid']}/{v['host']}/{v['max_try']})"
+                for st, v in sorted(r["tasks"].items(), key=lambda kv: str(kv[0]))
+            )
+            body.append([
+                label.replace("big", str(s["tasks"])), r["state"], f"{r['duration_s']:.2f}",
+                _fmt(r["plan_started_s"]), _fmt(r["plan_ended_s"]), f"{r['wall_s']:.2f}", states,
+            ])  # fmt: skip
+    verdict = "PASS" if s["pass"] else "FAIL"
+    return (
+        "Scheduler (LocalExecutor, SQLite; times from dag_run.queued_at)\n"
+        + table(header, body)
+        + f"\ncached {s['tasks']} / cached 1-task: {s['cached_vs_one']:.2f}x "
+        f"(target <= {SCHED_TARGET}x) {verdict};  cached {s['tasks']} / cold 1-task: "
+        f"{s['cached_vs_one_cold']:.2f}x;  cached / cold {s['tasks']}: "
+        f"{s['cached_vs_cold']:.2f}x"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1k parse, 50-task scheduler run")
+    parser.add_argument("--skip-scheduler", action="store_true")
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+    args = parser.parse_args(argv)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "parse": parse_bench(QUICK_PARSE_SIZES if args.quick else PARSE_SIZES)
+    }
+    print(parse_report(result["parse"]))
+    ok = all(r["pass"] for r in result["parse"])
+    if not args.skip_scheduler:
+        result["scheduler"] = scheduler_bench(QUICK_SCHED_TASKS if args.quick else SCHED_TASKS)
+        print("\n" + scheduler_report(result["scheduler"]))
+        ok = ok and result["scheduler"]["pass"]
+    result["total_s"] = time.monotonic() - started
+    print(f"\ntotal {result['total_s']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
