@@ -38,7 +38,7 @@ demo: venv
 airflow-ui: venv
 	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__ALAMODE__STORAGE_ROOT=$(CURDIR)/.airflow/store \
-	$(BIN)/airflow standalone
+	PATH="$(CURDIR)/$(BIN):$$PATH" airflow standalone
 
 bench: venv
 	$(BIN)/python benchmarks/encode.py
