@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from a_la_mode import AlamodeError, Pipeline, PipelineTask, TaskNameError
+from a_la_mode import Pipeline, PipelineTask, SpecValueError, TaskNameError
 from alamode_airflow._compat import DAG, TriggerRule
 from alamode_airflow.meta import dag_settings, report_unknown
 from alamode_airflow.operators import PLAN_TASK, AlamodeCommandOperator, AlamodePlanOperator
@@ -47,15 +48,15 @@ def _operator(
     spec = task.spec
     command = spec.get("command")
     if not isinstance(command, str) or not command.strip():
-        raise AlamodeError(
+        raise SpecValueError(
             "has no 'command' (a non-empty string) to run", task=task.name, key="command"
         )
     extra: dict[str, Any] = {}
     if isinstance(spec.get("retries"), int):
         extra["retries"] = spec["retries"]
     env = spec.get("env", {})
-    if not isinstance(env, dict) and not hasattr(env, "items"):
-        raise AlamodeError("'env' must be a dictionary", task=task.name, key="env")
+    if not isinstance(env, Mapping):
+        raise SpecValueError("'env' must be a dictionary", task=task.name, key="env")
     return AlamodeCommandOperator(
         task_id=task.name,
         dag=dag,
@@ -79,7 +80,7 @@ def _cwd(base: Path, value: Any, key: str) -> str:
     if value is None:
         return str(base)
     if not isinstance(value, str):
-        raise AlamodeError("must be a string (a folder)", key=key)
+        raise SpecValueError("must be a string (a folder)", key=key)
     return os.path.normpath(base / value)
 
 
