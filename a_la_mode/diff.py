@@ -97,11 +97,26 @@ def key_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[KeyChange, ..
 
 
 def _task_change(old, new) -> TaskChange:
-    spec_changes = key_changes(thaw(old.spec), thaw(new.spec))
-    added = tuple(sorted(set(new.inputs) - set(old.inputs)))
-    removed = tuple(sorted(set(old.inputs) - set(new.inputs)))
+    return compare(
+        new.name,
+        (thaw(old.spec), dict(old.inputs), old.output),
+        (thaw(new.spec), dict(new.inputs), new.output),
+    )
+
+
+def compare(name: str, old: tuple, new: tuple) -> TaskChange:
+    """How one task's (spec, inputs, output) moved from ``old`` to ``new``.
+
+    >>> change = compare("t", ({"sha": "1"}, {"a": "x"}, "o1"), ({"sha": "2"}, {"a": "y"}, "o2"))
+    >>> change.kind.value, change.upstream_changed
+    ('spec+upstream', ('a',))
+    """
+    (old_spec, old_inputs, old_output), (new_spec, new_inputs, new_output) = old, new
+    spec_changes = key_changes(old_spec, new_spec)
+    added = tuple(sorted(set(new_inputs) - set(old_inputs)))
+    removed = tuple(sorted(set(old_inputs) - set(new_inputs)))
     upstream = tuple(
-        sorted(d for d in new.inputs if d in old.inputs and new.inputs[d] != old.inputs[d])
+        sorted(d for d in new_inputs if d in old_inputs and new_inputs[d] != old_inputs[d])
     )
     if added or removed:
         kind = ChangeKind.INPUTS
@@ -111,6 +126,4 @@ def _task_change(old, new) -> TaskChange:
         kind = ChangeKind.SPEC
     else:
         kind = ChangeKind.UPSTREAM
-    return TaskChange(
-        new.name, kind, old.output, new.output, spec_changes, upstream, added, removed
-    )
+    return TaskChange(name, kind, old_output, new_output, spec_changes, upstream, added, removed)

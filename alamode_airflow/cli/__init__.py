@@ -14,7 +14,9 @@ import click
 from rich.console import Console
 
 from a_la_mode import AlamodeError
-from alamode_airflow.cli.commands import cli
+
+# store_commands adds status, explain and lineage to the group defined in commands.
+from alamode_airflow.cli.store_commands import cli
 
 EXIT_OK = 0
 EXIT_USAGE = 2

@@ -1,0 +1,118 @@
+"""How store answers look: rich tables and trees for people, dictionaries for --json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.tree import Tree
+
+from a_la_mode.ids import short
+from alamode_airflow.cli.render import console
+from alamode_airflow.history import Explanation, LineageNode, TaskStatus, Verdict
+
+STYLE = {"done": "green", "missing": "yellow", "corrupt": "red", "vanished": "red"}
+
+
+def status_json(row: TaskStatus) -> dict[str, Any]:
+    record = row.record
+    return {
+        "task": row.task,
+        "output_id": row.output_id,
+        "status": row.status.value,
+        "run_id": record.run_id if record else None,
+        "dag_id": record.dag_id if record else None,
+        "produced_at": record.end if record else None,
+        "location": row.location,
+        "reason": row.reason or None,
+    }
+
+
+def status_table(file: Path, rows: list[TaskStatus]) -> None:
+    table = Table(title=f"{file}", title_justify="left")
+    for column in ("task", "output", "status", "produced by", "at", "location"):
+        table.add_column(column)
+    for row in rows:
+        record = row.record
+        state = row.status.value
+        table.add_row(
+            row.task,
+            short(row.output_id),
+            f"[{STYLE[state]}]{state}[/]",
+            f"{record.dag_id} {record.run_id}" if record else "-",
+            record.end if record else "-",
+            row.location if record else "-",
+        )
+    console.print(table)
+    done = sum(1 for row in rows if row.record and row.status.value == "done")
+    console.print(f"{done} of {len(rows)} outputs done")
+
+
+def explanation_json(result: Explanation) -> dict[str, Any]:
+    nearest = result.nearest
+    return {
+        "task": result.task,
+        "output_id": result.output_id,
+        "verdict": result.verdict.value,
+        "nearest": nearest.output_id if nearest else None,
+        "nearest_run": nearest.run_id if nearest else None,
+        "reasons": result.reasons(),
+    }
+
+
+def explanation(result: Explanation) -> None:
+    head = f"[bold]{result.task}[/] ({short(result.output_id)})"
+    if result.verdict is Verdict.UP_TO_DATE:
+        console.print(f"{head} is up to date: it will be skipped")
+        return
+    if result.verdict is Verdict.NEVER_BUILT:
+        console.print(f"{head} will run: no output of this task was ever recorded")
+        return
+    nearest = result.nearest
+    console.print(
+        f"{head} will run. Nearest earlier output {short(nearest.output_id)} "
+        f"(run {nearest.run_id} of {nearest.dag_id}, {nearest.end}) differs:"
+    )
+    for line in result.reasons():
+        console.print(f"  - {line}")
+
+
+def lineage_json(node: LineageNode) -> dict[str, Any]:
+    record = node.record
+    return {
+        "output_id": node.output_id,
+        "task": record.task if record else None,
+        "record": record.to_json() if record else None,
+        "check": node.check.value if node.check else None,
+        "problems": list(node.problems),
+        "inputs": {name: lineage_json(child) for name, child in node.inputs.items()},
+    }
+
+
+def lineage_tree(node: LineageNode) -> None:
+    console.print(_branch(Tree(_label("", node)), node))
+
+
+def _branch(tree: Tree, node: LineageNode) -> Tree:
+    for name, child in node.inputs.items():
+        # The input's name is worth showing only where it is not its task's name.
+        prefix = "" if child.record and child.record.task == name else f"{name}: "
+        _branch(tree.add(_label(prefix, child)), child)
+    return tree
+
+
+def _label(prefix: str, node: LineageNode) -> str:
+    record = node.record
+    check = ""
+    if node.check is not None:
+        colour = "green" if node.check.value == "ok" else "red"
+        check = f" [{colour}]{node.check.value}[/]"
+        check += "".join(f"\n    {problem}" for problem in node.problems)
+    if record is None:
+        return f"{prefix}{short(node.output_id)} [red]no record[/]{check}"
+    return (
+        f"{prefix}[bold]{record.task}[/] {short(node.output_id)}  "
+        f"command={record.command!r} image={record.image} sha={record.sha}  "
+        f"run={record.run_id} at {record.end}{check}"
+    )

@@ -1,0 +1,82 @@
+"""``alamode status``, ``explain`` and ``lineage``: what the store says about outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from a_la_mode import load
+from alamode_airflow.cli import render_store
+from alamode_airflow.cli.commands import cli
+from alamode_airflow.history import Check, explain, lineage, status
+from alamode_airflow.store import OutputStore
+
+__all__ = ["cli"]
+
+store_option = click.option(
+    "--store",
+    "store_root",
+    help="Storage root (default: Airflow's [alamode] storage_root).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def open_store(root: str | None) -> OutputStore:
+    if root is None:
+        from alamode_airflow.settings import storage_root
+
+        root = storage_root()
+    return OutputStore(root)
+
+
+@cli.command("status")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@store_option
+@json_option
+def status_command(file: Path, store_root: str | None, as_json: bool) -> int:
+    """Per task of FILE: done or missing, which run produced it and when, where it is."""
+    rows = status(load(file), open_store(store_root))
+    if as_json:
+        click.echo(json.dumps([render_store.status_json(row) for row in rows], indent=2))
+    else:
+        render_store.status_table(file, rows)
+    return 0
+
+
+@cli.command("explain")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("task")
+@store_option
+@json_option
+def explain_command(file: Path, task: str, store_root: str | None, as_json: bool) -> int:
+    """Why TASK of FILE will run: what differs from its nearest earlier output."""
+    pipeline = load(file)
+    if task not in pipeline.tasks:
+        raise click.UsageError(f"{file} has no task {task!r}")
+    result = explain(pipeline, task, open_store(store_root))
+    if as_json:
+        click.echo(json.dumps(render_store.explanation_json(result), indent=2, default=str))
+    else:
+        render_store.explanation(result)
+    return 0
+
+
+@cli.command("lineage")
+@click.argument("output_id")
+@click.option("--verify", is_flag=True, help="Re-hash preimages and stored bytes.")
+@store_option
+@json_option
+def lineage_command(output_id: str, verify: bool, store_root: str | None, as_json: bool) -> int:
+    """The tree of what produced OUTPUT_ID; exit 1 if --verify finds a mismatch."""
+    tree = lineage(open_store(store_root), output_id, verify)
+    if as_json:
+        click.echo(json.dumps(render_store.lineage_json(tree), indent=2))
+    else:
+        render_store.lineage_tree(tree)
+    return 1 if verify and _bad(tree) else 0
+
+
+def _bad(node) -> bool:
+    return node.check not in (Check.OK, None) or any(_bad(n) for n in node.inputs.values())

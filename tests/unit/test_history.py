@@ -1,0 +1,129 @@
+"""status, explain and lineage over a store filled the way the engine fills it."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from a_la_mode import load
+from alamode_airflow.cli import main
+from alamode_airflow.history import Check, Verdict, explain, lineage, status
+from alamode_airflow.records import SuccessRecord, manifest
+from alamode_airflow.store import Found, OutputStore
+
+
+def produce(store: OutputStore, pipeline, run_id: str, names=None) -> None:
+    """Commit each task's output as the engine does (staging, record, rename)."""
+    for task in pipeline:
+        if names is not None and task.name not in names:
+            continue
+        staging = store.stage(task.output)
+        (staging / "data" / "out.txt").write_text(f"{task.name} {run_id}")
+        record = SuccessRecord(
+            output_id=task.output,
+            dag_id="collage",
+            task=task.name,
+            run_id=run_id,
+            try_number=1,
+            start=f"{run_id}T00:00:00",
+            end=f"{run_id}T00:00:01",
+            duration_s=1.0,
+            command=task.spec["command"],
+            image=task.spec.get("image"),
+            sha=task.spec.get("sha"),
+            inputs=dict(task.inputs),
+            preimage_b64=base64.b64encode(task.preimage()).decode(),
+            host="test",
+            manifest=manifest(staging / "data"),
+        )
+        store.commit(staging, record)
+
+
+@pytest.fixture
+def store(tmp_path) -> OutputStore:
+    return OutputStore(str(tmp_path / "store"))
+
+
+def test_status_says_which_run_produced_what(store, collage):
+    first = load(collage.bencode())
+    produce(store, first, "2026-01-01", names={"download_images", "blur"})
+    rows = {row.task: row for row in status(first, store)}
+    assert rows["blur"].status is Found.DONE
+    assert rows["blur"].record.run_id == "2026-01-01"
+    assert rows["blur"].location.endswith(f"objects/{first['blur'].output}/data")
+    assert rows["collage"].status is Found.MISSING
+
+
+def test_explain_names_the_changed_spec_key_and_the_changed_upstream(store, collage):
+    first = load(collage.bencode())
+    produce(store, first, "2026-01-01")
+    collage.blur.spec["sha"] = "qwetr3"
+    second = load(collage.bencode())
+    assert explain(second, "edge_enhance", store).verdict is Verdict.UP_TO_DATE
+    blur = explain(second, "blur", store)
+    assert blur.verdict is Verdict.CHANGED
+    assert blur.nearest.output_id == first["blur"].output
+    assert blur.reasons() == ["spec sha: '6f09d' -> 'qwetr3'"]
+    assert explain(second, "collage", store).reasons() == ["upstream blur has a new output ID"]
+
+
+def test_explain_picks_the_nearest_of_several_earlier_outputs(store, collage):
+    produce(store, load(collage.bencode()), "2026-01-01")
+    collage.blur.spec["sha"] = "v2"
+    produce(store, load(collage.bencode()), "2026-01-02", names={"blur"})
+    collage.blur.spec["sha"] = "v3"
+    collage.blur.spec["command"] = "python t.py blur --more"
+    result = explain(load(collage.bencode()), "blur", store)
+    assert result.nearest.run_id == "2026-01-02"
+    assert result.reasons() == [
+        "spec command: 'python t.py blur' -> 'python t.py blur --more'",
+        "spec sha: 'v2' -> 'v3'",
+    ]
+
+
+def test_explain_for_a_task_never_built(store, collage):
+    result = explain(load(collage.bencode()), "blur", store)
+    assert result.verdict is Verdict.NEVER_BUILT
+
+
+def test_lineage_walks_inputs_and_verify_finds_tampered_bytes(store, collage, tmp_path):
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "2026-01-01")
+    tree = lineage(store, pipeline["collage"].output, verify=True)
+    assert tree.record.task == "collage"
+    assert set(tree.inputs) == {"blur", "edge_enhance"}
+    assert tree.inputs["blur"].inputs["download_images"].check is Check.OK
+    data = tmp_path / "store/objects" / pipeline["download_images"].output / "data"
+    (data / "out.txt").write_text("tampered")
+    (data / "extra.bin").write_bytes(b"x")
+    node = lineage(store, pipeline["collage"].output, verify=True).inputs["blur"]
+    bad = node.inputs["download_images"]
+    assert bad.check is Check.BAD_DATA
+    assert bad.problems == ("out.txt: sha256 differs", "extra.bin: not in the manifest")
+
+
+def test_cli_status_explain_lineage(store, collage, tmp_path, capsys):
+    path = collage.save(tmp_path / "collage.alamode")
+    pipeline = load(path)
+    produce(store, pipeline, "2026-01-01", names={"download_images"})
+    root = str(tmp_path / "store")
+    assert main(["status", str(path), "--store", root, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["task"], r["status"]) for r in rows] == [
+        ("download_images", "done"),
+        ("blur", "missing"),
+        ("edge_enhance", "missing"),
+        ("collage", "missing"),
+    ]
+    assert rows[0]["run_id"] == "2026-01-01"
+    assert main(["explain", str(path), "blur", "--store", root]) == 0
+    assert "no output of this task was ever recorded" in capsys.readouterr().out
+    assert main(["explain", str(path), "nope", "--store", root]) == 2
+    output = pipeline["download_images"].output
+    assert main(["lineage", output, "--store", root, "--verify"]) == 0
+    assert "download_images" in capsys.readouterr().out
+    (tmp_path / "store/objects" / output / "data/out.txt").write_text("changed")
+    assert main(["lineage", output, "--store", root, "--verify", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["problems"] == ["out.txt: sha256 differs"]
