@@ -5,7 +5,7 @@ When Airflow moves a name, only this module changes.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, BaseOperator, ObjectStoragePath, TriggerRule, conf
+from airflow.sdk import DAG, BaseOperator, ObjectStoragePath, Param, TriggerRule, conf
 from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "BaseOperator",
     "DownstreamTasksSkipped",
     "ObjectStoragePath",
+    "Param",
     "TriggerRule",
     "conf",
 ]

@@ -70,9 +70,12 @@ class AirflowHome:
                 return json.loads(line)
         raise RuntimeError(f"no JSON from airflow {' '.join(args)}")
 
-    def test_run(self, dag_id: str, date: str, *, check: bool = True) -> RunResult:
+    def test_run(
+        self, dag_id: str, date: str, *, check: bool = True, conf: dict | None = None
+    ) -> RunResult:
         """One ``airflow dags test`` run; the final state of each of its tasks."""
-        done = self.cli("dags", "test", dag_id, date, check=check)
+        extra = ("-c", json.dumps(conf)) if conf else ()
+        done = self.cli("dags", "test", dag_id, date, *extra, check=check)
         log = done.stdout + done.stderr
         match = _RUN_ID.search(log)
         if not match:

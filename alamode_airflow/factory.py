@@ -8,9 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from a_la_mode import Pipeline, PipelineTask, SpecValueError, TaskNameError
-from alamode_airflow._compat import DAG, TriggerRule
+from a_la_mode.partitions import partitioned
+from alamode_airflow._compat import DAG, Param, TriggerRule
 from alamode_airflow.meta import dag_settings, report_unknown
-from alamode_airflow.operators import PLAN_TASK, AlamodeCommandOperator, AlamodePlanOperator
+from alamode_airflow.operators import AlamodeCommandOperator
+from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
+
+REBUILD_PARAM = Param(
+    [],
+    type="array",
+    items={"type": "string"},
+    title="Rebuild",
+    description=(
+        "Task names whose outputs this run computes again even though they are recorded "
+        "(and everything downstream of them), or 'all'. The old outputs and their records "
+        "are kept; the new ones are written beside them as a new generation."
+    ),
+)
 
 
 def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -> DAG:
@@ -23,17 +37,23 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     report_unknown(str(path), settings)
     if PLAN_TASK in pipeline.tasks:
         raise TaskNameError(f"{PLAN_TASK!r} is reserved by the Airflow engine", task=PLAN_TASK)
-    base_cwd = _cwd(path.parent, pipeline.meta.get("cwd"), "meta.cwd")
-    dag = DAG(**settings.kwargs, doc_md=f"Built by alamode-airflow from `{path.name}`.")
+    base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
+    parts = partitioned(pipeline)
+    dag = DAG(
+        **settings.kwargs,
+        doc_md=f"Built by alamode-airflow from `{path.name}`.",
+        params={"rebuild": REBUILD_PARAM},
+    )
     plan = AlamodePlanOperator(
         task_id=PLAN_TASK,
         outputs={task.name: task.output for task in pipeline},
+        partitioned=parts,
         storage_root=storage_root,
         dag=dag,
     )
     operators = {}
     for task in pipeline:
-        operators[task.name] = op = _operator(task, dag, base_cwd, path, storage_root)
+        operators[task.name] = op = _operator(task, dag, base_cwd, storage_root, parts)
         if task.inputs:
             for dep in task.inputs:
                 operators[dep] >> op
@@ -43,7 +63,7 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
 
 
 def _operator(
-    task: PipelineTask, dag: DAG, base_cwd: str, path: Path, storage_root: str | None
+    task: PipelineTask, dag: DAG, base_cwd: str, storage_root: str | None, parts: frozenset[str]
 ) -> AlamodeCommandOperator:
     spec = task.spec
     command = spec.get("command")
@@ -63,11 +83,13 @@ def _operator(
         trigger_rule=TriggerRule.NONE_FAILED,
         output_id=task.output,
         inputs=task.inputs,
-        preimage=task.preimage(),
+        partitioned=task.name in parts,
+        partitioned_inputs=frozenset(dep for dep in task.inputs if dep in parts),
+        preimage_source=task.preimage,
         command=command,
         image=_text(spec.get("image")),
         sha=_text(spec.get("sha")),
-        cwd=_cwd(Path(base_cwd), spec.get("cwd"), f"tasks.{task.name}.cwd"),
+        cwd=_cwd(base_cwd, spec.get("cwd"), f"tasks.{task.name}.cwd"),
         env=dict(env.items()),
         timeout_s=spec.get("timeout") if isinstance(spec.get("timeout"), int) else None,
         storage_root=storage_root,
@@ -76,12 +98,12 @@ def _operator(
     )
 
 
-def _cwd(base: Path, value: Any, key: str) -> str:
+def _cwd(base: str, value: Any, key: str) -> str:
     if value is None:
-        return str(base)
+        return base
     if not isinstance(value, str):
         raise SpecValueError("must be a string (a folder)", key=key)
-    return os.path.normpath(base / value)
+    return os.path.normpath(os.path.join(base, value))
 
 
 def _text(value: Any) -> str | None:

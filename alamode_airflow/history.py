@@ -41,7 +41,7 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
                 task.output,
                 found.status,
                 found.record,
-                str(store.location(task.output).path),
+                str(store.location(task.output, found.generation).path),
                 found.reason,
             )
         )
@@ -51,9 +51,9 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
 def records(store: OutputStore) -> Iterator[SuccessRecord]:
     """Every readable success record in the store (unreadable ones are skipped)."""
     for folder in sorted((Path(store.root.path) / "objects").glob("*")):
-        found = store.lookup(folder.name)
-        if found.record is not None:
-            yield found.record
+        for found in store.history(folder.name):
+            if found.record is not None:
+                yield found.record
 
 
 class Verdict(enum.Enum):
@@ -149,7 +149,7 @@ def _verify(store: OutputStore, record: SuccessRecord) -> tuple[Check, tuple[str
     preimage = base64.b64decode(record.preimage_b64)
     if hashlib.sha256(preimage).hexdigest() != record.output_id:
         return Check.BAD_PREIMAGE, ()
-    data = Path(store.location(record.output_id).path)
+    data = Path(store.location(record.output_id, record.generation).path)
     actual = {entry.path: entry.sha256 for entry in manifest(data)}
     expected = {entry.path: entry.sha256 for entry in record.manifest}
     problems = [

@@ -1,59 +1,47 @@
 """The engine's operators.
 
-``AlamodeOperator`` owns ``execute()``: skip when the output is already recorded,
-otherwise hold the output's lock, re-check, let ``produce`` write into a fresh staging
-folder, commit, and record success in the store and in XCom. Subclasses override
-``produce`` only. ``AlamodePlanOperator`` runs first and marks every task whose output
-is recorded as skipped in one call, so a cached run starts no worker for them.
+``AlamodeOperator`` owns ``execute()``: skip when the run's output is already recorded
+(unless the run rebuilds it), otherwise hold the output's lock, re-check, let
+``produce`` write into a fresh staging folder, commit, and record success in the store
+and in XCom. Subclasses override ``produce`` only. The plan task (``plan.py``) runs first.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alamode_airflow import settings
-from alamode_airflow._compat import AirflowSkipException, BaseOperator, DownstreamTasksSkipped
+from alamode_airflow._compat import AirflowSkipException, BaseOperator
 from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.runner import Command, CommandFailed, Invocation
-from alamode_airflow.store import Committed, Found, OutputStore
+from alamode_airflow.runs import RunInfo, interval_of
+from alamode_airflow.store import Committed, Lookup, OutputStore
 
 RECORD_XCOM = "alamode_record"
 PLAN_XCOM = "alamode_plan"
 PLAN_TASK = "alamode_plan"
 
 
-def _store(root: str | None) -> OutputStore:
-    return OutputStore(root or settings.storage_root())
-
-
-def _check(store: OutputStore, output_id: str, log) -> SuccessRecord | None:
-    """The record if the output is done; otherwise None, after moving aside an object
-    whose record is corrupt or whose data vanished (one log line each)."""
-    found = store.lookup(output_id)
-    if found.done:
-        return found.record
-    if found.status in (Found.CORRUPT, Found.VANISHED):
-        log.warning("output %s is not a success (%s); recomputing", output_id[:12], found.reason)
-        store.quarantine(output_id)
-    return None
-
-
 class AlamodeOperator(BaseOperator):
     """Produce one content-addressed output, at most once across all runs and DAGs."""
 
     ui_color = "#fdf1dc"
+    # The preimage source is immutable (and a mappingproxy cannot be deep-copied).
+    shallow_copy_attrs = ("preimage_source",)
 
     def __init__(
         self,
         *,
         output_id: str,
         inputs: Mapping[str, str],
-        preimage: bytes,
+        preimage_source: Callable[[], bytes],
+        partitioned: bool = False,
+        partitioned_inputs: frozenset[str] = frozenset(),
         command: str = "",
         image: str | None = None,
         sha: str | None = None,
@@ -63,62 +51,92 @@ class AlamodeOperator(BaseOperator):
         super().__init__(**kwargs)
         self.output_id = output_id
         self.inputs = dict(inputs)
-        self.preimage = preimage
+        # Bencoded only when a record is written, not on every DAG parse.
+        self.preimage_source = preimage_source
+        self.partitioned = partitioned
+        self.partitioned_inputs = frozenset(partitioned_inputs)
         self.command = command
         self.image = image
         self.sha = sha
         self.storage_root = storage_root
 
     def execute(self, context: Any) -> None:
-        store = _store(self.storage_root)
-        self._skip_if_done(store)
-        with store.producing(self.output_id):
+        store = OutputStore.configured(self.storage_root)
+        plan = context["ti"].xcom_pull(task_ids=PLAN_TASK, key=PLAN_XCOM) or {}
+        run = RunInfo(context["run_id"], interval_of(context), frozenset(plan.get("rebuild", ())))
+        target = run.output_id(self.task_id, self.output_id, self.partitioned)
+        self._skip_if_done(store, target, run)
+        with store.locked(target):
             # Re-check under the lock: a concurrent producer may just have committed.
-            self._skip_if_done(store)
-            self._produce_and_commit(context, store)
+            found = self._skip_if_done(store, target, run)
+            generation = found.generation + 1 if found.generation is not None else 0
+            self._produce_and_commit(context, store, run, target, generation)
 
-    def _skip_if_done(self, store: OutputStore) -> None:
-        record = _check(store, self.output_id, self.log)
-        if record is not None:
+    def _skip_if_done(self, store: OutputStore, target: str, run: RunInfo) -> Lookup:
+        found = store.settle(target, self.log.warning)
+        if not found.done:
+            return found
+        record = found.record
+        if self.task_id not in run.rebuild or record.run_id == run.run_id:
             raise AirflowSkipException(
-                f"output {self.output_id[:12]} already produced by {record.produced_by()}"
+                f"output {target[:12]} already produced by {record.produced_by()}"
             )
+        self.log.info(
+            "rebuilding %s: generation %d (by %s) stays, a new one is written beside it",
+            target[:12],
+            found.generation,
+            record.produced_by(),
+        )
+        return found
 
-    def _produce_and_commit(self, context: Any, store: OutputStore) -> None:
+    def _produce_and_commit(
+        self, context: Any, store: OutputStore, run: RunInfo, target: str, generation: int
+    ) -> None:
         start = datetime.now(UTC)
-        staging = store.stage(self.output_id)
+        inputs = {
+            name: run.output_id(name, oid, name in self.partitioned_inputs)
+            for name, oid in self.inputs.items()
+        }
+        staging = store.stage(target)
         try:
-            self.produce(context, staging / "data", self._input_locations(store))
-            record = self._record(context, start, staging / "data")
+            with contextlib.ExitStack() as reading:
+                # Shared locks: garbage collection leaves inputs alone while we read.
+                for output_id in inputs.values():
+                    reading.enter_context(store.locked(output_id, shared=True))
+                self.produce(context, staging / "data", self._locations(store, inputs), run)
+            record = self._record(context, start, staging / "data", run, (target, generation))
             outcome = store.commit(staging, record)
         except BaseException:
             store.discard(staging)
             raise
         if outcome is Committed.ALREADY:
-            raise AirflowSkipException(f"output {self.output_id[:12]} {outcome.value}")
+            raise AirflowSkipException(f"output {target[:12]} {outcome.value}")
         context["ti"].xcom_push(RECORD_XCOM, record.to_json())
         self.log.info(
-            "committed output %s (%d files) to %s",
-            self.output_id[:12],
+            "committed output %s generation %d (%d files) to %s",
+            target[:12],
+            generation,
             len(record.manifest),
-            store.location(self.output_id),
+            store.location(target, generation),
         )
 
-    def _input_locations(self, store: OutputStore) -> dict[str, str]:
+    def _locations(self, store: OutputStore, inputs: Mapping[str, str]) -> dict[str, str]:
         locations = {}
-        for name, output_id in self.inputs.items():
-            if not store.lookup(output_id).done:
+        for name, output_id in inputs.items():
+            found = store.lookup(output_id)
+            if not found.done:
                 raise CommandFailed(
                     f"input {name!r} ({output_id[:12]}) has no success record", task=self.task_id
                 )
-            locations[name] = str(store.location(output_id).path)
+            locations[name] = str(store.location(output_id, found.generation).path)
         return locations
 
-    def _record(self, context: Any, start: datetime, data: Path) -> SuccessRecord:
+    def _record(self, context, start, data: Path, run: RunInfo, target) -> SuccessRecord:
+        output_id, generation = target
         end = datetime.now(UTC)
         ti = context["ti"]
         return SuccessRecord(
-            output_id=self.output_id,
+            output_id=output_id,
             dag_id=ti.dag_id,
             task=ti.task_id,
             run_id=ti.run_id,
@@ -129,13 +147,20 @@ class AlamodeOperator(BaseOperator):
             command=self.command,
             image=self.image,
             sha=self.sha,
-            inputs=self.inputs,
-            preimage_b64=base64.b64encode(self.preimage).decode(),
+            inputs={
+                name: run.output_id(name, oid, name in self.partitioned_inputs)
+                for name, oid in self.inputs.items()
+            },
+            preimage_b64=base64.b64encode(self.preimage_source()).decode(),
             host=socket.gethostname(),
             manifest=manifest(data),
+            file_output_id=self.output_id if self.partitioned else None,
+            interval=run.interval if self.partitioned else None,
+            generation=generation,
+            rebuilt=generation > 0,
         )
 
-    def produce(self, context: Any, output: Path, inputs: Mapping[str, str]) -> None:
+    def produce(self, context: Any, output: Path, inputs: Mapping[str, str], run: RunInfo) -> None:
         """Write the output into ``output``; ``inputs`` maps dependency names to the
         locations of their committed outputs."""
         raise NotImplementedError
@@ -160,15 +185,18 @@ class AlamodeCommandOperator(AlamodeOperator):
         self.timeout_s = timeout_s
         self._running: Command | None = None
 
-    def produce(self, context: Any, output: Path, inputs: Mapping[str, str]) -> None:
+    def produce(self, context: Any, output: Path, inputs: Mapping[str, str], run: RunInfo) -> None:
+        env = {k: str(v) for k, v in self.env.items()}
+        if run.interval:
+            env["ALAMODE_INTERVAL_START"], env["ALAMODE_INTERVAL_END"] = run.interval
         call = Invocation(
             command=self.command,
             cwd=self.cwd,
             output=str(output),
-            output_id=self.output_id,
+            output_id=run.output_id(self.task_id, self.output_id, self.partitioned),
             task=self.task_id,
             inputs=inputs,
-            env={k: str(v) for k, v in self.env.items()},
+            env=env,
             timeout=self.timeout_s,
         )
         self.log.info("running: %s", self.command)
@@ -178,41 +206,3 @@ class AlamodeCommandOperator(AlamodeOperator):
     def on_kill(self) -> None:
         if self._running:
             self._running.kill()
-
-
-class AlamodePlanOperator(BaseOperator):
-    """Checks every task's output before anything runs and marks the ones already
-    recorded as skipped, all in one call to Airflow."""
-
-    ui_color = "#e8e0f5"
-
-    def __init__(
-        self, *, outputs: Mapping[str, str], storage_root: str | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.outputs = dict(outputs)
-        self.storage_root = storage_root
-
-    def execute(self, context: Any) -> None:
-        store = _store(self.storage_root)
-        cached = {}
-        for task_id, output_id in self.outputs.items():
-            record = _check(store, output_id, self.log)
-            if record is not None:
-                cached[task_id] = record
-                self.log.info(
-                    "%s: output %s already produced by %s; skipping",
-                    task_id,
-                    output_id[:12],
-                    record.produced_by(),
-                )
-        to_run = [t for t in self.outputs if t not in cached]
-        self.log.info(
-            "%d of %d outputs recorded; to run: %s",
-            len(cached),
-            len(self.outputs),
-            ", ".join(to_run) or "nothing",
-        )
-        context["ti"].xcom_push(PLAN_XCOM, {"skipped": sorted(cached), "to_run": to_run})
-        if cached:
-            raise DownstreamTasksSkipped(tasks=sorted(cached))

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from a_la_mode.partitions import partition_id
+
 FORMAT = 1
 CHUNK = 1024 * 1024
 
@@ -43,17 +45,28 @@ class SuccessRecord:
     preimage_b64: str
     host: str
     manifest: tuple[ManifestEntry, ...] = ()
+    generation: int = 0
+    # For a partitioned output: the task's ID in the file and the run's interval, from
+    # which output_id derives; the preimage is then that of the file ID.
+    file_output_id: str | None = None
+    interval: tuple[str, str] | None = None
+    rebuilt: bool = False
     format: int = field(default=FORMAT)
 
     def __post_init__(self) -> None:
         digest = hashlib.sha256(base64.b64decode(self.preimage_b64)).hexdigest()
-        if digest != self.output_id:
-            raise ValueError(f"record preimage hashes to {digest[:12]}, not {self.output_id[:12]}")
+        if digest != (self.file_output_id or self.output_id):
+            raise ValueError(f"record preimage hashes to {digest[:12]}, not its output ID")
+        if self.interval is not None:
+            start, end = self.interval
+            if partition_id(self.file_output_id or "", start, end) != self.output_id:
+                raise ValueError("record's file ID and interval do not give its output ID")
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only (lists, not tuples), so XCom stores it as written."""
         data = asdict(self)
         data["manifest"] = [asdict(entry) for entry in self.manifest]
+        data["interval"] = list(self.interval) if self.interval else None
         return data
 
     def dumps(self) -> str:
@@ -66,6 +79,8 @@ class SuccessRecord:
         if data.get("format") != FORMAT:
             raise ValueError(f"unknown record format {data.get('format')!r}")
         data["manifest"] = tuple(ManifestEntry(**entry) for entry in data["manifest"])
+        if data.get("interval") is not None:
+            data["interval"] = tuple(data["interval"])
         return cls(**data)
 
     def produced_by(self) -> str:

@@ -2,18 +2,22 @@
 
 Layout under the storage root::
 
-    objects/<output id>/data/         the output, as the command wrote it
-    objects/<output id>/record.json   the success record (authoritative)
-    staging/<output id>.<token>/      an attempt in progress: data/ + record.json
-    locks/<output id>.lock            held while an output is being produced (local)
-    quarantine/<output id>.<token>/   objects whose record was unreadable or whose data vanished
+    objects/<output id>/<generation>/data/         the output, as the command wrote it
+    objects/<output id>/<generation>/record.json   its success record (authoritative)
+    staging/<output id>.<random>/                  an attempt in progress
+    locks/<output id>.lock                         held while producing or reading (local)
+    quarantine/<output id>.<generation>.<random>/  bad records or vanished data, kept
+    pins/<output id>                               outputs garbage collection keeps
+
+Generation 0 is an output's first build; a forced rebuild commits generation 1, 2, ...
+beside it, so an output once committed is never written again, and the latest
+generation is the one readers get.
 
 On a local root an attempt is committed by one ``rename`` of its staging folder to
-``objects/<id>``: a failed or killed attempt never appears there, and the rename fails
-if another attempt committed first. Object stores have no atomic rename: the data is
-copied first and ``record.json`` written last, so a reader never sees a record without
-its data. The engine never writes into or deletes an ``objects/<id>`` that has a valid
-record.
+``objects/<id>/<generation>``: a failed or killed attempt never appears there, and the
+rename fails if another attempt committed that generation first. Object stores have no
+atomic rename: the data is copied first and ``record.json`` written last, so a reader
+never sees a record without its data.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +53,7 @@ class Lookup:
     status: Found
     record: SuccessRecord | None = None
     reason: str = ""
+    generation: int | None = None
 
     @property
     def done(self) -> bool:
@@ -67,40 +72,82 @@ class OutputStore:
         self.root = ObjectStoragePath(root)
         self.local = self.root.protocol in ("", "file")
 
-    def object_dir(self, output_id: str) -> ObjectStoragePath:
-        return self.root / "objects" / output_id
+    @classmethod
+    def configured(cls, root: str | None = None) -> OutputStore:
+        """The store at ``root``, or at Airflow's ``[alamode] storage_root``."""
+        from alamode_airflow.settings import storage_root
 
-    def location(self, output_id: str) -> ObjectStoragePath:
-        """The committed output of ``output_id`` (what ALAMODE_INPUT_* point at)."""
-        return self.object_dir(output_id) / DATA
+        return cls(root or storage_root())
+
+    def object_dir(self, output_id: str, generation: int | None = None) -> ObjectStoragePath:
+        folder = self.root / "objects" / output_id
+        return folder if generation is None else folder / str(generation)
+
+    def generations(self, output_id: str) -> list[int]:
+        """The committed generations of an output, oldest first."""
+        try:
+            names = [p.name for p in self.object_dir(output_id).iterdir()]
+        except FileNotFoundError:
+            return []
+        return sorted(int(name) for name in names if name.isdigit())
+
+    def location(self, output_id: str, generation: int | None = None) -> ObjectStoragePath:
+        """The committed output (the latest generation unless one is named)."""
+        if generation is None:
+            generation = max(self.generations(output_id), default=0)
+        return self.object_dir(output_id, generation) / DATA
 
     def lookup(self, output_id: str) -> Lookup:
-        record_path = self.object_dir(output_id) / RECORD
-        try:
-            text = record_path.read_text()
-        except FileNotFoundError:
+        """Whether the latest generation of ``output_id`` is a success."""
+        generations = self.generations(output_id)
+        if not generations:
             return Lookup(Found.MISSING)
+        return self.read(output_id, generations[-1])
+
+    def settle(self, output_id: str, warn: Callable[..., None]) -> Lookup:
+        """The latest generation's lookup, after moving aside (one ``warn`` line each)
+        any generation whose record is bad or whose data vanished: those are not
+        successes, and an older good generation, if any, becomes the latest."""
+        found = self.lookup(output_id)
+        while found.status in (Found.CORRUPT, Found.VANISHED):
+            warn("output %s is not a success (%s); ignoring it", output_id[:12], found.reason)
+            self.quarantine(output_id, found.generation)
+            found = self.lookup(output_id)
+        return found
+
+    def history(self, output_id: str) -> list[Lookup]:
+        """Every generation of ``output_id``, oldest first."""
+        return [self.read(output_id, g) for g in self.generations(output_id)]
+
+    def read(self, output_id: str, generation: int) -> Lookup:
+        folder = self.object_dir(output_id, generation)
+        where = f"{folder / RECORD}"
         try:
-            record = SuccessRecord.loads(text)
+            record = SuccessRecord.loads((folder / RECORD).read_text())
+        except FileNotFoundError:
+            return Lookup(Found.CORRUPT, reason=f"no record at {where}", generation=generation)
         except (ValueError, KeyError, TypeError) as exc:
-            return Lookup(Found.CORRUPT, reason=f"unreadable record {record_path}: {exc}")
-        if record.output_id != output_id:
-            return Lookup(Found.CORRUPT, reason=f"record at {record_path} names another output")
-        if not self.location(output_id).exists():
-            return Lookup(Found.VANISHED, record, f"record at {record_path} but its data is gone")
-        return Lookup(Found.DONE, record)
+            return Lookup(Found.CORRUPT, reason=f"unreadable {where}: {exc}", generation=generation)
+        if record.output_id != output_id or record.generation != generation:
+            return Lookup(
+                Found.CORRUPT, reason=f"{where} names another output", generation=generation
+            )
+        if not (folder / DATA).exists():
+            return Lookup(Found.VANISHED, record, f"{where} but its data is gone", generation)
+        return Lookup(Found.DONE, record, generation=generation)
 
     @contextlib.contextmanager
-    def producing(self, output_id: str) -> Iterator[None]:
-        """Hold the output's lock while producing it, so a second producer of the same
-        ID on this machine waits and then finds the record instead of computing again."""
+    def locked(self, output_id: str, *, shared: bool = False) -> Iterator[None]:
+        """Hold the output's lock: exclusive while producing it (a second producer on
+        this machine waits, then finds the record), shared while reading it (garbage
+        collection leaves it alone)."""
         if not self.local:
             yield
             return
         locks = Path(self.root.path) / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         with open(locks / f"{output_id}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -121,25 +168,27 @@ class OutputStore:
         shutil.rmtree(staging, ignore_errors=True)
 
     def commit(self, staging: Path, record: SuccessRecord) -> Committed:
-        """Move a finished attempt into place and record it, unless already done."""
+        """Move a finished attempt into place as ``record.generation``, unless that
+        generation was committed already."""
         if self.local:
             return self._commit_local(staging, record)
         return self._commit_remote(staging, record)
 
-    def quarantine(self, output_id: str) -> None:
-        """Move aside an object whose record is unreadable or whose data vanished: it is
-        not a success, and its bytes are kept for inspection, not deleted."""
+    def quarantine(self, output_id: str, generation: int) -> None:
+        """Move aside a generation whose record is bad or whose data vanished: it is not
+        a success, and its bytes are kept for inspection, not deleted."""
         if not self.local:
             return
-        source = Path(self.object_dir(output_id).path)
-        target = Path(self.root.path) / "quarantine" / f"{output_id}.{uuid.uuid4().hex[:8]}"
+        source = Path(self.object_dir(output_id, generation).path)
+        name = f"{output_id}.{generation}.{uuid.uuid4().hex[:8]}"
+        target = Path(self.root.path) / "quarantine" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.rename(source, target)
 
     def _commit_local(self, staging: Path, record: SuccessRecord) -> Committed:
         (staging / RECORD).write_text(record.dumps())
-        target = Path(self.object_dir(record.output_id).path)
+        target = Path(self.object_dir(record.output_id, record.generation).path)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staging, target)
@@ -151,12 +200,12 @@ class OutputStore:
         return Committed.COMMITTED
 
     def _commit_remote(self, staging: Path, record: SuccessRecord) -> Committed:
-        if self.lookup(record.output_id).done:
+        folder = self.object_dir(record.output_id, record.generation)
+        if (folder / RECORD).exists():
             self.discard(staging)
             return Committed.ALREADY
-        target = self.location(record.output_id)
         for entry in record.manifest:
-            (target / entry.path).write_bytes((staging / DATA / entry.path).read_bytes())
-        (self.object_dir(record.output_id) / RECORD).write_text(record.dumps())
+            (folder / DATA / entry.path).write_bytes((staging / DATA / entry.path).read_bytes())
+        (folder / RECORD).write_text(record.dumps())
         self.discard(staging)
         return Committed.COMMITTED

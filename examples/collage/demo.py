@@ -22,6 +22,7 @@ from rich.table import Table
 from a_la_mode import load
 from alamode_airflow.airflow_cli import AirflowHome
 from alamode_airflow.cli import main as alamode
+from alamode_airflow.store import OutputStore
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "examples" / "collage" / "pipeline.py"
@@ -80,7 +81,7 @@ def main() -> None:
         if original is not None:
             ENCODED.write_bytes(original)
     for label, output in (("original", first), ("after the change", second)):
-        png = airflow.store / "objects" / output / "data" / "collage.png"
+        png = Path(OutputStore(str(airflow.store)).location(output).path) / "collage.png"
         console.print(f"collage ({label}): {png}")
 
 

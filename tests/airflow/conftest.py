@@ -29,8 +29,10 @@ class Airflow(AirflowHome):
     def save(self, dag: Dag, name: str) -> Path:
         return dag.save(self.dags / f"{name}.alamode")
 
-    def run(self, dag_id: str, date: str, *, ok: bool = True) -> dict[str, str]:
-        result = self.test_run(dag_id, date, check=ok)
+    def run(
+        self, dag_id: str, date: str, *, ok: bool = True, conf: dict | None = None
+    ) -> dict[str, str]:
+        result = self.test_run(dag_id, date, check=ok, conf=conf)
         object.__setattr__(self, "last_log", result.log)
         return result.states
 

@@ -42,8 +42,8 @@ def test_first_run_computes_second_run_skips_everything(airflow, counter):
     assert sorted(executed(counter)) == ["a", "b", "c", "d"]
 
     c_id = dag.encode()["tasks"]["c"]["output"]
-    assert (airflow.store / "objects" / c_id / "data" / "out.txt").read_text() == "a\nb\nc\n"
-    record = json.loads((airflow.store / "objects" / c_id / "record.json").read_text())
+    assert (airflow.store / "objects" / c_id / "0" / "data" / "out.txt").read_text() == "a\nb\nc\n"
+    record = json.loads((airflow.store / "objects" / c_id / "0" / "record.json").read_text())
     assert record["task"] == "c"
     assert record["dag_id"] == "chain"
     assert record["manifest"][0]["path"] == "out.txt"
@@ -90,7 +90,7 @@ def test_failing_command_commits_nothing_and_is_recomputed_next_run(airflow, cou
     flag.touch()
     states = airflow.run("flaky", "2026-01-02")
     assert states == {**DONE, "a": "skipped", "b": "success", "c": "success"}
-    assert (airflow.store / "objects" / b_id / "record.json").exists()
+    assert (airflow.store / "objects" / b_id / "0" / "record.json").exists()
 
 
 def test_earlier_logical_date_skips_what_later_runs_produced(airflow, counter):
@@ -143,11 +143,12 @@ def test_record_whose_output_vanished_is_recomputed(airflow, counter):
     airflow.save(dag, "chain")
     airflow.run("chain", "2026-01-01")
     a_id = dag.encode()["tasks"]["a"]["output"]
-    shutil.rmtree(airflow.store / "objects" / a_id / "data")
+    shutil.rmtree(airflow.store / "objects" / a_id / "0" / "data")
     states = airflow.run("chain", "2026-01-02")
     assert states == {**DONE, "a": "success", "b": "skipped", "c": "skipped", "d": "skipped"}
-    assert "is not a success (record at" in airflow.last_log
-    assert (airflow.store / "objects" / a_id / "data" / "out.txt").read_text() == "a\n"
+    assert "is not a success" in airflow.last_log
+    assert "but its data is gone" in airflow.last_log
+    assert (airflow.store / "objects" / a_id / "0" / "data" / "out.txt").read_text() == "a\n"
     (kept,) = (airflow.store / "quarantine").iterdir()
     assert (kept / "record.json").exists()  # the old record is kept, not deleted
 

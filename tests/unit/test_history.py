@@ -52,7 +52,7 @@ def test_status_says_which_run_produced_what(store, collage):
     rows = {row.task: row for row in status(first, store)}
     assert rows["blur"].status is Found.DONE
     assert rows["blur"].record.run_id == "2026-01-01"
-    assert rows["blur"].location.endswith(f"objects/{first['blur'].output}/data")
+    assert rows["blur"].location.endswith(f"objects/{first['blur'].output}/0/data")
     assert rows["collage"].status is Found.MISSING
 
 
@@ -95,7 +95,7 @@ def test_lineage_walks_inputs_and_verify_finds_tampered_bytes(store, collage, tm
     assert tree.record.task == "collage"
     assert set(tree.inputs) == {"blur", "edge_enhance"}
     assert tree.inputs["blur"].inputs["download_images"].check is Check.OK
-    data = tmp_path / "store/objects" / pipeline["download_images"].output / "data"
+    data = tmp_path / "store/objects" / pipeline["download_images"].output / "0" / "data"
     (data / "out.txt").write_text("tampered")
     (data / "extra.bin").write_bytes(b"x")
     node = lineage(store, pipeline["collage"].output, verify=True).inputs["blur"]
@@ -124,6 +124,6 @@ def test_cli_status_explain_lineage(store, collage, tmp_path, capsys):
     output = pipeline["download_images"].output
     assert main(["lineage", output, "--store", root, "--verify"]) == 0
     assert "download_images" in capsys.readouterr().out
-    (tmp_path / "store/objects" / output / "data/out.txt").write_text("changed")
+    (tmp_path / "store/objects" / output / "0/data/out.txt").write_text("changed")
     assert main(["lineage", output, "--store", root, "--verify", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["problems"] == ["out.txt: sha256 differs"]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -54,7 +57,7 @@ def test_nothing_is_visible_until_commit(store, tmp_path):
     found = store.lookup(OUTPUT)
     assert found.done
     assert found.record.run_id == "run-1"
-    assert (tmp_path / "root/objects" / OUTPUT / "data/out.txt").read_text() == "hello"
+    assert (tmp_path / "root/objects" / OUTPUT / "0/data/out.txt").read_text() == "hello"
     assert list((tmp_path / "root/staging").iterdir()) == []
     assert found.record.manifest[0].sha256 == hashlib.sha256(b"hello").hexdigest()
 
@@ -64,7 +67,7 @@ def test_second_commit_of_the_same_output_loses_and_changes_nothing(store, tmp_p
     second, other = attempt(store, "second", run_id="run-2")
     assert store.commit(first, record) is Committed.COMMITTED
     assert store.commit(second, other) is Committed.ALREADY
-    assert (tmp_path / "root/objects" / OUTPUT / "data/out.txt").read_text() == "first"
+    assert (tmp_path / "root/objects" / OUTPUT / "0/data/out.txt").read_text() == "first"
     assert store.lookup(OUTPUT).record.run_id == "run-1"
     assert not second.exists()
 
@@ -87,9 +90,9 @@ def test_a_discarded_attempt_leaves_no_trace(store, tmp_path):
 def test_damaged_objects_are_misses_and_can_be_quarantined(store, tmp_path, damage, status):
     staging, record = attempt(store)
     store.commit(staging, record)
-    damage(tmp_path / "root/objects" / OUTPUT)
+    damage(tmp_path / "root/objects" / OUTPUT / "0")
     assert store.lookup(OUTPUT).status is status
-    store.quarantine(OUTPUT)
+    store.quarantine(OUTPUT, 0)
     assert store.lookup(OUTPUT).status is Found.MISSING
     (kept,) = (tmp_path / "root/quarantine").iterdir()
     assert kept.name.startswith(OUTPUT)
@@ -110,3 +113,29 @@ def test_record_json_round_trip(store):
     _staging, record = attempt(store)
     assert SuccessRecord.loads(record.dumps()) == record
     assert record.produced_by() == "run run-1 of d.t (try 1) at 2026-01-01T00:00:01+00:00"
+
+
+def test_generations_keep_old_outputs_and_the_latest_wins(store, tmp_path):
+    first, record = attempt(store, "v0")
+    store.commit(first, record)
+    again, rebuilt = attempt(store, "v1", run_id="run-2")
+    rebuilt = replace(rebuilt, generation=1, rebuilt=True)
+    assert store.commit(again, rebuilt) is Committed.COMMITTED
+    assert store.lookup(OUTPUT).record.run_id == "run-2"
+    assert Path(store.location(OUTPUT).path, "out.txt").read_text() == "v1"
+    assert Path(store.location(OUTPUT, 0).path, "out.txt").read_text() == "v0"
+    assert [found.record.run_id for found in store.history(OUTPUT)] == ["run-1", "run-2"]
+
+
+def test_settle_sets_aside_a_bad_latest_generation_and_falls_back(store, tmp_path):
+    first, record = attempt(store, "v0")
+    store.commit(first, record)
+    again, rebuilt = attempt(store, "v1", run_id="run-2")
+    store.commit(again, replace(rebuilt, generation=1))
+    shutil.rmtree(tmp_path / "root/objects" / OUTPUT / "1" / "data")
+    warnings = []
+    found = store.settle(OUTPUT, lambda *args: warnings.append(args[0] % args[1:]))
+    assert found.done
+    assert found.generation == 0
+    assert len(warnings) == 1
+    assert "is not a success" in warnings[0]
