@@ -106,6 +106,19 @@ def query(home: AirflowHome, sql: str, *params: Any) -> list[tuple]:
     return home.query(sql, *params)
 
 
+def cli_retrying(home: AirflowHome, *args: str, attempts: int = 8) -> str:
+    """An ``airflow`` command run beside the services, retried while SQLite's write
+    lock is held by one of them (the command's transaction was rolled back)."""
+    for attempt in range(attempts):
+        done = home.cli(*args, check=False)
+        if done.returncode == 0:
+            return done.stdout
+        if "database is locked" not in done.stdout + done.stderr or attempt == attempts - 1:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
+
+
 def wait_registered(home: AirflowHome, dag_ids: list[str], timeout: float = 180.0) -> None:
     """Wait until the dag-processor has stored every DAG in ``dag_ids``."""
     marks = ",".join("?" * len(dag_ids))

@@ -153,6 +153,23 @@ class OutputStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def try_locked(self, output_id: str) -> Iterator[bool]:
+        """The exclusive lock if nobody holds the output's lock now, without waiting:
+        yields False while a task produces or reads the output."""
+        locks = Path(self.root.path) / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{output_id}.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def stage(self, output_id: str) -> Path:
         """A fresh, empty staging folder; the command writes into its ``data/``."""
         if self.local:

@@ -14,9 +14,11 @@ import click
 from rich.console import Console
 
 from a_la_mode import AlamodeError
+from alamode_airflow.cli import gc_commands, store_commands
+from alamode_airflow.cli.commands import cli
 
-# store_commands adds status, explain and lineage to the group defined in commands.
-from alamode_airflow.cli.store_commands import cli
+# Importing these modules adds their commands to the group defined in commands.
+COMMAND_MODULES = (store_commands, gc_commands)
 
 EXIT_OK = 0
 EXIT_USAGE = 2

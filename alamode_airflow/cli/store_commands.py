@@ -13,8 +13,6 @@ from alamode_airflow.cli.commands import cli
 from alamode_airflow.history import Check, explain, lineage, status
 from alamode_airflow.store import OutputStore
 
-__all__ = ["cli"]
-
 store_option = click.option(
     "--store",
     "store_root",

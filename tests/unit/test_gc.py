@@ -1,0 +1,150 @@
+"""Garbage collection: what it keeps, what it reclaims, and that no interruption
+leaves a record without its data."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from a_la_mode import AlamodeError, Dag, load
+from alamode_airflow import gc
+from alamode_airflow.cli import main
+from alamode_airflow.store import OutputStore
+from tests.unit.storefill import produce
+
+OLD = "2020-01-01T00:00:00+00:00"
+
+
+def chain(n: int, tag: str) -> Dag:
+    dag = Dag({"dag_id": f"chain_{tag}"})
+    previous = None
+    for i in range(n):
+        task = dag.task(f"t{i}", {"command": f"echo {tag} {i}"})
+        if previous:
+            task.add_dep(previous)
+        previous = task
+    return dag
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """A store holding an old pipeline's outputs and the current pipeline's outputs."""
+    store = OutputStore(str(tmp_path / "store"))
+    dags = tmp_path / "dags"
+    current, old = chain(3, "new"), chain(3, "old")
+    current.save(dags / "current.alamode")
+    produce(store, load(current.bencode()), "run-new", end=OLD)
+    produce(store, load(old.bencode()), "run-old", end=OLD)
+    return store, dags, load(current.bencode()), load(old.bencode())
+
+
+def test_roots_and_pins_are_kept_the_rest_is_reclaimable(setup):
+    store, dags, _current, old = setup
+    gc.pin(store, old["t0"].output)
+    keep = gc.roots(dags) | gc.pins(store)
+    chosen = {c.output_id for c in gc.candidates(store, keep, gc.parse_age("30d"))}
+    assert chosen == {old["t1"].output, old["t2"].output}
+    assert gc.unpin(store, old["t0"].output) is True
+    assert gc.unpin(store, old["t0"].output) is False
+
+
+def test_recent_outputs_are_not_reclaimable(setup, tmp_path):
+    store, dags, _, _ = setup
+    fresh = chain(2, "fresh")
+    produce(store, load(fresh.bencode()), "run-fresh", end="2999-01-01T00:00:00+00:00")
+    chosen = gc.candidates(store, gc.roots(dags), gc.parse_age("1d"))
+    assert {c.task for c in chosen} == {"t0", "t1", "t2"}
+    assert all(c.newest.year == 2020 for c in chosen)
+
+
+def test_collect_removes_record_and_data_together_and_spares_outputs_in_use(setup):
+    store, dags, current, old = setup
+    chosen = gc.candidates(store, gc.roots(dags), gc.parse_age("0"))
+    with store.locked(old["t2"].output, shared=True):  # a task is reading it
+        deleted, busy = gc.collect(store, chosen)
+    assert set(deleted) == {old["t0"].output, old["t1"].output}
+    assert busy == [old["t2"].output]
+    assert not Path(store.object_dir(old["t0"].output).path).exists()
+    assert store.lookup(old["t2"].output).done
+    assert all(store.lookup(task.output).done for task in current)
+
+
+def test_a_file_that_cannot_be_read_stops_gc(setup):
+    _, dags, _, _ = setup
+    (dags / "broken.alamode").write_bytes(b"garbage")
+    with pytest.raises(AlamodeError, match=r"nothing is collected: .*broken.alamode"):
+        gc.roots(dags)
+
+
+def test_cli_dry_run_then_yes(setup, capsys):
+    store, dags, _, old = setup
+    args = ["gc", "--dags-folder", str(dags), "--store", str(store.root.path), "--json"]
+    assert main(args) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert {row["output_id"] for row in dry["reclaimable"]} == {t.output for t in old}
+    assert dry["deleted"] == []
+    assert all(store.lookup(t.output).done for t in old)
+    assert main([*args, "--yes"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["deleted"]) == 3
+    assert not any(store.lookup(t.output).done for t in old)
+    assert main(["gc", "--dags-folder", str(dags), "--older-than", "soon"]) == 3
+
+
+def test_gc_killed_at_random_points_leaves_a_consistent_store(tmp_path):
+    store = OutputStore(str(tmp_path / "store"))
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    fill(store)
+    objects = Path(store.root.path, "objects")
+    rng = random.Random(7)
+    command = [sys.executable, "-m", "alamode_airflow.cli", "gc", "--dags-folder", str(dags)]
+    command += ["--store", str(store.root.path), "--older-than", "0", "--yes", "--json"]
+    interrupted, delay = 0, 0.5
+    # Kill gc at random moments until two kills have landed mid-collection (the delay
+    # grows while kills land before gc starts deleting, as on a slow machine).
+    for _ in range(20):
+        before = len(list(objects.iterdir()))
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay + rng.uniform(0, 0.8))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert_consistent(store)
+        left = len(list(objects.iterdir()))
+        interrupted += 0 < left < before
+        delay += 0.3 if left == before else 0
+        if left == 0:  # gc finished before the kill: fill again, kill sooner
+            fill(store)
+            delay = max(0.0, delay - 0.5)
+        if interrupted >= 2:
+            break
+    assert interrupted >= 1
+    subprocess.run(command, check=True, capture_output=True)
+    assert_consistent(store)
+    assert list(objects.iterdir()) == []
+    assert list(Path(store.root.path, "trash").iterdir()) == []
+
+
+def fill(store: OutputStore) -> None:
+    """1,000 old outputs: enough that deleting them takes gc about a second."""
+    for batch in range(40):
+        produce(store, load(chain(25, f"b{batch}").bencode()), "run", end=OLD)
+
+
+def assert_consistent(store: OutputStore) -> None:
+    """Every output left in objects/ is whole: each generation has its record and all
+    the data its manifest lists."""
+    objects = Path(store.root.path) / "objects"
+    for folder in objects.iterdir():
+        for found in store.history(folder.name):
+            assert found.done, found.reason
+            for entry in found.record.manifest:
+                data = Path(store.location(folder.name, found.generation).path)
+                assert os.path.getsize(data / entry.path) == entry.size
