@@ -5,13 +5,24 @@ When Airflow moves a name, only this module changes.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, BaseOperator, ObjectStoragePath, Param, TriggerRule, conf
+from airflow.sdk import (
+    DAG,
+    Asset,
+    BaseOperator,
+    BaseOperatorLink,
+    ObjectStoragePath,
+    Param,
+    TriggerRule,
+    conf,
+)
 from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped
 
 __all__ = [
     "DAG",
     "AirflowSkipException",
+    "Asset",
     "BaseOperator",
+    "BaseOperatorLink",
     "DownstreamTasksSkipped",
     "ObjectStoragePath",
     "Param",

@@ -10,6 +10,7 @@ from typing import Any
 from a_la_mode import Pipeline, PipelineTask, SpecValueError, TaskNameError
 from a_la_mode.partitions import partitioned
 from alamode_airflow._compat import DAG, Param, TriggerRule
+from alamode_airflow.links import output_asset
 from alamode_airflow.meta import dag_settings, report_unknown
 from alamode_airflow.operators import AlamodeCommandOperator
 from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
@@ -94,6 +95,7 @@ def _operator(
         timeout_s=spec.get("timeout") if isinstance(spec.get("timeout"), int) else None,
         storage_root=storage_root,
         doc_md=_doc(task),
+        outlets=[output_asset(task.output)],
         **extra,
     )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alamode_airflow._compat import AirflowSkipException, BaseOperator
+from alamode_airflow.links import OutputLocationLink
 from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.runner import Command, CommandFailed, Invocation
 from alamode_airflow.runs import RunInfo, interval_of
@@ -31,6 +32,7 @@ class AlamodeOperator(BaseOperator):
     """Produce one content-addressed output, at most once across all runs and DAGs."""
 
     ui_color = "#fdf1dc"
+    operator_extra_links = (OutputLocationLink(),)
     # The preimage source is immutable (and a mappingproxy cannot be deep-copied).
     shallow_copy_attrs = ("preimage_source",)
 
@@ -112,6 +114,14 @@ class AlamodeOperator(BaseOperator):
         if outcome is Committed.ALREADY:
             raise AirflowSkipException(f"output {target[:12]} {outcome.value}")
         context["ti"].xcom_push(RECORD_XCOM, record.to_json())
+        self.committed_location = str(store.location(target, generation))
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = {
+                "output_id": target,
+                "generation": generation,
+                "file_output_id": self.output_id,
+                "location": self.committed_location,
+            }
         self.log.info(
             "committed output %s generation %d (%d files) to %s",
             target[:12],

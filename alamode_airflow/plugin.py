@@ -7,8 +7,10 @@ from typing import ClassVar
 from airflow.plugins_manager import AirflowPlugin
 
 from alamode_airflow import settings
+from alamode_airflow.links import OutputLocationLink
 
 
 class AlamodePlugin(AirflowPlugin):
     name = "alamode"
     macros: ClassVar[list] = [settings.storage_root]
+    operator_extra_links: ClassVar[list] = [OutputLocationLink()]

@@ -174,3 +174,26 @@ def test_success_record_in_xcom_carries_provenance(airflow, counter):
     assert hashlib.sha256(preimage).hexdigest() == encoded["output"]
     for key in ("dag_id", "task", "start", "end", "duration_s", "host", "image", "sha"):
         assert key in record
+
+
+def test_ui_link_and_asset_events_carry_the_output(airflow, counter):
+    dag = chain(counter)
+    airflow.save(dag, "chain")
+    airflow.run("chain", "2026-01-01")
+    c_id = dag.encode()["tasks"]["c"]["output"]
+    (link,) = airflow.query(
+        "select value from xcom where dag_id='chain' and task_id='c' "
+        "and key='_link_OutputLocationLink'"
+    )[0]
+    assert f"objects/{c_id}/0/data" in str(link)
+    events = airflow.query(
+        "select a.uri, e.extra from asset_event e join asset a on a.id = e.asset_id "
+        "where e.source_task_id='c'"
+    )
+    assert len(events) == 1
+    uri, extra = events[0]
+    assert uri == f"alamode://outputs/{c_id}"
+    assert json.loads(extra)["output_id"] == c_id
+    # A cached run produces nothing, so it announces nothing.
+    airflow.run("chain", "2026-01-02")
+    assert len(airflow.query("select 1 from asset_event where source_task_id='c'")) == 1
