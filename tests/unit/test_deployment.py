@@ -1,0 +1,95 @@
+"""docker-compose.yaml, .env and Dockerfile agree with each other and with the engine
+(no Docker engine runs here, so the files are checked, not started)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from a_la_mode import load
+
+REPO = Path(__file__).parents[2]
+AIRFLOW_SERVICES = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dotenv() -> dict[str, str]:
+    lines = (REPO / ".env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Container path -> source of each volume."""
+    # "${AIRFLOW_PROJ_DIR:-.}/dags:/opt/airflow/dags": the target follows the last colon.
+    return {target: source for source, target in (v.rsplit(":", 1) for v in service["volumes"])}
+
+
+def default(value: str) -> str:
+    """The default of a ${NAME:-default} value."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    return match.group(1) if match else value
+
+
+def test_the_official_topology_is_there(compose):
+    services = compose["services"]
+    assert {"postgres", "redis", "airflow-init", *AIRFLOW_SERVICES} <= set(services)
+    for name, command in AIRFLOW_SERVICES.items():
+        assert services[name]["command"] == command, name
+        assert services[name]["image"] == "${AIRFLOW_IMAGE_NAME:-alamode-airflow:latest}"
+        assert services[name]["build"] == "."
+
+
+def test_executor_and_backends_point_at_services_that_exist(compose):
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    hosts = {
+        re.search(r"@(\w[\w-]*)", env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).group(1),
+        re.search(r"@(\w[\w-]*)", env["AIRFLOW__CELERY__BROKER_URL"]).group(1),
+        re.search(r"//([\w-]+):", env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]).group(1),
+    }
+    assert hosts == {"postgres", "redis", "airflow-apiserver"}
+
+
+def test_every_airflow_service_sees_the_same_dags_and_store(compose, dotenv):
+    for name in AIRFLOW_SERVICES:
+        service = compose["services"][name]
+        env, mounted = service["environment"], mounts(service)
+        dags = env["AIRFLOW__CORE__DAGS_FOLDER"]
+        store = default(env["AIRFLOW__ALAMODE__STORAGE_ROOT"])
+        assert mounted[dags].endswith("/dags"), name
+        assert mounted[store] == "alamode-store", name
+        assert store == dotenv["ALAMODE_STORAGE_ROOT"]
+    assert "alamode-store" in compose["volumes"]
+
+
+def test_the_example_runs_inside_a_mounted_folder(compose):
+    service = compose["services"]["airflow-worker"]
+    dags = service["environment"]["AIRFLOW__CORE__DAGS_FOLDER"]
+    cwd = posixpath.normpath(posixpath.join(dags, load(REPO / "dags/collage.alamode").meta["cwd"]))
+    assert any(cwd.startswith(target + "/") for target in mounts(service))
+    source = mounts(service)[posixpath.dirname(cwd)].replace("${AIRFLOW_PROJ_DIR:-.}", ".")
+    assert (REPO / source / posixpath.basename(cwd) / "collage.py").is_file()
+
+
+def test_the_image_installs_this_package(dotenv):
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}", dockerfile, re.M)
+    assert "ARG AIRFLOW_IMAGE=apache/airflow:3.3.2" in dockerfile
+    for package in ("a_la_mode", "alamode_airflow", "setup.cfg"):
+        assert package in dockerfile
+    assert dotenv["AIRFLOW_IMAGE_NAME"] == "alamode-airflow:latest"
