@@ -15,6 +15,7 @@ from typing import Any
 
 import bencode
 
+from a_la_mode import codec
 from a_la_mode.errors import AlamodeError, FileFormatError, FileTooLargeError, IntegrityError
 from a_la_mode.files import max_file_bytes, read_limited
 from a_la_mode.graph import topological_order
@@ -85,7 +86,7 @@ def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
 
 def _decode(data: bytes) -> Any:
     try:
-        return bencode.decode(data)
+        return codec.decode(data)
     except bencode.BencodeDecodeError as exc:
         raise FileFormatError(f"not a bencoded file, or truncated ({exc})") from None
 

@@ -57,7 +57,7 @@ def partitioned(pipeline: Pipeline) -> frozenset[str]:
 def timestamp(moment: datetime) -> str:
     """An interval bound as the ID rule writes it: UTC, seconds, ``Z``.
 
-    >>> timestamp(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    >>> timestamp(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     '2026-01-02T03:04:05Z'
     """
     if moment.tzinfo is None:

@@ -18,6 +18,10 @@ from typing import Any
 from alamode_airflow.airflow_cli import AIRFLOW, AirflowHome
 
 FINISHED = ("success", "failed")
+#: SQLite connection settings for every process of the deployment (imported by Airflow
+#: through [database] sql_alchemy_connect_args): wait up to a minute for the write lock
+#: instead of failing after five seconds when the scheduler holds it.
+SQLITE_CONNECT_ARGS = {"timeout": 60}
 
 
 def free_port() -> int:
@@ -38,6 +42,10 @@ def service_env(port: int) -> tuple[tuple[str, str], ...]:
         ("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(24)),
         ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"),
         ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
+        (
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
+            "alamode_airflow.airflow_services.SQLITE_CONNECT_ARGS",
+        ),
         # New files are found within 5 s; files already seen are re-parsed every 30 s.
         ("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "5"),
         ("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", "30"),
@@ -104,19 +112,6 @@ def query(home: AirflowHome, sql: str, *params: Any) -> list[tuple]:
         except sqlite3.OperationalError:
             time.sleep(0.2)
     return home.query(sql, *params)
-
-
-def cli_retrying(home: AirflowHome, *args: str, attempts: int = 8) -> str:
-    """An ``airflow`` command run beside the services, retried while SQLite's write
-    lock is held by one of them (the command's transaction was rolled back)."""
-    for attempt in range(attempts):
-        done = home.cli(*args, check=False)
-        if done.returncode == 0:
-            return done.stdout
-        if "database is locked" not in done.stdout + done.stderr or attempt == attempts - 1:
-            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        time.sleep(1 + attempt)
-    raise AssertionError("unreachable")
 
 
 def wait_registered(home: AirflowHome, dag_ids: list[str], timeout: float = 180.0) -> None:

@@ -11,7 +11,6 @@ import pytest
 from a_la_mode import Dag
 from alamode_airflow.airflow_cli import AirflowHome
 from alamode_airflow.airflow_services import (
-    cli_retrying,
     free_port,
     service_env,
     services,
@@ -37,17 +36,8 @@ def daily(counter) -> Dag:
 
 def backfill(home: AirflowHome, start: str, end: str, *extra: str) -> list[tuple]:
     """``airflow backfill create`` and wait for the scheduler to complete it."""
-    cli_retrying(
-        home,
-        "backfill",
-        "create",
-        "--dag-id",
-        "daily",
-        "--from-date",
-        start,
-        "--to-date",
-        end,
-        *extra,
+    home.cli(
+        "backfill", "create", "--dag-id", "daily", "--from-date", start, "--to-date", end, *extra
     )
     (latest,) = home.query("select max(id) from backfill")[0]
     return wait_backfill(home, latest)
@@ -72,7 +62,7 @@ def test_backfills_compute_each_interval_once(tmp_path, migrated_db):
     december = {"2025-12-30", "2025-12-31"}
     with services(home, port):
         wait_registered(home, ["daily"])
-        cli_retrying(home, "dags", "unpause", "daily")
+        home.cli("dags", "unpause", "daily")
         # Unpausing may add a scheduled run for the latest day; backfills come on top.
         first = backfill(home, "2026-01-01", "2026-01-03")
         assert [r[2] for r in first] == ["success"] * 3

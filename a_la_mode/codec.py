@@ -1,0 +1,73 @@
+"""Reading bencode strictly: one byte sequence per value.
+
+bencode.py's decoder is lenient: it reads ``i+5e``, ``i 5e`` and ``5 :abcde`` as 5 and
+"abcde", and sorts dictionary keys it finds out of order. A file changed that way would
+decode to the same values and pass every ID check, so the loader uses this decoder,
+which refuses anything but the canonical form bencode.py itself writes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bencodepy.decoder import BencodeDecoder
+from bencodepy.exceptions import BencodeDecodeError
+
+_LENGTH = re.compile(rb"0|[1-9][0-9]*")
+_INTEGER = re.compile(rb"0|-?[1-9][0-9]*")
+
+
+class StrictDecoder(BencodeDecoder):
+    """Canonical bencode only: integers and lengths without signs, spaces or leading
+    zeros, strings that fit in the data, dictionary keys strictly increasing."""
+
+    def __init__(self) -> None:
+        super().__init__(encoding="utf-8", encoding_fallback="value")
+
+    def decode_int(self, x: bytes, f: int, **kwargs: Any) -> tuple[int, int]:
+        f += 1
+        end = x.index(b"e", f)
+        if not _INTEGER.fullmatch(x, f, end):
+            raise ValueError("not a canonical integer")
+        return int(x[f:end]), end + 1
+
+    def decode_string(self, x: bytes, f: int, kind: str = "value", **kwargs: Any):
+        colon = x.index(b":", f)
+        if not _LENGTH.fullmatch(x, f, colon):
+            raise ValueError("not a canonical length")
+        start = colon + 1
+        end = start + int(x[f:colon])
+        if end > len(x):
+            raise ValueError("string runs past the end")
+        raw = x[start:end]
+        try:
+            return raw.decode("utf-8"), end
+        except UnicodeDecodeError:
+            if kind == "key":
+                raise
+            return bytes(raw), end
+
+    def decode_dict(self, x: bytes, f: int, **kwargs: Any) -> tuple[dict[str, Any], int]:
+        depth = kwargs.get("depth", 0)
+        if depth > self.max_depth:
+            raise BencodeDecodeError("exceeded maximum depth")
+        f += 1
+        result: dict[str, Any] = {}
+        previous = None
+        while x[f : f + 1] != b"e":
+            key, f = self.decode_string(x, f, kind="key")
+            # Keys sort as their UTF-8 bytes do, which is code point order.
+            if previous is not None and key <= previous:
+                raise ValueError("dictionary keys out of order or repeated")
+            previous = key
+            result[key], f = self.decode_func[x[f : f + 1]](x, f, depth=depth + 1)
+        return result, f + 1
+
+
+_DECODER = StrictDecoder()
+
+
+def decode(data: bytes) -> Any:
+    """Decode canonical bencode; raises bencode.py's BencodeDecodeError otherwise."""
+    return _DECODER.decode(data)
