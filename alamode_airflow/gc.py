@@ -20,7 +20,7 @@ from pathlib import Path
 
 from a_la_mode import AlamodeError, load
 from alamode_airflow.loader import find_files
-from alamode_airflow.store import OutputStore
+from alamode_airflow.store import OutputStore, check_output_id
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,14 @@ def pins(store: OutputStore) -> set[str]:
 
 
 def pin(store: OutputStore, output_id: str) -> None:
+    check_output_id(output_id)
     folder = Path(store.root.path) / "pins"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / output_id).touch()
 
 
 def unpin(store: OutputStore, output_id: str) -> bool:
+    check_output_id(output_id)
     path = Path(store.root.path) / "pins" / output_id
     existed = path.exists()
     path.unlink(missing_ok=True)

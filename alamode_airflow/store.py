@@ -27,6 +27,7 @@ import enum
 import errno
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -34,11 +35,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from a_la_mode import AlamodeError
 from alamode_airflow._compat import ObjectStoragePath
 from alamode_airflow.records import SuccessRecord
 
 RECORD = "record.json"
 DATA = "data"
+_OUTPUT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def check_output_id(value: str) -> str:
+    """``value`` if it is an output ID (64 lower-case hex digits): IDs become paths, so
+    anything else (``../x``) is refused before it reaches the store."""
+    if not _OUTPUT_ID.fullmatch(value):
+        raise AlamodeError(f"{value!r} is not an output ID (64 hex digits)")
+    return value
 
 
 class Found(enum.Enum):
@@ -80,7 +91,7 @@ class OutputStore:
         return cls(root or storage_root())
 
     def object_dir(self, output_id: str, generation: int | None = None) -> ObjectStoragePath:
-        folder = self.root / "objects" / output_id
+        folder = self.root / "objects" / check_output_id(output_id)
         return folder if generation is None else folder / str(generation)
 
     def generations(self, output_id: str) -> list[int]:

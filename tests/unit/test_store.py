@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from a_la_mode import AlamodeError
+from alamode_airflow import gc
 from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.store import Committed, Found, OutputStore
 
@@ -139,3 +141,11 @@ def test_settle_sets_aside_a_bad_latest_generation_and_falls_back(store, tmp_pat
     assert found.generation == 0
     assert len(warnings) == 1
     assert "is not a success" in warnings[0]
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "A" * 64, "ab" * 31, "", "0" * 63 + "/"])
+def test_ids_that_are_not_output_ids_never_become_paths(store, bad):
+    with pytest.raises(AlamodeError, match="is not an output ID"):
+        store.lookup(bad)
+    with pytest.raises(AlamodeError, match="is not an output ID"):
+        gc.pin(store, bad)
