@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from shapes import Graph, random_layered
 
 from a_la_mode import Dag
 from alamode_airflow.airflow_cli import AirflowHome
@@ -54,24 +54,10 @@ QUICK_PARSE_SIZES = (1000,)
 SCHED_TASKS = 200
 QUICK_SCHED_TASKS = 50
 REPEATS = 3
-SEED = 20240601
 RUN_TIMEOUT_S = 1800.0
-Graph = dict[str, list[str]]  # task name -> dependency names, in topological order
 
 
 # --- the DAG shape ------------------------------------------------------------------------
-
-
-def random_layered(n: int, seed: int = SEED) -> Graph:
-    """Layers of ~sqrt(n) tasks; each task reads 1-3 random tasks of earlier layers."""
-    rng = random.Random(seed)
-    width = max(1, round(math.sqrt(n)))
-    graph: Graph = {}
-    for i in range(n):
-        earlier = (i // width) * width  # tasks before this task's layer
-        k = min(rng.randint(1, 3), earlier)
-        graph[f"t{i:05d}"] = [f"t{j:05d}" for j in rng.sample(range(earlier), k)]
-    return graph
 
 
 def command_of(name: str) -> str:
