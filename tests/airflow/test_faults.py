@@ -76,3 +76,40 @@ def test_random_kills_never_commit_partial_outputs(airflow):
     assert_store_consistent(store)
     for record in dag.encode()["tasks"].values():
         assert store.lookup(record["output"]).done
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB filesystem for the store (tmpfs; mounting needs root)."""
+    mountpoint = tmp_path / "small-disk"
+    mountpoint.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mountpoint
+    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_disk_full_fails_clearly_and_records_nothing(airflow, small_disk):
+    airflow = type(airflow)(
+        airflow.home,
+        airflow.dags,
+        extra_env=(("AIRFLOW__ALAMODE__STORAGE_ROOT", str(small_disk)),),
+    )
+    dag = Dag({"dag_id": "disk_full"})
+    # The command itself succeeds: it fills the disk and ignores the error, so the
+    # failure comes when the engine writes the record.
+    fill = 'dd if=/dev/zero of="$ALAMODE_OUTPUT/big" bs=1k count=1024 2>/dev/null; true'
+    dag.task("filler", {"command": fill}).add_dep(dag.task("small", {"command": "true"}))
+    airflow.save(dag, "disk_full")
+    states = airflow.run("disk_full", "2026-01-01", ok=False)
+    assert states["filler"] == "failed"
+    assert "No space left on device" in airflow.last_log
+    store = OutputStore(str(small_disk))
+    assert not store.lookup(dag.encode()["tasks"]["filler"]["output"]).done
+    assert_store_consistent(store)
+    assert list((small_disk / "staging").iterdir()) == []
