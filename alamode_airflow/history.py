@@ -28,6 +28,7 @@ class TaskStatus:
     record: SuccessRecord | None
     location: str
     reason: str = ""
+    generation: int | None = None
 
 
 def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
@@ -43,6 +44,7 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
                 found.record,
                 str(store.location(task.output, found.generation).path),
                 found.reason,
+                found.generation,
             )
         )
     return rows

@@ -25,6 +25,7 @@ def status_json(row: TaskStatus) -> dict[str, Any]:
         "dag_id": record.dag_id if record else None,
         "produced_at": record.end if record else None,
         "location": row.location,
+        "generation": row.generation,
         "reason": row.reason or None,
     }
 
@@ -39,7 +40,7 @@ def status_table(file: Path, rows: list[TaskStatus]) -> None:
         table.add_row(
             row.task,
             short(row.output_id),
-            f"[{STYLE[state]}]{state}[/]",
+            f"[{STYLE[state]}]{state}[/]" + (f" (gen {row.generation})" if row.generation else ""),
             f"{record.dag_id} {record.run_id}" if record else "-",
             record.end if record else "-",
             row.location if record else "-",

@@ -90,6 +90,8 @@ def test_cli_status_explain_lineage(store, collage, tmp_path, capsys):
         ("collage", "missing"),
     ]
     assert rows[0]["run_id"] == "2026-01-01"
+    assert rows[0]["generation"] == 0
+    assert rows[1]["generation"] is None
     assert main(["explain", str(path), "blur", "--store", root]) == 0
     assert "no output of this task was ever recorded" in capsys.readouterr().out
     assert main(["explain", str(path), "nope", "--store", root]) == 2

@@ -62,3 +62,21 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
 def test_env_names():
     assert env_name("blur") == "ALAMODE_INPUT_BLUR"
     assert env_name("a.b-c") == "ALAMODE_INPUT_A_B_C"
+
+
+def test_nothing_but_command_reaches_the_shell(tmp_path):
+    marker = tmp_path / "pwned"
+    crafted = f"$(touch {marker}); `touch {marker}`; touch {marker}"
+    run = Invocation(
+        command='printf "%s\\n" "$CRAFTED" "$ALAMODE_INPUT_X"',
+        cwd=str(tmp_path),
+        output=str(tmp_path),
+        output_id="ab" * 32,
+        task="t",
+        inputs={"x": crafted},
+        env={"CRAFTED": crafted},
+    )
+    lines = []
+    Command(run).run(lines.append)
+    assert lines == [crafted, crafted]
+    assert not marker.exists()
