@@ -9,7 +9,9 @@ from typing import Any
 
 from a_la_mode import Pipeline, PipelineTask, SpecValueError, TaskNameError
 from a_la_mode.partitions import partitioned
+from alamode_airflow import settings
 from alamode_airflow._compat import DAG, Param, TriggerRule
+from alamode_airflow.containers import RUNNERS
 from alamode_airflow.links import output_asset
 from alamode_airflow.meta import dag_settings, report_unknown
 from alamode_airflow.operators import AlamodeCommandOperator
@@ -39,6 +41,7 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     if PLAN_TASK in pipeline.tasks:
         raise TaskNameError(f"{PLAN_TASK!r} is reserved by the Airflow engine", task=PLAN_TASK)
     base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
+    operator_class = runner_class(pipeline.meta.get("runner"))
     parts = partitioned(pipeline)
     dag = DAG(
         **settings.kwargs,
@@ -54,7 +57,8 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     )
     operators = {}
     for task in pipeline:
-        operators[task.name] = op = _operator(task, dag, base_cwd, storage_root, parts)
+        op = _operator(operator_class, task, dag, (base_cwd, storage_root), parts)
+        operators[task.name] = op
         if task.inputs:
             for dep in task.inputs:
                 operators[dep] >> op
@@ -63,8 +67,22 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     return dag
 
 
+def runner_class(name: Any) -> type[AlamodeCommandOperator]:
+    """The operator class for meta ``runner``, else ``[alamode] runner``, else local."""
+    name = name or settings.get("runner") or "local"
+    if name not in RUNNERS:
+        raise SpecValueError(
+            f"unknown runner {name!r}; choose one of {', '.join(RUNNERS)}", key="meta.runner"
+        )
+    return RUNNERS[name]
+
+
 def _operator(
-    task: PipelineTask, dag: DAG, base_cwd: str, storage_root: str | None, parts: frozenset[str]
+    operator_class: type[AlamodeCommandOperator],
+    task: PipelineTask,
+    dag: DAG,
+    places: tuple[str, str | None],
+    parts: frozenset[str],
 ) -> AlamodeCommandOperator:
     spec = task.spec
     command = spec.get("command")
@@ -78,7 +96,10 @@ def _operator(
     env = spec.get("env", {})
     if not isinstance(env, Mapping):
         raise SpecValueError("'env' must be a dictionary", task=task.name, key="env")
-    return AlamodeCommandOperator(
+    base_cwd, storage_root = places
+    if operator_class is not AlamodeCommandOperator and not isinstance(spec.get("image"), str):
+        raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
+    return operator_class(
         task_id=task.name,
         dag=dag,
         trigger_rule=TriggerRule.NONE_FAILED,

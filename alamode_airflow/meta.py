@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_START = "2024-01-01"
 TAG = "alamode"
-ENGINE_KEYS = frozenset({"cwd", DIGEST_KEY})
+ENGINE_KEYS = frozenset({"cwd", "runner", "partition", DIGEST_KEY})
 _DAG_ID = re.compile(r"[A-Za-z0-9_.-]+")
 _reported: set[tuple[str, str]] = set()
 

@@ -196,22 +196,25 @@ class AlamodeCommandOperator(AlamodeOperator):
         self._running: Command | None = None
 
     def produce(self, context: Any, output: Path, inputs: Mapping[str, str], run: RunInfo) -> None:
+        self.log.info("running: %s", self.command)
+        self._running = Command(self.invocation(str(output), inputs, run))
+        self._running.run(self.log.info)
+
+    def invocation(self, output: str, inputs: Mapping[str, str], run: RunInfo) -> Invocation:
+        """The command with its locations (as the command will see them)."""
         env = {k: str(v) for k, v in self.env.items()}
         if run.interval:
             env["ALAMODE_INTERVAL_START"], env["ALAMODE_INTERVAL_END"] = run.interval
-        call = Invocation(
+        return Invocation(
             command=self.command,
             cwd=self.cwd,
-            output=str(output),
+            output=output,
             output_id=run.output_id(self.task_id, self.output_id, self.partitioned),
             task=self.task_id,
             inputs=inputs,
             env=env,
             timeout=self.timeout_s,
         )
-        self.log.info("running: %s", self.command)
-        self._running = Command(call)
-        self._running.run(self.log.info)
 
     def on_kill(self) -> None:
         if self._running:

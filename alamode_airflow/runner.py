@@ -47,13 +47,9 @@ def env_name(task: str) -> str:
     return "ALAMODE_INPUT_" + re.sub(r"[^A-Z0-9_]", "_", task.upper())
 
 
-def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
-    """The command's environment: ``base``, the spec's ``env``, then ours (which win)."""
-    env = dict(base)
-    # The worker's own interpreter first, so "python script.py" finds the packages
-    # Airflow runs with.
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), base.get("PATH", "")])
-    env.update(call.env)
+def variables(call: Invocation) -> dict[str, str]:
+    """What a command is given wherever it runs: the spec's ``env``, then ours."""
+    env = dict(call.env)
     env.update(
         {
             "ALAMODE_OUTPUT": call.output,
@@ -63,6 +59,16 @@ def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
         }
     )
     env.update({env_name(name): location for name, location in call.inputs.items()})
+    return env
+
+
+def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
+    """A local command's environment: the worker's ``base``, then ``variables``."""
+    env = dict(base)
+    # The worker's own interpreter first, so "python script.py" finds the packages
+    # Airflow runs with.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), base.get("PATH", "")])
+    env.update(variables(call))
     return env
 
 

@@ -20,3 +20,11 @@ def storage_root() -> str:
 
     default = os.path.join(airflow_home(), "alamode")
     return conf.get(SECTION, "storage_root", fallback=default) or default
+
+
+def get(key: str) -> str | None:
+    """Any other ``[alamode]`` setting (``runner``, ``docker_url``,
+    ``kubernetes_namespace``, ``kubernetes_store_claim``), or None."""
+    from alamode_airflow._compat import conf
+
+    return conf.get(SECTION, key, fallback=None) or None
