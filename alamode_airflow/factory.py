@@ -30,23 +30,38 @@ REBUILD_PARAM = Param(
 )
 
 
+REBUILD_DOC = (
+    "Trigger with `rebuild` (a list of task names, or `all`) to compute those outputs "
+    "again, and everything downstream of them, as new generations beside the old ones."
+)
+#: Airflow copies DAG params into every task and validates them each time it serializes
+#: the DAG (about 1 ms per task per parse), so large DAGs leave the form field out;
+#: ``-c '{"rebuild": [...]}'`` works for every DAG.
+DEFAULT_FORM_MAX_TASKS = 500
+
+
+def _params(tasks: int) -> dict[str, Param]:
+    limit = int(settings.get("rebuild_form_max_tasks") or DEFAULT_FORM_MAX_TASKS)
+    return {"rebuild": REBUILD_PARAM} if tasks <= limit else {}
+
+
 def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -> DAG:
     """The Airflow DAG for ``pipeline`` read from ``path``.
 
     A plan task runs first and skips every task whose output is already recorded;
     every other task runs when none of its upstream tasks failed (a skipped upstream
     means its output exists)."""
-    settings = dag_settings(pipeline.meta, default_dag_id=path.stem)
-    report_unknown(str(path), settings)
+    dag_args = dag_settings(pipeline.meta, default_dag_id=path.stem)
+    report_unknown(str(path), dag_args)
     if PLAN_TASK in pipeline.tasks:
         raise TaskNameError(f"{PLAN_TASK!r} is reserved by the Airflow engine", task=PLAN_TASK)
     base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
     operator_class = runner_class(pipeline.meta.get("runner"))
     parts = partitioned(pipeline)
     dag = DAG(
-        **settings.kwargs,
-        doc_md=f"Built by alamode-airflow from `{path.name}`.",
-        params={"rebuild": REBUILD_PARAM},
+        **dag_args.kwargs,
+        doc_md=f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}",
+        params=_params(len(pipeline)),
     )
     plan = AlamodePlanOperator(
         task_id=PLAN_TASK,

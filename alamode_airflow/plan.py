@@ -66,7 +66,10 @@ class AlamodePlanOperator(BaseOperator):
     def _rebuilds(self, context: Any) -> frozenset[str]:
         """The tasks to rebuild: those asked for, and everything downstream of them,
         since their outputs were made from what is being replaced."""
-        asked = requested_rebuilds(context.get("params") or {}, self.outputs)
+        # The trigger form's field when the DAG has one, else the run's conf.
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        params = context.get("params") or {}
+        asked = requested_rebuilds(params if params.get("rebuild") else conf, self.outputs)
         expanded = set(asked)
         for name in asked:
             expanded |= self.dag.get_task(name).get_flat_relative_ids(upstream=False)

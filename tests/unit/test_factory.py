@@ -92,3 +92,11 @@ def test_two_files_claiming_one_dag_id(tmp_path):
     dags = load_dags(tmp_path)
     assert set(dags) == {"same", "alamode_broken__two"}
     assert "dag_id 'same' is used by another file" in dags["alamode_broken__two"].description
+
+
+def test_rebuild_form_field_only_up_to_the_configured_size(collage, tmp_path, monkeypatch):
+    dag = built(collage, tmp_path)
+    assert dag.params["rebuild"] == []
+    assert "rebuild" in dag.doc_md
+    monkeypatch.setenv("AIRFLOW__ALAMODE__REBUILD_FORM_MAX_TASKS", "3")
+    assert "rebuild" not in built(collage, tmp_path).params
