@@ -2,7 +2,8 @@
 
 Run it with ``.venv/bin/python benchmarks/airflow.py`` from the repo root. Options:
 ``--quick`` (parse 1k tasks only; scheduler part with 50 tasks), ``--skip-scheduler``,
-``--json PATH`` (write every measurement). Scratch files go to ``/tmp/bench_airflow``.
+``--json PATH`` (write every measurement). Scratch files go to the temp folder
+(``alamode-bench-airflow``).
 
 1. Parse: an encoded file of 1k and 10k tasks (a seeded random layered DAG, ~2
    dependencies per task) read through ``dags/alamode_dags.py``, against a hand-written
@@ -28,6 +29,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ from alamode_airflow.airflow_services import (
 
 REPO = Path(__file__).resolve().parents[1]
 LOADER = REPO / "dags" / "alamode_dags.py"
-SCRATCH = Path("/tmp/bench_airflow")
+SCRATCH = Path(tempfile.gettempdir()) / "alamode-bench-airflow"
 PARSE_TARGET = 1.1
 SCHED_TARGET = 1.5
 PARSE_SIZES = (1000, 10000)
