@@ -114,10 +114,3 @@ class Pipeline:
             "meta": thaw(self.meta),
             "tasks": {name: task.record() for name, task in self.tasks.items()},
         }
-
-    def by_output(self) -> dict[str, list[str]]:
-        """Output ID -> names of the tasks producing it (several if they share work)."""
-        shared: dict[str, list[str]] = {}
-        for task in self.tasks.values():
-            shared.setdefault(task.output, []).append(task.name)
-        return shared

@@ -17,7 +17,6 @@ from typing import Any
 
 from alamode_airflow.airflow_cli import AIRFLOW, AirflowHome
 
-FINISHED = ("success", "failed")
 #: SQLite connection settings for every process of the deployment (imported by Airflow
 #: through [database] sql_alchemy_connect_args): wait up to a minute for the write lock
 #: instead of failing after five seconds when the scheduler holds it.
@@ -123,20 +122,6 @@ def wait_registered(home: AirflowHome, dag_ids: list[str], timeout: float = 180.
         if time.monotonic() > deadline:
             raise RuntimeError(f"DAGs {dag_ids} not parsed after {timeout:.0f} s")
         time.sleep(1)
-
-
-def wait_runs(home: AirflowHome, dag_id: str, count: int, timeout: float = 600.0) -> list[tuple]:
-    """Wait until ``dag_id`` has ``count`` finished runs and none unfinished; returns
-    (run_id, logical_date, state, run_type) rows ordered by logical date."""
-    sql = "select run_id, logical_date, state, run_type from dag_run where dag_id=? "
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = query(home, sql + "order by logical_date", dag_id)
-        if len(rows) >= count and all(row[2] in FINISHED for row in rows):
-            return rows
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{dag_id}: runs not finished after {timeout:.0f} s: {rows}")
-        time.sleep(0.5)
 
 
 def wait_backfill(home: AirflowHome, backfill_id: int, timeout: float = 600.0) -> list[tuple]:
