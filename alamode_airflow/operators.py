@@ -106,7 +106,8 @@ class AlamodeOperator(BaseOperator):
                 for output_id in inputs.values():
                     reading.enter_context(store.locked(output_id, shared=True))
                 self.produce(context, staging / "data", self._locations(store, inputs), run)
-            record = self._record(context, start, staging / "data", run, (target, generation))
+            attempt = (target, generation, inputs)
+            record = self._record(context, start, staging / "data", run, attempt)
             outcome = store.commit(staging, record)
         except BaseException:
             store.discard(staging)
@@ -141,8 +142,9 @@ class AlamodeOperator(BaseOperator):
             locations[name] = str(store.location(output_id, found.generation).path)
         return locations
 
-    def _record(self, context, start, data: Path, run: RunInfo, target) -> SuccessRecord:
-        output_id, generation = target
+    def _record(self, context, start, data: Path, run: RunInfo, attempt) -> SuccessRecord:
+        """The success record of one attempt: (output ID, generation, input IDs)."""
+        output_id, generation, inputs = attempt
         end = datetime.now(UTC)
         ti = context["ti"]
         return SuccessRecord(
@@ -157,10 +159,7 @@ class AlamodeOperator(BaseOperator):
             command=self.command,
             image=self.image,
             sha=self.sha,
-            inputs={
-                name: run.output_id(name, oid, name in self.partitioned_inputs)
-                for name, oid in self.inputs.items()
-            },
+            inputs=dict(inputs),
             preimage_b64=base64.b64encode(self.preimage_source()).decode(),
             host=socket.gethostname(),
             manifest=manifest(data),
