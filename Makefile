@@ -43,12 +43,14 @@ airflow-ui: venv
 bench: venv
 	$(BIN)/python benchmarks/encode.py
 
-## Re-pin: resolve setup.cfg's ranges afresh in a throwaway venv.
+## Re-pin: resolve setup.cfg's ranges afresh (uv resolves in seconds where pip backtracks).
 constraints:
 	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
-	.venv-pin/bin/python -m pip install --quiet --upgrade pip
-	.venv-pin/bin/python -m pip install --quiet ".[dev]"
-	.venv-pin/bin/python -m pip freeze --exclude-editable | grep -v '^alamode-airflow' > constraints.txt
+	.venv-pin/bin/python -m pip install --quiet uv
+	( echo "# Pinned by 'make constraints' (uv pip compile of setup.cfg's [dev] extra, Python 3.11)."; \
+	  .venv-pin/bin/uv pip compile setup.cfg --extra dev --python-version 3.11 \
+	    --no-header --no-annotate --quiet ) > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 	rm -rf .venv-pin
 
 clean:

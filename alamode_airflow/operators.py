@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alamode_airflow._compat import AirflowSkipException, BaseOperator
+from alamode_airflow.claims import Claimant
 from alamode_airflow.links import OutputLocationLink
 from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.runner import Command, CommandFailed, Invocation
@@ -68,7 +69,7 @@ class AlamodeOperator(BaseOperator):
         run = RunInfo(context["run_id"], interval_of(context), frozenset(plan.get("rebuild", ())))
         target = run.output_id(self.task_id, self.output_id, self.partitioned)
         self._skip_if_done(store, target, run)
-        with store.locked(target):
+        with store.locked(target, claimant=_claimant(context), waiting=self.log.info):
             # Re-check under the lock: a concurrent producer may just have committed.
             found = self._skip_if_done(store, target, run)
             generation = found.generation + 1 if found.generation is not None else 0
@@ -105,7 +106,8 @@ class AlamodeOperator(BaseOperator):
                 # Shared locks: garbage collection leaves inputs alone while we read.
                 for output_id in inputs.values():
                     reading.enter_context(store.locked(output_id, shared=True))
-                self.produce(context, staging / "data", self._locations(store, inputs), run)
+                locations = self._locations(store, inputs, staging / "inputs")
+                self.produce(context, staging / "data", locations, run)
             attempt = (target, generation, inputs)
             record = self._record(context, start, staging / "data", run, attempt)
             outcome = store.commit(staging, record)
@@ -131,7 +133,10 @@ class AlamodeOperator(BaseOperator):
             store.location(target, generation),
         )
 
-    def _locations(self, store: OutputStore, inputs: Mapping[str, str]) -> dict[str, str]:
+    def _locations(
+        self, store: OutputStore, inputs: Mapping[str, str], downloads: Path
+    ) -> dict[str, str]:
+        """Local folders with the inputs (downloaded from an object store)."""
         locations = {}
         for name, output_id in inputs.items():
             found = store.lookup(output_id)
@@ -139,7 +144,7 @@ class AlamodeOperator(BaseOperator):
                 raise CommandFailed(
                     f"input {name!r} ({output_id[:12]}) has no success record", task=self.task_id
                 )
-            locations[name] = str(store.location(output_id, found.generation).path)
+            locations[name] = str(store.fetch(output_id, found.generation, downloads / name))
         return locations
 
     def _record(self, context, start, data: Path, run: RunInfo, attempt) -> SuccessRecord:
@@ -173,6 +178,15 @@ class AlamodeOperator(BaseOperator):
         """Write the output into ``output``; ``inputs`` maps dependency names to the
         locations of their committed outputs."""
         raise NotImplementedError
+
+
+def _claimant(context: Any) -> Claimant:
+    ti = context["ti"]
+    return Claimant(
+        owner=f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}",
+        attempt=str(ti.try_number),
+        host=socket.gethostname(),
+    )
 
 
 class AlamodeCommandOperator(AlamodeOperator):

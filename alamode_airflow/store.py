@@ -17,7 +17,10 @@ On a local root an attempt is committed by one ``rename`` of its staging folder 
 ``objects/<id>/<generation>``: a failed or killed attempt never appears there, and the
 rename fails if another attempt committed that generation first. Object stores have no
 atomic rename: the data is copied first and ``record.json`` written last, so a reader
-never sees a record without its data.
+never sees a record without its data. Data without a record there is an attempt in
+progress or a dead one (``INCOMPLETE``): not a success, and overwritten by the next
+producer of that generation. Producers on a local root hold an ``flock``; on an object
+store they hold a claim (``claims.py``), since workers share no file system.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from pathlib import Path
 
 from a_la_mode import AlamodeError
 from alamode_airflow._compat import ObjectStoragePath
+from alamode_airflow.claims import DEFAULT_LEASE_S, Claimant, Claims
+from alamode_airflow.listing import child_names
 from alamode_airflow.records import SuccessRecord
 
 RECORD = "record.json"
@@ -57,6 +62,7 @@ class Found(enum.Enum):
     MISSING = "missing"
     CORRUPT = "corrupt"  # a record that cannot be read or names another output
     VANISHED = "vanished"  # a record whose data is gone
+    INCOMPLETE = "incomplete"  # object store: data being written, or abandoned
 
 
 @dataclass(frozen=True)
@@ -79,16 +85,17 @@ class Committed(enum.Enum):
 class OutputStore:
     """Outputs addressed by ID under one root (local folder or object-store URL)."""
 
-    def __init__(self, root: str) -> None:
-        self.root = ObjectStoragePath(root)
+    def __init__(self, root: str, conn_id: str | None = None) -> None:
+        self.root = ObjectStoragePath(root, conn_id=conn_id)
         self.local = self.root.protocol in ("", "file")
 
     @classmethod
     def configured(cls, root: str | None = None) -> OutputStore:
-        """The store at ``root``, or at Airflow's ``[alamode] storage_root``."""
-        from alamode_airflow.settings import storage_root
+        """The store at ``root``, or at Airflow's ``[alamode] storage_root`` (with
+        the connection ``[alamode] storage_conn_id`` for object stores)."""
+        from alamode_airflow import settings
 
-        return cls(root or storage_root())
+        return cls(root or settings.storage_root(), settings.get("storage_conn_id"))
 
     def object_dir(self, output_id: str, generation: int | None = None) -> ObjectStoragePath:
         folder = self.root / "objects" / check_output_id(output_id)
@@ -96,10 +103,7 @@ class OutputStore:
 
     def generations(self, output_id: str) -> list[int]:
         """The committed generations of an output, oldest first."""
-        try:
-            names = [p.name for p in self.object_dir(output_id).iterdir()]
-        except FileNotFoundError:
-            return []
+        names = child_names(self.object_dir(output_id))
         return sorted(int(name) for name in names if name.isdigit())
 
     def location(self, output_id: str, generation: int | None = None) -> ObjectStoragePath:
@@ -109,11 +113,13 @@ class OutputStore:
         return self.object_dir(output_id, generation) / DATA
 
     def lookup(self, output_id: str) -> Lookup:
-        """Whether the latest generation of ``output_id`` is a success."""
-        generations = self.generations(output_id)
-        if not generations:
-            return Lookup(Found.MISSING)
-        return self.read(output_id, generations[-1])
+        """Whether the latest generation of ``output_id`` is a success (generations
+        still being written to an object store do not count yet)."""
+        for generation in reversed(self.generations(output_id)):
+            found = self.read(output_id, generation)
+            if found.status is not Found.INCOMPLETE:
+                return found
+        return Lookup(Found.MISSING)
 
     def settle(self, output_id: str, warn: Callable[..., None]) -> Lookup:
         """The latest generation's lookup, after moving aside (one ``warn`` line each)
@@ -136,24 +142,39 @@ class OutputStore:
         try:
             record = SuccessRecord.loads((folder / RECORD).read_text())
         except FileNotFoundError:
-            return Lookup(Found.CORRUPT, reason=f"no record at {where}", generation=generation)
+            status = Found.CORRUPT if self.local else Found.INCOMPLETE
+            return Lookup(status, reason=f"no record at {where}", generation=generation)
         except (ValueError, KeyError, TypeError) as exc:
             return Lookup(Found.CORRUPT, reason=f"unreadable {where}: {exc}", generation=generation)
         if record.output_id != output_id or record.generation != generation:
             return Lookup(
                 Found.CORRUPT, reason=f"{where} names another output", generation=generation
             )
-        if not (folder / DATA).exists():
+        # An object store has no empty folders: an output of no files has no data/.
+        if (self.local or record.manifest) and not (folder / DATA).exists():
             return Lookup(Found.VANISHED, record, f"{where} but its data is gone", generation)
         return Lookup(Found.DONE, record, generation=generation)
 
     @contextlib.contextmanager
-    def locked(self, output_id: str, *, shared: bool = False) -> Iterator[None]:
-        """Hold the output's lock: exclusive while producing it (a second producer on
-        this machine waits, then finds the record), shared while reading it (garbage
-        collection leaves it alone)."""
+    def locked(
+        self,
+        output_id: str,
+        *,
+        shared: bool = False,
+        claimant: Claimant | None = None,
+        waiting: Callable[..., None] | None = None,
+    ) -> Iterator[None]:
+        """Hold the output's lock: exclusive while producing it (a second producer
+        waits, then finds the record), shared while reading it (garbage collection
+        leaves it alone). On an object store the exclusive lock is a claim made by
+        ``claimant`` (``waiting`` logs whom it waits for); readers take nothing."""
         if not self.local:
-            yield
+            if shared or claimant is None:
+                yield
+                return
+            claims = Claims(self.root, _lease_s())
+            with claims.held(output_id, claimant, lambda claim: _tell(waiting, claim)):
+                yield
             return
         locks = Path(self.root.path) / "locks"
         locks.mkdir(parents=True, exist_ok=True)
@@ -205,14 +226,20 @@ class OutputStore:
     def quarantine(self, output_id: str, generation: int) -> None:
         """Move aside a generation whose record is bad or whose data vanished: it is not
         a success, and its bytes are kept for inspection, not deleted."""
-        if not self.local:
-            return
-        source = Path(self.object_dir(output_id, generation).path)
+        source = self.object_dir(output_id, generation)
         name = f"{output_id}.{generation}.{uuid.uuid4().hex[:8]}"
-        target = Path(self.root.path) / "quarantine" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = self.root / "quarantine" / name
+        if not self.local:
+            # No rename on an object store: copy every object, then delete the source.
+            fs = source.fs
+            keys = fs.find(source.path)
+            for key in keys:
+                fs.copy(key, target.path + key[len(source.path) :])
+            fs.rm(keys)
+            return
+        Path(target.path).parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            os.rename(source, target)
+            os.rename(source.path, target.path)
 
     def _commit_local(self, staging: Path, record: SuccessRecord) -> Committed:
         (staging / RECORD).write_text(record.dumps())
@@ -232,8 +259,44 @@ class OutputStore:
         if (folder / RECORD).exists():
             self.discard(staging)
             return Committed.ALREADY
+        data = folder / DATA
+        if data.exists():  # a dead attempt's leftovers: never a success, no record
+            data.fs.rm(data.path, recursive=True)
         for entry in record.manifest:
-            (folder / DATA / entry.path).write_bytes((staging / DATA / entry.path).read_bytes())
-        (folder / RECORD).write_text(record.dumps())
-        self.discard(staging)
+            data.fs.put_file(str(staging / DATA / entry.path), (data / entry.path).path)
+        try:
+            # Exclusive: of two holders (one stalled past its lease), one commits.
+            with (folder / RECORD).open("xb") as handle:
+                handle.write(record.dumps().encode())
+        except FileExistsError:
+            return Committed.ALREADY
+        finally:
+            self.discard(staging)
         return Committed.COMMITTED
+
+    def fetch(self, output_id: str, generation: int, into: Path) -> Path:
+        """A local folder with the committed output: the output itself on a local
+        root, else a copy downloaded ``into`` a folder (commands read local files)."""
+        data = self.location(output_id, generation)
+        if self.local:
+            return Path(data.path)
+        into.mkdir(parents=True)
+        record = self.read(output_id, generation).record
+        for entry in record.manifest if record else ():
+            target = into / entry.path
+            if not target.resolve().is_relative_to(into.resolve()):
+                raise AlamodeError(f"record of {output_id} names a file outside it: {entry.path}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            data.fs.get_file((data / entry.path).path, str(target))
+        return into
+
+
+def _lease_s() -> float:
+    from alamode_airflow import settings
+
+    return float(settings.get("claim_lease_seconds") or DEFAULT_LEASE_S)
+
+
+def _tell(waiting: Callable[..., None] | None, claim) -> None:
+    if waiting is not None:
+        waiting("waiting for %s (attempt %s on %s)", claim.owner, claim.attempt, claim.host)

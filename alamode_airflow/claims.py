@@ -1,0 +1,140 @@
+"""Who may produce an output when the store is an object store shared by many workers.
+
+A local store serialises producers with ``flock``; an object store has no locks, but
+it has exclusive creation (S3's ``If-None-Match: *``). A producer *claims* an output by
+creating ``claims/<output id>/<n>`` exclusively, where ``n`` is one more than the
+highest claim there: of many workers racing for the same ``n``, exactly one wins and
+the others wait. The holder renews its claim every ``lease / 4`` seconds and deletes it
+when done (committed or failed).
+
+A claim whose renewal is older than its lease belongs to a dead worker, and a claim
+made by an earlier try of the same task instance belongs to an attempt Airflow has
+given up on: either is superseded by creating claim ``n + 1``, never by deleting it,
+so two takers still race on one exclusive create. The record itself is also created
+exclusively, so even a holder that stalled past its lease cannot commit twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+from alamode_airflow._compat import ObjectStoragePath
+from alamode_airflow.listing import child_names
+
+#: Seconds a claim stays valid without renewal.
+DEFAULT_LEASE_S = 60.0
+_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """The attempt that claims: ``owner`` is the task instance (dag, run, task),
+    the same across its tries; ``attempt`` tells tries apart."""
+
+    owner: str
+    attempt: str
+    host: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    number: int
+    owner: str
+    attempt: str
+    host: str
+    renewed: float
+    lease_s: float
+
+    def stale(self, now: float) -> bool:
+        return self.renewed + self.lease_s < now
+
+    def dumps(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+
+class Claims:
+    """The claims on outputs under ``root / "claims"``."""
+
+    def __init__(self, root: ObjectStoragePath, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.root = root / "claims"
+        self.lease_s = lease_s
+
+    @contextlib.contextmanager
+    def held(
+        self, output_id: str, claimant: Claimant, wait: Callable[[Claim], None]
+    ) -> Iterator[Claim]:
+        """Hold the claim on ``output_id`` (waiting while another live attempt holds
+        it; ``wait`` is told each time), renewed in the background until released."""
+        claim = self._acquire(output_id, claimant, wait)
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(output_id, claim, stop), daemon=True, name="alamode-claim"
+        )
+        renewer.start()
+        try:
+            yield claim
+        finally:
+            stop.set()
+            renewer.join()
+            self._release(output_id, claim.number)
+
+    def _acquire(self, output_id: str, claimant: Claimant, wait: Callable[[Claim], None]) -> Claim:
+        told = None
+        while True:
+            numbers = self._numbers(output_id)
+            try:
+                top = self._read(output_id, numbers[-1]) if numbers else None
+            except FileNotFoundError:
+                continue  # released between the listing and the read
+            if top is None or top.stale(time.time()) or top.owner == claimant.owner:
+                number = numbers[-1] + 1 if numbers else 0
+                claim = Claim(number, **asdict(claimant), renewed=time.time(), lease_s=self.lease_s)
+                if self._create(output_id, claim):
+                    return claim
+                continue
+            if (top.number, top.attempt) != told:
+                wait(top)
+                told = (top.number, top.attempt)
+            time.sleep(_POLL_S)
+
+    def _create(self, output_id: str, claim: Claim) -> bool:
+        path = self.root / output_id / str(claim.number)
+        try:
+            with path.open("xb") as handle:
+                handle.write(claim.dumps())
+        except FileExistsError:
+            return False
+        return True
+
+    def _renew(self, output_id: str, claim: Claim, stop: threading.Event) -> None:
+        path = self.root / output_id / str(claim.number)
+        while not stop.wait(self.lease_s / 4):
+            renewed = Claim(**{**asdict(claim), "renewed": time.time()})
+            with contextlib.suppress(OSError):
+                path.write_bytes(renewed.dumps())
+
+    def _release(self, output_id: str, number: int) -> None:
+        # Ours and the ones it superseded go; a later one (a taker's, if we stalled
+        # past our lease) stays.
+        for older in self._numbers(output_id):
+            if older > number:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / output_id / str(older)).unlink()
+
+    def _numbers(self, output_id: str) -> list[int]:
+        return sorted(int(name) for name in child_names(self.root / output_id) if name.isdigit())
+
+    def _read(self, output_id: str, number: int) -> Claim | None:
+        """The claim; None if its content is not a claim (treated as stale), and
+        FileNotFoundError if it was just released."""
+        data = (self.root / output_id / str(number)).read_bytes()
+        try:
+            return Claim(**json.loads(data))
+        except (ValueError, TypeError):
+            return None

@@ -1,0 +1,172 @@
+"""The store on an S3-compatible server (moto's server mode, a real HTTP server on
+loopback): the commit protocol without rename, inputs downloaded for local commands,
+and claims that let exactly one of many workers produce an output."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from alamode_airflow.claims import Claim, Claimant, Claims
+from alamode_airflow.loopback.servers import s3_server
+from alamode_airflow.store import Committed, Found, OutputStore
+from tests.unit.test_store import OUTPUT, attempt, record_for
+
+CONN_ID = "alamode_test_s3"
+ROOT = "s3://alamode-outputs/store"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with s3_server(tmp_path_factory.mktemp("s3")) as running:
+        yield running
+
+
+@pytest.fixture
+def store(server, monkeypatch, request) -> OutputStore:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
+    # A root per test: the server lives for the whole module.
+    return OutputStore(f"{ROOT}/{request.node.name}", conn_id=CONN_ID)
+
+
+def prefix(store: OutputStore) -> str:
+    return store.root.path.split("/", 1)[1]
+
+
+def test_commit_writes_data_then_record_into_the_bucket(store, server):
+    staging, _ = attempt(store, "hello")
+    (staging / "data" / "sub").mkdir()
+    (staging / "data" / "sub" / "more.txt").write_text("more")
+    record = record_for(staging)
+    assert store.lookup(OUTPUT).status is Found.MISSING
+    assert store.commit(staging, record) is Committed.COMMITTED
+    assert not staging.exists()
+    base = f"{prefix(store)}/objects/{OUTPUT}/0"
+    assert sorted(server.keys(base)) == [
+        f"{base}/data/out.txt",
+        f"{base}/data/sub/more.txt",
+        f"{base}/record.json",
+    ]
+    found = store.lookup(OUTPUT)
+    assert found.done
+    assert found.record.run_id == "run-1"
+    body = server.client().get_object(Bucket=server.bucket, Key=f"{base}/record.json")["Body"]
+    assert json.loads(body.read())["output_id"] == OUTPUT
+
+
+def test_inputs_are_downloaded_for_local_commands(store, tmp_path):
+    staging, record = attempt(store, "pixels")
+    store.commit(staging, record)
+    local = store.fetch(OUTPUT, 0, tmp_path / "in")
+    assert (local / "out.txt").read_text() == "pixels"
+
+
+def test_data_without_a_record_is_not_a_success_and_is_replaced(store, server):
+    """A worker killed after uploading data, before the record: nothing is committed,
+    and the next producer of that generation writes over the leftovers."""
+    base = f"{prefix(store)}/objects/{OUTPUT}/0/data"
+    server.client().put_object(Bucket=server.bucket, Key=f"{base}/partial.bin", Body=b"x")
+    assert store.lookup(OUTPUT).status is Found.MISSING
+    staging, record = attempt(store, "whole")
+    assert store.commit(staging, record) is Committed.COMMITTED
+    assert sorted(server.keys(base)) == [f"{base}/out.txt"]
+    assert store.lookup(OUTPUT).done
+
+
+def test_a_generation_is_committed_once(store):
+    first, record = attempt(store, "first")
+    second, other = attempt(store, "second", run_id="run-2")
+    assert store.commit(first, record) is Committed.COMMITTED
+    assert store.commit(second, other) is Committed.ALREADY
+    assert store.lookup(OUTPUT).record.run_id == "run-1"
+
+
+def test_a_rebuild_in_progress_leaves_readers_on_the_last_success(store, server):
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    base = f"{prefix(store)}/objects/{OUTPUT}/1/data"
+    server.client().put_object(Bucket=server.bucket, Key=f"{base}/out.txt", Body=b"half")
+    found = store.lookup(OUTPUT)
+    assert found.done
+    assert found.generation == 0
+
+
+def test_an_unreadable_record_is_moved_to_quarantine(store, server):
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    key = f"{prefix(store)}/objects/{OUTPUT}/0/record.json"
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=b"{not json")
+    warnings = []
+    assert store.settle(OUTPUT, lambda *args: warnings.append(args)).status is Found.MISSING
+    assert len(warnings) == 1
+    assert server.keys(f"{prefix(store)}/objects/{OUTPUT}") == []
+    kept = server.keys(f"{prefix(store)}/quarantine/")
+    assert any(k.endswith("/record.json") for k in kept)
+    assert any(k.endswith("/data/out.txt") for k in kept)
+
+
+def test_of_eight_racing_workers_exactly_one_produces(store):
+    """Eight producers of one output, as eight DAG runs on different workers: one
+    computes and commits, the others wait for its claim, then find its record."""
+    produced, skipped = [], []
+
+    def worker(n: int) -> None:
+        claimant = Claimant(owner=f"dag/run-{n}/t/-1", attempt="1", host="h")
+        with store.locked(OUTPUT, claimant=claimant):
+            if store.lookup(OUTPUT).done:
+                skipped.append(n)
+                return
+            time.sleep(0.5)  # the command
+            staging, record = attempt(store, f"by {n}", run_id=f"run-{n}")
+            assert store.commit(staging, record) is Committed.COMMITTED
+            produced.append(n)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(produced) == 1
+    assert len(skipped) == 7
+    assert store.lookup(OUTPUT).record.run_id == f"run-{produced[0]}"
+    assert store.generations(OUTPUT) == [0]
+    assert Claims(store.root)._numbers(OUTPUT) == []  # every claim released
+
+
+def dead_claim(store, owner: str, renewed: float) -> None:
+    claim = Claim(0, owner, "1", "gone-host", renewed=renewed, lease_s=60)
+    assert Claims(store.root)._create(OUTPUT, claim)
+
+
+def test_a_dead_workers_claim_is_taken_over_after_its_lease(store):
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time() - 61)
+    waited = []
+    me = Claimant(owner="dag/run-2/t/-1", attempt="1", host="h")
+    with Claims(store.root).held(OUTPUT, me, waited.append) as claim:
+        assert claim.number == 1
+        assert not waited
+
+
+def test_a_retry_takes_over_its_own_earlier_try_at_once(store):
+    """The worker running try 1 was killed: try 2 of the same task instance does not
+    wait for the lease to run out."""
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
+    retry = Claimant(owner="dag/run-1/t/-1", attempt="2", host="h")
+    with Claims(store.root).held(OUTPUT, retry, lambda claim: None) as claim:
+        assert claim.number == 1
+        assert claim.attempt == "2"
+
+
+def test_a_live_claim_of_another_run_is_waited_for(store):
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
+    waited = []
+    other = Claimant(owner="dag/run-2/t/-1", attempt="1", host="h")
+    claims = Claims(store.root)
+    releaser = threading.Timer(2.0, claims._release, args=(OUTPUT, 0))
+    releaser.start()
+    with claims.held(OUTPUT, other, waited.append) as claim:
+        assert claim.number == 0  # created afresh once the holder released
+    assert [c.owner for c in waited] == ["dag/run-1/t/-1"]
