@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint format demo airflow-ui language-demo bench constraints clean
+.PHONY: venv system-packages test test-fast lint format demo airflow-ui cluster language-demo bench bench-cluster constraints clean
 
 venv: $(STAMP)
 
@@ -14,8 +14,18 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+## Debian packages the cluster tests start (PostgreSQL, Redis, Chromium), if missing.
+SYSTEM_COMMANDS := initdb redis-server chromium
+system-packages:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do \
+	  command -v $$c >/dev/null || ls /usr/lib/postgresql/*/bin/$$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends postgresql redis-server chromium >/dev/null; fi
+
 ## The test command: lint, format check, then the whole test suite.
-test: venv lint
+test: venv system-packages lint
 	$(BIN)/python -m pytest
 
 lint: venv
@@ -40,8 +50,17 @@ airflow-ui: venv
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__ALAMODE__STORAGE_ROOT=$(CURDIR)/.airflow/store \
 	PATH="$(CURDIR)/$(BIN):$$PATH" airflow standalone
 
+## A cluster on loopback (PostgreSQL, Redis, S3 server, CeleryExecutor, 2 workers)
+## on the repository's dags folder, until Ctrl-C.
+cluster: venv system-packages
+	$(BIN)/python -m alamode_airflow.loopback.celery
+
 bench: venv
 	$(BIN)/python benchmarks/encode.py
+
+## The same 50-task pipeline on Celery (2 workers, S3) and on the LocalExecutor.
+bench-cluster: venv system-packages
+	$(BIN)/python benchmarks/cluster.py
 
 ## Re-pin: resolve setup.cfg's ranges afresh (uv resolves in seconds where pip backtracks).
 constraints:
@@ -54,4 +73,4 @@ constraints:
 	rm -rf .venv-pin
 
 clean:
-	rm -rf $(VENV) .airflow out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .airflow .cluster out .pytest_cache .ruff_cache .hypothesis

@@ -62,21 +62,26 @@ def services(home: AirflowHome, port: int) -> Iterator[None]:
             ("scheduler", ["scheduler"]),
             ("dag-processor", ["dag-processor"]),
         ):
-            with open(home.home / f"{name}.log", "w") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [AIRFLOW, *args],
-                        env=home.env,
-                        cwd=home.home,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+            procs.append(start(home, name, args))
         wait_for_port(port, procs)
         yield
     finally:
         stop(procs)
+
+
+def start(
+    home: AirflowHome, name: str, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``airflow *args`` in its own process group, logging to ``<home>/<name>.log``."""
+    with open(home.home / f"{name}.log", "a") as log:
+        return subprocess.Popen(
+            [AIRFLOW, *args],
+            env={**home.env, **(env or {})},
+            cwd=home.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_for_port(port: int, procs: list[subprocess.Popen], timeout: float = 120.0) -> None:

@@ -4,6 +4,7 @@ locations handed over in environment variables."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -72,6 +73,16 @@ def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child: be killed when the task process dies (a worker killed with
+    SIGKILL takes its command along instead of leaving it running unsupervised)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class Command:
     """One running command; ``kill`` ends its whole process group."""
 
@@ -96,6 +107,7 @@ class Command:
                 errors="replace",
                 # Its own process group, so a timeout or kill reaches its children.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             raise CommandFailed(f"cannot start command: {exc}", task=call.task) from exc

@@ -69,7 +69,7 @@ def postgres(log_dir: Path) -> Iterator[Postgres]:
 
     PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user, in
     a folder of its own outside the caller's (possibly private) temp folders."""
-    bindir = Path(_binary("initdb", "/usr/lib/postgresql/*/bin/initdb")).parent
+    bindir = Path(_binary("initdb", "/usr/lib/postgresql/*/bin/initdb")).resolve().parent
     as_user: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="alamode-pg-"))
     if os.geteuid() == 0:

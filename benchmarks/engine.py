@@ -1,6 +1,6 @@
 """Airflow engine overhead: DAG parse time and scheduler wall time against baselines.
 
-Run it with ``.venv/bin/python benchmarks/airflow.py`` from the repo root. Options:
+Run it with ``.venv/bin/python benchmarks/engine.py`` from the repo root. Options:
 ``--quick`` (parse 1k tasks only; scheduler part with 50 tasks), ``--skip-scheduler``,
 ``--json PATH`` (write every measurement). Scratch files go to the temp folder
 (``alamode-bench-airflow``).
@@ -18,8 +18,8 @@ Run it with ``.venv/bin/python benchmarks/airflow.py`` from the repo root. Optio
    as the baseline; times are read from the ``dag_run`` table (queued -> end). Target:
    cached 200 tasks <= 1.5x the 1-task run.
 
-This file's name shadows the ``airflow`` package for scripts in this folder, so this
-process never imports Airflow: every Airflow call runs in a child process.
+Every Airflow call runs in a child process, so the figures include no import cost of
+this process.
 """
 
 from __future__ import annotations

@@ -1,0 +1,167 @@
+"""The same encoded files on a cluster: CeleryExecutor with two workers, PostgreSQL,
+Redis, outputs in an S3 bucket, driven through the REST API. The tests run in order
+on one deployment, each leaving the runs the next one looks at."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from a_la_mode import Dag, load
+from alamode_airflow.loopback.browser import SKIPPED, count_squares, screenshot
+from alamode_airflow.loopback.pipelines import generated
+from alamode_airflow.loopback.rest import Api
+from tests.cluster.conftest import REPO
+
+GEN_TASKS = 50
+DAY1, DAY2 = "2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"
+
+
+def counter(base: Path) -> Path:
+    """The file every command appends its name to: what executed, on any worker."""
+    return base / "executed.txt"
+
+
+def executed(base: Path) -> list[str]:
+    path = counter(base)
+    return path.read_text().split() if path.exists() else []
+
+
+def write_dags(dags: Path, base: Path) -> None:
+    shutil.copy(REPO / "dags" / "collage.alamode", dags)
+    generated("gen50", GEN_TASKS, counter(base)).save(dags / "gen50.alamode")
+    race = Dag({"dag_id": "race", "max_active_runs": 8})
+    race.task(
+        "shared",
+        {"command": f'echo shared >> {counter(base)}; sleep 5; echo x > "$ALAMODE_OUTPUT/x"'},
+    )
+    race.save(dags / "race.alamode")
+    victim = Dag({"dag_id": "victim", "retries": 1})
+    command = (
+        f"echo victim-start >> {counter(base)}; sleep 20; "
+        f'echo ok > "$ALAMODE_OUTPUT/out.txt"; echo victim-done >> {counter(base)}'
+    )
+    victim.task("victim", {"command": command})
+    victim.save(dags / "victim.alamode")
+
+
+def base_of(deployment) -> Path:
+    return deployment.home.home.parent
+
+
+def output_of(deployment, dag_file: str, task: str) -> str:
+    return load(deployment.home.dags / dag_file)[task].output
+
+
+def committed(deployment, output_id: str) -> list[str]:
+    """The keys of an output in the bucket (relative to its folder)."""
+    prefix = f"{deployment.store_prefix}objects/{output_id}/"
+    return sorted(key[len(prefix) :] for key in deployment.s3.keys(prefix))
+
+
+@pytest.fixture(scope="module")
+def api(deployment) -> Api:
+    api = Api(deployment.url)
+    api.wait_dags(["collage", "gen50", "race", "victim"])
+    return api
+
+
+def test_first_run_computes_and_the_second_skips_everything(deployment, api):
+    base = base_of(deployment)
+    api.unpause("gen50")
+    first = api.trigger("gen50", DAY1)
+    assert api.wait_run("gen50", first) == "success"
+    states = api.states("gen50", first)
+    assert sorted(executed(base)) == sorted(f"t{n}" for n in range(GEN_TASKS))
+    assert set(states.values()) == {"success"}
+    second = api.trigger("gen50", DAY2)
+    assert api.wait_run("gen50", second) == "success"
+    states = api.states("gen50", second)
+    assert states.pop("alamode_plan") == "success"
+    assert set(states.values()) == {"skipped"}
+    assert len(executed(base)) == GEN_TASKS  # nothing ran again
+    for n in (0, 17, 49):
+        keys = committed(deployment, output_of(deployment, "gen50.alamode", f"t{n}"))
+        assert keys == ["0/data/out.txt", "0/record.json"]
+
+
+def test_the_collage_example_runs_on_the_cluster(deployment, api):
+    """Unpausing the @daily collage starts its latest interval's run; a triggered run
+    after it finds all four outputs in the bucket."""
+    api.unpause("collage")
+    deadline = time.monotonic() + 120
+    while not (runs := api.call("GET", "/dags/collage/dagRuns")["dag_runs"]):
+        assert time.monotonic() < deadline, "the scheduler started no run of collage"
+        time.sleep(1)
+    scheduled = runs[0]["dag_run_id"]
+    assert api.wait_run("collage", scheduled) == "success"
+    assert set(api.states("collage", scheduled).values()) == {"success"}
+    again = api.trigger("collage", DAY1)
+    assert api.wait_run("collage", again) == "success"
+    states = api.states("collage", again)
+    assert {task: states[task] for task in ("download_images", "blur", "collage")} == {
+        "download_images": "skipped",
+        "blur": "skipped",
+        "collage": "skipped",
+    }
+    keys = committed(deployment, output_of(deployment, "collage.alamode", "collage"))
+    assert keys == ["0/data/collage.png", "0/record.json"]
+
+
+def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, api):
+    base = base_of(deployment)
+    api.unpause("race")
+    runs = [api.trigger("race", f"2026-04-0{day}T00:00:00Z") for day in range(1, 9)]
+    finals = [api.wait_run("race", run) for run in runs]
+    assert finals == ["success"] * 8
+    states = sorted(api.states("race", run)["shared"] for run in runs)
+    assert states == ["skipped"] * 7 + ["success"]
+    assert executed(base).count("shared") == 1
+    output = output_of(deployment, "race.alamode", "shared")
+    assert committed(deployment, output) == ["0/data/x", "0/record.json"]
+    assert deployment.s3.keys(f"{deployment.store_prefix}claims/{output}") == []
+
+
+def victim_instance(api: Api, run: str) -> dict:
+    return next(ti for ti in api.task_instances("victim", run) if ti["task_id"] == "victim")
+
+
+def test_a_worker_killed_mid_task_commits_nothing_and_the_retry_recomputes(deployment, api):
+    base = base_of(deployment)
+    output = output_of(deployment, "victim.alamode", "victim")
+    api.unpause("victim")
+    run = api.trigger("victim", DAY1)
+    deadline = time.monotonic() + 180
+    while "victim-start" not in executed(base):
+        assert time.monotonic() < deadline, "the victim task never started"
+        time.sleep(0.5)
+    killed = deployment.kill_worker_running(victim_instance(api, run)["pid"])
+    time.sleep(25)  # past the command's own end, had it survived
+    assert executed(base).count("victim-done") == 0
+    assert committed(deployment, output) == []
+    deployment.start_worker(killed)
+    assert api.wait_run("victim", run) == "success"
+    ti = victim_instance(api, run)
+    assert ti["state"] == "success"
+    assert ti["try_number"] == 2
+    assert executed(base).count("victim-start") == 2
+    assert executed(base).count("victim-done") == 1
+    assert committed(deployment, output) == ["0/data/out.txt", "0/record.json"]
+
+
+def test_the_grid_view_shows_the_skipped_tasks(deployment, api, tmp_path):
+    """A person opening the gen50 DAG sees the second run's 50 skipped squares, as
+    many as the REST API reports."""
+    runs = api.call("GET", "/dags/gen50/dagRuns")["dag_runs"]
+    skipped = sum(
+        state == "skipped"
+        for run in runs
+        for state in api.states("gen50", run["dag_run_id"]).values()
+    )
+    assert skipped == GEN_TASKS
+    picture = screenshot(f"{deployment.url}/dags/gen50", tmp_path / "gen50-grid.png")
+    print(f"grid view screenshot: {picture}")
+    assert count_squares(picture, SKIPPED) == skipped
