@@ -24,7 +24,8 @@ def storage_root() -> str:
 
 def get(key: str) -> str | None:
     """Any other ``[alamode]`` setting (``runner``, ``docker_url``,
-    ``kubernetes_namespace``, ``kubernetes_store_claim``), or None."""
+    ``kubernetes_namespace``, ``kubernetes_store_claim``, ``storage_conn_id``,
+    ``claim_lease_seconds``), or None."""
     from alamode_airflow._compat import conf
 
     return conf.get(SECTION, key, fallback=None) or None

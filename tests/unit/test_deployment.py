@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from pathlib import Path
@@ -86,10 +87,29 @@ def test_the_example_runs_inside_a_mounted_folder(compose):
     assert (REPO / source / posixpath.basename(cwd) / "collage.py").is_file()
 
 
+def test_the_s3_profile_gives_the_engine_a_bucket_and_a_connection(compose, dotenv):
+    """With ``--profile s3`` and the two settings .env names, outputs go to MinIO
+    through the connection every Airflow service carries."""
+    services = compose["services"]
+    assert services["minio"]["profiles"] == ["s3"]
+    assert "mc mb --ignore-existing store/alamode" in services["minio-init"]["command"][1]
+    env = services["airflow-worker"]["environment"]
+    assert default(env["AIRFLOW__ALAMODE__STORAGE_CONN_ID"]) == ""
+    connection = json.loads(
+        re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", env["AIRFLOW_CONN_ALAMODE_STORE"])
+    )
+    assert connection["conn_type"] == "aws"
+    assert connection["extra"]["endpoint_url"] == "http://minio:9000"
+    assert connection["login"] == dotenv["MINIO_ROOT_USER"]
+    assert connection["password"] == dotenv["MINIO_ROOT_PASSWORD"]
+    assert "ALAMODE_STORAGE_CONN_ID" in dotenv
+
+
 def test_the_image_installs_this_package(dotenv):
     dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}", dockerfile, re.M)
     assert "ARG AIRFLOW_IMAGE=apache/airflow:3.3.2" in dockerfile
-    for package in ("a_la_mode", "alamode_airflow", "setup.cfg"):
+    assert "[examples,s3,celery,postgres]" in dockerfile
+    for package in ("a_la_mode", "alamode_airflow", "setup.cfg", "constraints.txt"):
         assert package in dockerfile
     assert dotenv["AIRFLOW_IMAGE_NAME"] == "alamode-airflow:latest"
