@@ -46,20 +46,20 @@ def roots(dags_folder: str | Path) -> set[str]:
 
 
 def pins(store: OutputStore) -> set[str]:
-    folder = Path(store.root.path) / "pins"
+    folder = _local_root(store) / "pins"
     return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
 
 
 def pin(store: OutputStore, output_id: str) -> None:
     check_output_id(output_id)
-    folder = Path(store.root.path) / "pins"
+    folder = _local_root(store) / "pins"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / output_id).touch()
 
 
 def unpin(store: OutputStore, output_id: str) -> bool:
     check_output_id(output_id)
-    path = Path(store.root.path) / "pins" / output_id
+    path = _local_root(store) / "pins" / output_id
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
@@ -69,7 +69,7 @@ def candidates(store: OutputStore, keep: set[str], older_than: timedelta) -> lis
     """Outputs neither kept nor produced more recently than ``older_than`` ago."""
     cutoff = datetime.now(UTC) - older_than
     result = []
-    objects = Path(store.root.path) / "objects"
+    objects = _local_root(store) / "objects"
     for folder in sorted(objects.iterdir()) if objects.is_dir() else ():
         history = [h.record for h in store.history(folder.name) if h.record is not None]
         if folder.name in keep or any(r.file_output_id in keep for r in history):
@@ -86,7 +86,7 @@ def collect(
     store: OutputStore, chosen: Iterable[Candidate], advance: Callable[[], None] = lambda: None
 ) -> tuple[list[str], list[str]]:
     """Delete the chosen outputs; returns (deleted, skipped because in use)."""
-    root = Path(store.root.path)
+    root = _local_root(store)
     empty_trash(store)
     deleted, busy = [], []
     for candidate in chosen:
@@ -106,7 +106,7 @@ def collect(
 
 def empty_trash(store: OutputStore) -> None:
     """Finish what an interrupted gc moved out of objects/ but did not delete."""
-    trash = Path(store.root.path) / "trash"
+    trash = _local_root(store) / "trash"
     for folder in trash.iterdir() if trash.is_dir() else ():
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -128,3 +128,13 @@ def parse_age(text: str) -> timedelta:
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _local_root(store: OutputStore) -> Path:
+    """The root folder; gc renames and deletes folders, which an object store has not."""
+    if not store.local:
+        raise AlamodeError(
+            f"gc works on local storage roots; {store.root} is an object store "
+            "(expire its objects with the bucket's lifecycle rules)"
+        )
+    return Path(store.root.path)

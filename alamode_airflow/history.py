@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import bencode
 from a_la_mode import Pipeline
 from a_la_mode.diff import TaskChange, compare
 from a_la_mode.values import thaw
+from alamode_airflow.listing import child_names
 from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.store import Found, OutputStore
 
@@ -42,7 +44,7 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
                 task.output,
                 found.status,
                 found.record,
-                str(store.location(task.output, found.generation).path),
+                store.where(task.output, found.generation),
                 found.reason,
                 found.generation,
             )
@@ -52,8 +54,8 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
 
 def records(store: OutputStore) -> Iterator[SuccessRecord]:
     """Every readable success record in the store (unreadable ones are skipped)."""
-    for folder in sorted((Path(store.root.path) / "objects").glob("*")):
-        for found in store.history(folder.name):
+    for name in sorted(child_names(store.root / "objects")):
+        for found in store.history(name):
             if found.record is not None:
                 yield found.record
 
@@ -151,8 +153,9 @@ def _verify(store: OutputStore, record: SuccessRecord) -> tuple[Check, tuple[str
     preimage = base64.b64decode(record.preimage_b64)
     if hashlib.sha256(preimage).hexdigest() != record.output_id:
         return Check.BAD_PREIMAGE, ()
-    data = Path(store.location(record.output_id, record.generation).path)
-    actual = {entry.path: entry.sha256 for entry in manifest(data)}
+    with tempfile.TemporaryDirectory(prefix="alamode-verify-") as scratch:
+        data = store.fetch(record.output_id, record.generation, Path(scratch) / "data")
+        actual = {entry.path: entry.sha256 for entry in manifest(data)}
     expected = {entry.path: entry.sha256 for entry in record.manifest}
     problems = [
         f"{path}: missing" if path not in actual else f"{path}: sha256 differs"

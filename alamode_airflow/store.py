@@ -274,20 +274,26 @@ class OutputStore:
             self.discard(staging)
         return Committed.COMMITTED
 
+    def where(self, output_id: str, generation: int | None = None) -> str:
+        """The committed output's location as people write it: a path, or a URL."""
+        location = self.location(output_id, generation)
+        return location.path if self.local else str(location)
+
     def fetch(self, output_id: str, generation: int, into: Path) -> Path:
         """A local folder with the committed output: the output itself on a local
-        root, else a copy downloaded ``into`` a folder (commands read local files)."""
+        root, else a copy of every file under it downloaded ``into`` a new folder
+        (commands read local files)."""
         data = self.location(output_id, generation)
         if self.local:
             return Path(data.path)
         into.mkdir(parents=True)
-        record = self.read(output_id, generation).record
-        for entry in record.manifest if record else ():
-            target = into / entry.path
+        fs, prefix = data.fs, data.path.rstrip("/") + "/"
+        for key in fs.find(prefix):
+            target = into / key[len(prefix) :]
             if not target.resolve().is_relative_to(into.resolve()):
-                raise AlamodeError(f"record of {output_id} names a file outside it: {entry.path}")
+                raise AlamodeError(f"output {output_id} holds a file outside it: {key}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            data.fs.get_file((data / entry.path).path, str(target))
+            fs.get_file(key, str(target))
         return into
 
 

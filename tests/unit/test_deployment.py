@@ -95,9 +95,7 @@ def test_the_s3_profile_gives_the_engine_a_bucket_and_a_connection(compose, dote
     assert "mc mb --ignore-existing store/alamode" in services["minio-init"]["command"][1]
     env = services["airflow-worker"]["environment"]
     assert default(env["AIRFLOW__ALAMODE__STORAGE_CONN_ID"]) == ""
-    connection = json.loads(
-        re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", env["AIRFLOW_CONN_ALAMODE_STORE"])
-    )
+    connection = json.loads(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", env["AIRFLOW_CONN_ALAMODE_STORE"]))
     assert connection["conn_type"] == "aws"
     assert connection["extra"]["endpoint_url"] == "http://minio:9000"
     assert connection["login"] == dotenv["MINIO_ROOT_USER"]

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
+from a_la_mode import AlamodeError
+from alamode_airflow import gc, history
 from alamode_airflow.claims import Claim, Claimant, Claims
 from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.store import Committed, Found, OutputStore
@@ -170,3 +173,24 @@ def test_a_live_claim_of_another_run_is_waited_for(store):
     with claims.held(OUTPUT, other, waited.append) as claim:
         assert claim.number == 0  # created afresh once the holder released
     assert [c.owner for c in waited] == ["dag/run-1/t/-1"]
+
+
+def test_lineage_verifies_an_output_in_the_bucket(store, server):
+    staging, record = attempt(store, "verified")
+    store.commit(staging, record)
+    assert [r.output_id for r in history.records(store)] == [OUTPUT]
+    assert history.lineage(store, OUTPUT, verify=True).check is history.Check.OK
+    key = f"{prefix(store)}/objects/{OUTPUT}/0/data/out.txt"
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=b"changed")
+    node = history.lineage(store, OUTPUT, verify=True)
+    assert node.check is history.Check.BAD_DATA
+    assert node.problems == ("out.txt: sha256 differs",)
+
+
+def test_gc_refuses_an_object_store_root_and_touches_nothing(store, server, tmp_path):
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    before = server.keys(prefix(store))
+    with pytest.raises(AlamodeError, match="gc works on local storage roots"):
+        gc.candidates(store, set(), timedelta(0))
+    assert server.keys(prefix(store)) == before
