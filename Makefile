@@ -22,7 +22,7 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    --no-install-recommends postgresql redis-server chromium >/dev/null; fi
+	    --no-install-recommends postgresql redis-server chromium fonts-liberation >/dev/null; fi
 
 ## The test command: lint, format check, then the whole test suite.
 test: venv system-packages lint

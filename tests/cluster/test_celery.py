@@ -4,6 +4,7 @@ on one deployment, each leaving the runs the next one looks at."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -138,8 +139,11 @@ def test_a_worker_killed_mid_task_commits_nothing_and_the_retry_recomputes(deplo
     while "victim-start" not in executed(base):
         assert time.monotonic() < deadline, "the victim task never started"
         time.sleep(0.5)
+    started = time.monotonic()
     killed = deployment.kill_worker_running(victim_instance(api, run)["pid"])
-    time.sleep(25)  # past the command's own end, had it survived
+    # The command sleeps 20 s: had it survived its worker, it would be done by now.
+    # A retry cannot be (retry delay 5 s, then 20 s of its own).
+    time.sleep(max(0.0, started + 22 - time.monotonic()))
     assert executed(base).count("victim-done") == 0
     assert committed(deployment, output) == []
     deployment.start_worker(killed)
@@ -150,6 +154,9 @@ def test_a_worker_killed_mid_task_commits_nothing_and_the_retry_recomputes(deplo
     assert executed(base).count("victim-start") == 2
     assert executed(base).count("victim-done") == 1
     assert committed(deployment, output) == ["0/data/out.txt", "0/record.json"]
+    key = f"{deployment.store_prefix}objects/{output}/0/record.json"
+    body = deployment.s3.client().get_object(Bucket=deployment.s3.bucket, Key=key)["Body"]
+    assert json.loads(body.read())["try_number"] == 2
 
 
 def test_the_grid_view_shows_the_skipped_tasks(deployment, api, tmp_path):
