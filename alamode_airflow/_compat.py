@@ -16,6 +16,7 @@ from airflow.sdk import (
     conf,
 )
 from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 __all__ = [
     "DAG",
@@ -23,9 +24,11 @@ __all__ = [
     "Asset",
     "BaseOperator",
     "BaseOperatorLink",
+    "BaseTrigger",
     "DownstreamTasksSkipped",
     "ObjectStoragePath",
     "Param",
+    "TriggerEvent",
     "TriggerRule",
     "conf",
 ]

@@ -86,21 +86,40 @@ class Claims:
     def _acquire(self, output_id: str, claimant: Claimant, wait: Callable[[Claim], None]) -> Claim:
         told = None
         while True:
-            numbers = self._numbers(output_id)
-            try:
-                top = self._read(output_id, numbers[-1]) if numbers else None
-            except FileNotFoundError:
-                continue  # released between the listing and the read
-            if top is None or top.stale(time.time()) or top.owner == claimant.owner:
-                number = numbers[-1] + 1 if numbers else 0
-                claim = Claim(number, **asdict(claimant), renewed=time.time(), lease_s=self.lease_s)
-                if self._create(output_id, claim):
-                    return claim
-                continue
-            if (top.number, top.attempt) != told:
-                wait(top)
-                told = (top.number, top.attempt)
+            mine, holder = self.try_claim(output_id, claimant)
+            if mine is not None:
+                return mine
+            if holder is None:
+                continue  # lost a race for a number, or a claim went meanwhile
+            if (holder.number, holder.attempt) != told:
+                wait(holder)
+                told = (holder.number, holder.attempt)
             time.sleep(_POLL_S)
+
+    def try_claim(self, output_id: str, claimant: Claimant) -> tuple[Claim | None, Claim | None]:
+        """One try: (our new claim, None), or (None, the live claim of another attempt
+        that holds the output), or (None, None) when racing another taker."""
+        holder = self.holder(output_id, claimant)
+        if holder is not None:
+            return None, holder
+        numbers = self._numbers(output_id)
+        number = numbers[-1] + 1 if numbers else 0
+        claim = Claim(number, **asdict(claimant), renewed=time.time(), lease_s=self.lease_s)
+        return (claim if self._create(output_id, claim) else None), None
+
+    def holder(self, output_id: str, claimant: Claimant | None = None) -> Claim | None:
+        """The live claim of another attempt on ``output_id``, if any: not stale, and
+        not made by an earlier try of ``claimant``'s task instance."""
+        numbers = self._numbers(output_id)
+        try:
+            top = self._read(output_id, numbers[-1]) if numbers else None
+        except FileNotFoundError:
+            return None  # released between the listing and the read
+        if top is None or top.stale(time.time()):
+            return None
+        if claimant is not None and top.owner == claimant.owner:
+            return None
+        return top
 
     def _create(self, output_id: str, claim: Claim) -> bool:
         path = self.root / output_id / str(claim.number)

@@ -23,6 +23,7 @@ from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.runner import Command, CommandFailed, Invocation
 from alamode_airflow.runs import RunInfo, interval_of
 from alamode_airflow.store import Committed, Lookup, OutputStore
+from alamode_airflow.triggers import ClaimReleasedTrigger
 
 RECORD_XCOM = "alamode_record"
 PLAN_XCOM = "alamode_plan"
@@ -69,11 +70,33 @@ class AlamodeOperator(BaseOperator):
         run = RunInfo(context["run_id"], interval_of(context), frozenset(plan.get("rebuild", ())))
         target = run.output_id(self.task_id, self.output_id, self.partitioned)
         self._skip_if_done(store, target, run)
-        with store.locked(target, claimant=_claimant(context), waiting=self.log.info):
+        claimant = _claimant(context)
+        self._defer_while_busy(store, target, claimant)
+        with store.locked(target, claimant=claimant, waiting=self.log.info):
             # Re-check under the lock: a concurrent producer may just have committed.
             found = self._skip_if_done(store, target, run)
             generation = found.generation + 1 if found.generation is not None else 0
             self._produce_and_commit(context, store, run, target, generation)
+
+    def resume(self, context: Any, event: Mapping[str, str] | None = None) -> None:
+        """Back from waiting for another attempt's claim: skip or produce, as new."""
+        self.log.info("the other attempt's claim ended (%s)", (event or {}).get("reason"))
+        self.execute(context)
+
+    def _defer_while_busy(self, store: OutputStore, target: str, claimant: Claimant) -> None:
+        # Waiting for another worker's claim in the triggerer frees this worker slot.
+        holder = store.busy(target, claimant)
+        if holder is None:
+            return
+        self.log.info(
+            "output %s is being produced by %s (try %s on %s); waiting in the triggerer",
+            target[:12],
+            holder.owner,
+            holder.attempt,
+            holder.host,
+        )
+        trigger = ClaimReleasedTrigger(store.url, store.conn_id, target, store.lease_s)
+        self.defer(trigger=trigger, method_name="resume")
 
     def _skip_if_done(self, store: OutputStore, target: str, run: RunInfo) -> Lookup:
         found = store.settle(target, self.log.warning)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from a_la_mode import AlamodeError
 from alamode_airflow._compat import ObjectStoragePath
-from alamode_airflow.claims import DEFAULT_LEASE_S, Claimant, Claims
+from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims
 from alamode_airflow.listing import child_names
 from alamode_airflow.records import SuccessRecord
 
@@ -86,8 +86,10 @@ class OutputStore:
     """Outputs addressed by ID under one root (local folder or object-store URL)."""
 
     def __init__(self, root: str, conn_id: str | None = None) -> None:
+        self.url, self.conn_id = root, conn_id
         self.root = ObjectStoragePath(root, conn_id=conn_id)
         self.local = self.root.protocol in ("", "file")
+        self.lease_s = _lease_s() if not self.local else DEFAULT_LEASE_S
 
     @classmethod
     def configured(cls, root: str | None = None) -> OutputStore:
@@ -172,7 +174,7 @@ class OutputStore:
             if shared or claimant is None:
                 yield
                 return
-            claims = Claims(self.root, _lease_s())
+            claims = Claims(self.root, self.lease_s)
             with claims.held(output_id, claimant, lambda claim: _tell(waiting, claim)):
                 yield
             return
@@ -184,6 +186,13 @@ class OutputStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def busy(self, output_id: str, claimant: Claimant) -> Claim | None:
+        """On an object store, the live claim of another attempt producing the output
+        (a producer that would wait for it can wait elsewhere); else None."""
+        if self.local:
+            return None
+        return Claims(self.root, self.lease_s).holder(output_id, claimant)
 
     @contextlib.contextmanager
     def try_locked(self, output_id: str) -> Iterator[bool]:

@@ -5,7 +5,9 @@ workers, every one a separate process, as docker-compose.yaml deploys them."""
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -114,6 +116,8 @@ def main() -> int:
     import time
 
     repo = Path(__file__).resolve().parents[2]
+    # `kill` as well as Ctrl-C stops every service: their process groups outlive us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with cluster(repo / ".cluster", repo / "dags") as running:
         print(f"Airflow UI and REST API: {running.url}  (logs in {running.home.home})")
         print(f"outputs: {running.s3.endpoint}/{running.s3.bucket}/store  (Ctrl-C stops)")

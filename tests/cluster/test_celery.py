@@ -37,7 +37,7 @@ def write_dags(dags: Path, base: Path) -> None:
     race = Dag({"dag_id": "race", "max_active_runs": 8})
     race.task(
         "shared",
-        {"command": f'echo shared >> {counter(base)}; sleep 5; echo x > "$ALAMODE_OUTPUT/x"'},
+        {"command": f'echo shared >> {counter(base)}; sleep 8; echo x > "$ALAMODE_OUTPUT/x"'},
     )
     race.save(dags / "race.alamode")
     victim = Dag({"dag_id": "victim", "retries": 1})
@@ -112,7 +112,15 @@ def test_the_collage_example_runs_on_the_cluster(deployment, api):
     assert keys == ["0/data/collage.png", "0/record.json"]
 
 
+def task_logs(deployment, dag_id: str, task_id: str) -> list[str]:
+    """The log of every try of ``task_id`` in every run of ``dag_id``."""
+    logs = deployment.home.home / "logs" / f"dag_id={dag_id}"
+    return [path.read_text() for path in sorted(logs.glob(f"run_id=*/task_id={task_id}/*.log"))]
+
+
 def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, api):
+    """One computes; the others wait for its claim in the triggerer (no worker slot
+    held), then skip."""
     base = base_of(deployment)
     api.unpause("race")
     runs = [api.trigger("race", f"2026-04-0{day}T00:00:00Z") for day in range(1, 9)]
@@ -124,6 +132,10 @@ def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, ap
     output = output_of(deployment, "race.alamode", "shared")
     assert committed(deployment, output) == ["0/data/x", "0/record.json"]
     assert deployment.s3.keys(f"{deployment.store_prefix}claims/{output}") == []
+    logs = task_logs(deployment, "race", "shared")
+    deferred = [log for log in logs if "waiting in the triggerer" in log]
+    assert deferred, "no task waited in the triggerer"
+    assert all("claim ended (committed)" in log for log in deferred)
 
 
 def victim_instance(api: Api, run: str) -> dict:

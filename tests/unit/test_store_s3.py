@@ -4,6 +4,7 @@ and claims that let exactly one of many workers produce an output."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -16,6 +17,7 @@ from alamode_airflow import gc, history
 from alamode_airflow.claims import Claim, Claimant, Claims
 from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.store import Committed, Found, OutputStore
+from alamode_airflow.triggers import ClaimReleasedTrigger
 from tests.unit.test_store import OUTPUT, attempt, record_for
 
 CONN_ID = "alamode_test_s3"
@@ -194,3 +196,38 @@ def test_gc_refuses_an_object_store_root_and_touches_nothing(store, server, tmp_
     with pytest.raises(AlamodeError, match="gc works on local storage roots"):
         gc.candidates(store, set(), timedelta(0))
     assert server.keys(prefix(store)) == before
+
+
+def fired(trigger: ClaimReleasedTrigger, within: float) -> dict | None:
+    """The trigger's event if it fires within ``within`` seconds, else None."""
+
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+
+    try:
+        return asyncio.run(asyncio.wait_for(first(), within))
+    except TimeoutError:
+        return None
+
+
+def test_a_waiting_task_resumes_when_the_claim_is_released(store):
+    """The triggerer's side of waiting: quiet while another attempt holds a live claim,
+    fires once it is released; survives its own serialization."""
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
+    classpath, kwargs = ClaimReleasedTrigger(
+        store.url, store.conn_id, OUTPUT, lease_s=60, poll_s=0.2
+    ).serialize()
+    assert classpath == "alamode_airflow.triggers.ClaimReleasedTrigger"
+    trigger = ClaimReleasedTrigger(**kwargs)
+    assert fired(trigger, within=1.5) is None
+    Claims(store.root)._release(OUTPUT, 0)
+    assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "released"}
+
+
+def test_a_waiting_task_resumes_when_the_output_is_committed(store):
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    trigger = ClaimReleasedTrigger(store.url, store.conn_id, OUTPUT, lease_s=60, poll_s=0.2)
+    assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "committed"}

@@ -1,0 +1,66 @@
+"""Waiting for another worker's claim in the triggerer, not in a worker slot.
+
+On an object store, a task whose output another attempt is producing defers to
+``ClaimReleasedTrigger``; it fires once that output has a record, or once nobody holds
+a live claim on it any more (released, or its holder died), and the task resumes: it
+skips, or claims the output itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from alamode_airflow._compat import BaseTrigger, TriggerEvent
+from alamode_airflow.claims import Claims
+from alamode_airflow.store import OutputStore
+
+POLL_S = 2.0
+
+
+class ClaimReleasedTrigger(BaseTrigger):
+    def __init__(
+        self,
+        root: str,
+        conn_id: str | None,
+        output_id: str,
+        lease_s: float,
+        poll_s: float = POLL_S,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.conn_id = conn_id
+        self.output_id = output_id
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "root": self.root,
+                "conn_id": self.conn_id,
+                "output_id": self.output_id,
+                "lease_s": self.lease_s,
+                "poll_s": self.poll_s,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            # The store's calls block (fsspec's sync API): keep the event loop free.
+            reason = await asyncio.to_thread(self._ready)
+            if reason:
+                yield TriggerEvent({"output_id": self.output_id, "reason": reason})
+                return
+            await asyncio.sleep(self.poll_s)
+
+    def _ready(self) -> str | None:
+        """Why the waiting task can go on now, or None while the claim is live."""
+        store = OutputStore(self.root, self.conn_id)
+        if store.lookup(self.output_id).done:
+            return "committed"
+        if Claims(store.root, self.lease_s).holder(self.output_id) is None:
+            return "released"
+        return None
