@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from alamode_airflow.airflow_cli import AirflowHome
-from alamode_airflow.airflow_services import free_port, service_env, services
 from alamode_airflow.loopback.celery import cluster
+from alamode_airflow.loopback.local import free_port, service_env, services
 from alamode_airflow.loopback.pipelines import generated
 from alamode_airflow.loopback.rest import Api
 

@@ -38,7 +38,7 @@ from shapes import Graph, random_layered
 
 from a_la_mode import Dag
 from alamode_airflow.airflow_cli import AirflowHome
-from alamode_airflow.airflow_services import (
+from alamode_airflow.loopback.local import (
     free_port,
     query,
     service_env,

@@ -10,14 +10,14 @@ import pytest
 
 from a_la_mode import Dag
 from alamode_airflow.airflow_cli import AirflowHome
-from alamode_airflow.airflow_services import (
+from alamode_airflow.history import records
+from alamode_airflow.loopback.local import (
     free_port,
     service_env,
     services,
     wait_backfill,
     wait_registered,
 )
-from alamode_airflow.history import records
 from alamode_airflow.store import OutputStore
 from tests.airflow.conftest import LOADER
 

@@ -43,7 +43,7 @@ def service_env(port: int) -> tuple[tuple[str, str], ...]:
         ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
         (
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
-            "alamode_airflow.airflow_services.SQLITE_CONNECT_ARGS",
+            "alamode_airflow.loopback.local.SQLITE_CONNECT_ARGS",
         ),
         # New files are found within 5 s; files already seen are re-parsed every 30 s.
         ("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "5"),
