@@ -3,15 +3,17 @@
 A local store serialises producers with ``flock``; an object store has no locks, but
 it has exclusive creation (S3's ``If-None-Match: *``). A producer *claims* an output by
 creating ``claims/<output id>/<n>`` exclusively, where ``n`` is one more than the
-highest claim there: of many workers racing for the same ``n``, exactly one wins and
-the others wait. The holder renews its claim every ``lease / 4`` seconds and deletes it
-when done (committed or failed).
+highest claim there, after checking that claim ``n - 1`` is not live: of many workers
+racing for the same ``n``, exactly one wins and the others wait. The holder renews its
+claim every ``lease / 4`` seconds and marks it released when done (committed or failed).
 
 A claim whose renewal is older than its lease belongs to a dead worker, and a claim
 made by an earlier try of the same task instance belongs to an attempt Airflow has
-given up on: either is superseded by creating claim ``n + 1``, never by deleting it,
-so two takers still race on one exclusive create. The record itself is also created
-exclusively, so even a holder that stalled past its lease cannot commit twice.
+given up on: either is superseded by claim ``n + 1``, like a released one. Claims are
+never deleted, so each number is created once: deleting them would let a slow taker
+create a number that a live claim had already used, and hold the output beside it.
+The record itself is also created exclusively, so even a holder that stalled past its
+lease cannot commit twice.
 """
 
 from __future__ import annotations
@@ -49,9 +51,11 @@ class Claim:
     host: str
     renewed: float
     lease_s: float
+    released: bool = False
 
-    def stale(self, now: float) -> bool:
-        return self.renewed + self.lease_s < now
+    def live(self, now: float) -> bool:
+        """Held by an attempt that is, as far as anyone can tell, still running."""
+        return not self.released and now <= self.renewed + self.lease_s
 
     def dumps(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -81,7 +85,7 @@ class Claims:
         finally:
             stop.set()
             renewer.join()
-            self._release(output_id, claim.number)
+            self._release(output_id, claim)
 
     def _acquire(self, output_id: str, claimant: Claimant, wait: Callable[[Claim], None]) -> Claim:
         told = None
@@ -98,28 +102,27 @@ class Claims:
 
     def try_claim(self, output_id: str, claimant: Claimant) -> tuple[Claim | None, Claim | None]:
         """One try: (our new claim, None), or (None, the live claim of another attempt
-        that holds the output), or (None, None) when racing another taker."""
-        holder = self.holder(output_id, claimant)
-        if holder is not None:
-            return None, holder
+        that holds the output), or (None, None) after losing a race: try again."""
         numbers = self._numbers(output_id)
+        if numbers:
+            try:
+                top = self._read(output_id, numbers[-1])
+            except FileNotFoundError:
+                return None, None  # listed but not readable yet
+            if top is not None and top.live(time.time()) and top.owner != claimant.owner:
+                return None, top
         number = numbers[-1] + 1 if numbers else 0
         claim = Claim(number, **asdict(claimant), renewed=time.time(), lease_s=self.lease_s)
         return (claim if self._create(output_id, claim) else None), None
 
-    def holder(self, output_id: str, claimant: Claimant | None = None) -> Claim | None:
-        """The live claim of another attempt on ``output_id``, if any: not stale, and
-        not made by an earlier try of ``claimant``'s task instance."""
+    def holder(self, output_id: str) -> Claim | None:
+        """The live claim on ``output_id``, if any."""
         numbers = self._numbers(output_id)
         try:
             top = self._read(output_id, numbers[-1]) if numbers else None
         except FileNotFoundError:
-            return None  # released between the listing and the read
-        if top is None or top.stale(time.time()):
             return None
-        if claimant is not None and top.owner == claimant.owner:
-            return None
-        return top
+        return top if top is not None and top.live(time.time()) else None
 
     def _create(self, output_id: str, claim: Claim) -> bool:
         path = self.root / output_id / str(claim.number)
@@ -137,22 +140,20 @@ class Claims:
             with contextlib.suppress(OSError):
                 path.write_bytes(renewed.dumps())
 
-    def _release(self, output_id: str, number: int) -> None:
-        # Ours and the ones it superseded go; a later one (a taker's, if we stalled
-        # past our lease) stays.
-        for older in self._numbers(output_id):
-            if older > number:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                (self.root / output_id / str(older)).unlink()
+    def _release(self, output_id: str, claim: Claim) -> None:
+        released = Claim(**{**asdict(claim), "renewed": time.time(), "released": True})
+        (self.root / output_id / str(claim.number)).write_bytes(released.dumps())
 
     def _numbers(self, output_id: str) -> list[int]:
         return sorted(int(name) for name in child_names(self.root / output_id) if name.isdigit())
 
     def _read(self, output_id: str, number: int) -> Claim | None:
-        """The claim; None if its content is not a claim (treated as stale), and
+        """The claim; None if its content is not a claim (not live, then), and
         FileNotFoundError if it was just released."""
-        data = (self.root / output_id / str(number)).read_bytes()
+        path = self.root / output_id / str(number)
+        # One GET: reading through a file object checks the ETag between requests, and
+        # fails if the holder renews or releases the claim meanwhile.
+        data = path.fs.cat_file(path.path)
         try:
             return Claim(**json.loads(data))
         except (ValueError, TypeError):

@@ -192,7 +192,9 @@ class OutputStore:
         (a producer that would wait for it can wait elsewhere); else None."""
         if self.local:
             return None
-        return Claims(self.root, self.lease_s).holder(output_id, claimant)
+        holder = Claims(self.root, self.lease_s).holder(output_id)
+        # An earlier try of this task instance is dead to Airflow: take over from it.
+        return holder if holder is not None and holder.owner != claimant.owner else None
 
     @contextlib.contextmanager
     def try_locked(self, output_id: str) -> Iterator[bool]:
@@ -309,9 +311,18 @@ class OutputStore:
 def _lease_s() -> float:
     from alamode_airflow import settings
 
-    return float(settings.get("claim_lease_seconds") or DEFAULT_LEASE_S)
+    value = settings.get("claim_lease_seconds") or DEFAULT_LEASE_S
+    try:
+        lease = float(value)
+    except ValueError:
+        lease = 0.0
+    if lease <= 0:
+        raise AlamodeError(
+            f"[alamode] claim_lease_seconds must be a positive number, not {value!r}"
+        )
+    return lease
 
 
-def _tell(waiting: Callable[..., None] | None, claim) -> None:
+def _tell(waiting: Callable[..., None] | None, claim: Claim) -> None:
     if waiting is not None:
         waiting("waiting for %s (attempt %s on %s)", claim.owner, claim.attempt, claim.host)

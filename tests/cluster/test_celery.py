@@ -131,7 +131,9 @@ def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, ap
     assert executed(base).count("shared") == 1
     output = output_of(deployment, "race.alamode", "shared")
     assert committed(deployment, output) == ["0/data/x", "0/record.json"]
-    assert deployment.s3.keys(f"{deployment.store_prefix}claims/{output}") == []
+    (claim,) = deployment.s3.keys(f"{deployment.store_prefix}claims/{output}/")
+    body = deployment.s3.client().get_object(Bucket=deployment.s3.bucket, Key=claim)["Body"]
+    assert json.loads(body.read())["released"]  # one claim, the producer's, let go
     logs = task_logs(deployment, "race", "shared")
     deferred = [log for log in logs if "waiting in the triggerer" in log]
     assert deferred, "no task waited in the triggerer"

@@ -138,12 +138,17 @@ def test_of_eight_racing_workers_exactly_one_produces(store):
     assert len(skipped) == 7
     assert store.lookup(OUTPUT).record.run_id == f"run-{produced[0]}"
     assert store.generations(OUTPUT) == [0]
-    assert Claims(store.root)._numbers(OUTPUT) == []  # every claim released
+    claims = Claims(store.root)
+    # Each worker held the output once, one after the other, and let it go.
+    assert claims._numbers(OUTPUT) == list(range(8))
+    assert claims.holder(OUTPUT) is None
 
 
-def dead_claim(store, owner: str, renewed: float) -> None:
+def dead_claim(store, owner: str, renewed: float) -> Claim:
+    """Claim 0, as another worker made it (dead if ``renewed`` is over 60 s ago)."""
     claim = Claim(0, owner, "1", "gone-host", renewed=renewed, lease_s=60)
     assert Claims(store.root)._create(OUTPUT, claim)
+    return claim
 
 
 def test_a_dead_workers_claim_is_taken_over_after_its_lease(store):
@@ -166,14 +171,14 @@ def test_a_retry_takes_over_its_own_earlier_try_at_once(store):
 
 
 def test_a_live_claim_of_another_run_is_waited_for(store):
-    dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
+    first = dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
     waited = []
     other = Claimant(owner="dag/run-2/t/-1", attempt="1", host="h")
     claims = Claims(store.root)
-    releaser = threading.Timer(2.0, claims._release, args=(OUTPUT, 0))
+    releaser = threading.Timer(2.0, claims._release, args=(OUTPUT, first))
     releaser.start()
     with claims.held(OUTPUT, other, waited.append) as claim:
-        assert claim.number == 0  # created afresh once the holder released
+        assert claim.number == 1  # the next number, once the holder released
     assert [c.owner for c in waited] == ["dag/run-1/t/-1"]
 
 
@@ -214,14 +219,14 @@ def fired(trigger: ClaimReleasedTrigger, within: float) -> dict | None:
 def test_a_waiting_task_resumes_when_the_claim_is_released(store):
     """The triggerer's side of waiting: quiet while another attempt holds a live claim,
     fires once it is released; survives its own serialization."""
-    dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
+    holder = dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
     classpath, kwargs = ClaimReleasedTrigger(
         store.url, store.conn_id, OUTPUT, lease_s=60, poll_s=0.2
     ).serialize()
     assert classpath == "alamode_airflow.triggers.ClaimReleasedTrigger"
     trigger = ClaimReleasedTrigger(**kwargs)
     assert fired(trigger, within=1.5) is None
-    Claims(store.root)._release(OUTPUT, 0)
+    Claims(store.root)._release(OUTPUT, holder)
     assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "released"}
 
 
@@ -231,3 +236,10 @@ def test_a_waiting_task_resumes_when_the_output_is_committed(store):
     store.commit(staging, record)
     trigger = ClaimReleasedTrigger(store.url, store.conn_id, OUTPUT, lease_s=60, poll_s=0.2)
     assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "committed"}
+
+
+def test_a_bad_lease_setting_is_refused_with_its_name(server, monkeypatch):
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
+    monkeypatch.setenv("AIRFLOW__ALAMODE__CLAIM_LEASE_SECONDS", "soon")
+    with pytest.raises(AlamodeError, match=r"claim_lease_seconds must be a positive number"):
+        OutputStore(ROOT, conn_id=CONN_ID)
