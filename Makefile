@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-packages test test-fast lint format demo airflow-ui cluster language-demo bench bench-cluster constraints clean
+.PHONY: venv system-packages test test-fast lint format demo airflow-ui cluster bench bench-cluster constraints clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,7 @@ system-packages:
 	  command -v $$c >/dev/null || ls /usr/lib/postgresql/*/bin/$$c >/dev/null 2>&1 || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends postgresql redis-server chromium fonts-liberation >/dev/null; fi
 
 ## The test command: lint, format check, then the whole test suite.

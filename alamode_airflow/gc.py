@@ -71,8 +71,10 @@ def candidates(store: OutputStore, keep: set[str], older_than: timedelta) -> lis
     result = []
     objects = _local_root(store) / "objects"
     for folder in sorted(objects.iterdir()) if objects.is_dir() else ():
+        if folder.name in keep:
+            continue
         history = [h.record for h in store.history(folder.name) if h.record is not None]
-        if folder.name in keep or any(r.file_output_id in keep for r in history):
+        if any(r.file_output_id in keep for r in history):
             continue
         newest = max((datetime.fromisoformat(r.end) for r in history), default=None)
         if newest is not None and newest > cutoff:

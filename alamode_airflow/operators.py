@@ -69,9 +69,9 @@ class AlamodeOperator(BaseOperator):
         plan = context["ti"].xcom_pull(task_ids=PLAN_TASK, key=PLAN_XCOM) or {}
         run = RunInfo(context["run_id"], interval_of(context), frozenset(plan.get("rebuild", ())))
         target = run.output_id(self.task_id, self.output_id, self.partitioned)
-        self._skip_if_done(store, target, run)
+        found = self._skip_if_done(store, target, run)
         claimant = _claimant(context)
-        self._defer_while_busy(store, target, claimant)
+        self._defer_while_busy(store, target, claimant, found.generation)
         with store.locked(target, claimant=claimant, waiting=self.log.info):
             # Re-check under the lock: a concurrent producer may just have committed.
             found = self._skip_if_done(store, target, run)
@@ -83,7 +83,9 @@ class AlamodeOperator(BaseOperator):
         self.log.info("the other attempt's claim ended (%s)", (event or {}).get("reason"))
         self.execute(context)
 
-    def _defer_while_busy(self, store: OutputStore, target: str, claimant: Claimant) -> None:
+    def _defer_while_busy(
+        self, store: OutputStore, target: str, claimant: Claimant, seen: int | None
+    ) -> None:
         # Waiting for another worker's claim in the triggerer frees this worker slot.
         holder = store.busy(target, claimant)
         if holder is None:
@@ -95,7 +97,7 @@ class AlamodeOperator(BaseOperator):
             holder.attempt,
             holder.host,
         )
-        trigger = ClaimReleasedTrigger(store.url, store.conn_id, target, store.lease_s)
+        trigger = ClaimReleasedTrigger(store.url, store.conn_id, target, seen)
         self.defer(trigger=trigger, method_name="resume")
 
     def _skip_if_done(self, store: OutputStore, target: str, run: RunInfo) -> Lookup:

@@ -73,14 +73,16 @@ def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+_PR_SET_PDEATHSIG = 1
+# Looked up once here: between fork and exec (where the task process may have other
+# threads) the child only calls it, loading nothing.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """In the child: be killed when the task process dies (a worker killed with
     SIGKILL takes its command along instead of leaving it running unsupervised)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-_PR_SET_PDEATHSIG = 1
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Command:
@@ -107,9 +109,9 @@ class Command:
                 errors="replace",
                 # Its own process group, so a timeout or kill reaches its children.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent if _prctl else None,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             raise CommandFailed(f"cannot start command: {exc}", task=call.task) from exc
         timer = threading.Timer(call.timeout, self._time_out) if call.timeout else None
         if timer:

@@ -42,6 +42,8 @@ def requested_rebuilds(params: Mapping[str, Any], names: Iterable[str]) -> froze
     asked = params.get("rebuild") or []
     if isinstance(asked, str):
         asked = [asked]
+    if not isinstance(asked, list) or not all(isinstance(name, str) for name in asked):
+        raise AlamodeError(f"rebuild must be a task name, a list of them or 'all', not {asked!r}")
     names = frozenset(names)
     if ALL in asked:
         return names

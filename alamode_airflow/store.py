@@ -29,6 +29,7 @@ import contextlib
 import enum
 import errno
 import fcntl
+import functools
 import os
 import re
 import shutil
@@ -89,7 +90,12 @@ class OutputStore:
         self.url, self.conn_id = root, conn_id
         self.root = ObjectStoragePath(root, conn_id=conn_id)
         self.local = self.root.protocol in ("", "file")
-        self.lease_s = _lease_s() if not self.local else DEFAULT_LEASE_S
+
+    @functools.cached_property
+    def lease_s(self) -> float:
+        """``[alamode] claim_lease_seconds``: read by producers only, so a bad value
+        stops no reader."""
+        return _lease_s()
 
     @classmethod
     def configured(cls, root: str | None = None) -> OutputStore:
@@ -192,7 +198,7 @@ class OutputStore:
         (a producer that would wait for it can wait elsewhere); else None."""
         if self.local:
             return None
-        holder = Claims(self.root, self.lease_s).holder(output_id)
+        holder = Claims(self.root).holder(output_id)
         # An earlier try of this task instance is dead to Airflow: take over from it.
         return holder if holder is not None and holder.owner != claimant.owner else None
 
@@ -244,9 +250,11 @@ class OutputStore:
             # No rename on an object store: copy every object, then delete the source.
             fs = source.fs
             keys = fs.find(source.path)
-            for key in keys:
-                fs.copy(key, target.path + key[len(source.path) :])
-            fs.rm(keys)
+            # Another worker may be moving the same generation aside right now.
+            with contextlib.suppress(FileNotFoundError):
+                for key in keys:
+                    fs.copy(key, target.path + key[len(source.path) :])
+                fs.rm(keys)
             return
         Path(target.path).parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):

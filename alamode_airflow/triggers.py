@@ -20,19 +20,22 @@ POLL_S = 2.0
 
 
 class ClaimReleasedTrigger(BaseTrigger):
+    """Fires when a generation newer than ``seen_generation`` (None: any) of the output
+    is committed, or when no live claim on it is left."""
+
     def __init__(
         self,
         root: str,
         conn_id: str | None,
         output_id: str,
-        lease_s: float,
+        seen_generation: int | None = None,
         poll_s: float = POLL_S,
     ) -> None:
         super().__init__()
         self.root = root
         self.conn_id = conn_id
         self.output_id = output_id
-        self.lease_s = lease_s
+        self.seen_generation = seen_generation
         self.poll_s = poll_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -42,25 +45,28 @@ class ClaimReleasedTrigger(BaseTrigger):
                 "root": self.root,
                 "conn_id": self.conn_id,
                 "output_id": self.output_id,
-                "lease_s": self.lease_s,
+                "seen_generation": self.seen_generation,
                 "poll_s": self.poll_s,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        store = OutputStore(self.root, self.conn_id)
         while True:
             # The store's calls block (fsspec's sync API): keep the event loop free.
-            reason = await asyncio.to_thread(self._ready)
+            reason = await asyncio.to_thread(self._ready, store)
             if reason:
                 yield TriggerEvent({"output_id": self.output_id, "reason": reason})
                 return
             await asyncio.sleep(self.poll_s)
 
-    def _ready(self) -> str | None:
+    def _ready(self, store: OutputStore) -> str | None:
         """Why the waiting task can go on now, or None while the claim is live."""
-        store = OutputStore(self.root, self.conn_id)
-        if store.lookup(self.output_id).done:
+        found = store.lookup(self.output_id)
+        # A rebuild waits for a generation newer than the one it saw, not for any.
+        seen = -1 if self.seen_generation is None else self.seen_generation
+        if found.done and found.generation > seen:
             return "committed"
-        if Claims(store.root, self.lease_s).holder(self.output_id) is None:
+        if Claims(store.root).holder(self.output_id) is None:
             return "released"
         return None

@@ -22,11 +22,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 def open_store(root: str | None) -> OutputStore:
-    if root is None:
-        from alamode_airflow.settings import storage_root
-
-        root = storage_root()
-    return OutputStore(root)
+    """``--store``, else the configured root with its ``storage_conn_id``."""
+    return OutputStore.configured(root)
 
 
 @cli.command("status")

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from alamode_airflow.loopback.servers import ServerError
 
-#: Airflow 3.3's grid colours, as Chromium renders them.
+#: Airflow 3.3's grid colour for skipped task instances, as Chromium renders it.
 SKIPPED = (230, 0, 118)
-SUCCESS = (0, 118, 0)
 
 # Chromium reaches for Google's hosts at start unless told not to; this machine's
 # network is closed, so those attempts only slow it down and fill its log.

@@ -95,7 +95,7 @@ def cluster(home: Path, dags: Path, workers: int = 2) -> Iterator[Cluster]:
         s3 = stack.enter_context(s3_server(home))
         port = free_port()
         airflow = AirflowHome(home, dags, cluster_env(db.url, broker, s3, port))
-        airflow.cli("db", "migrate")
+        airflow.migrate()
         running = Cluster(airflow, port, s3)
         services = [
             start(airflow, "api-server", ["api-server", "--port", str(port)]),

@@ -26,12 +26,12 @@ class ServerError(AlamodeError):
     """A server could not be started (not installed, or it exited)."""
 
 
-def _binary(name: str, *patterns: str) -> str:
+def _binary(name: str, *patterns: str, package: str | None = None) -> str:
     found = shutil.which(name) or next(
         (hit for pattern in patterns for hit in sorted(glob.glob(pattern))), None
     )
     if not found:
-        raise ServerError(f"{name} not found: install it (Debian: apt-get install {name})")
+        raise ServerError(f"{name} not found (Debian: apt-get install {package or name})")
     return found
 
 
@@ -69,7 +69,11 @@ def postgres(log_dir: Path) -> Iterator[Postgres]:
 
     PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user, in
     a folder of its own outside the caller's (possibly private) temp folders."""
-    bindir = Path(_binary("initdb", "/usr/lib/postgresql/*/bin/initdb")).resolve().parent
+    bindir = (
+        Path(_binary("initdb", "/usr/lib/postgresql/*/bin/initdb", package="postgresql"))
+        .resolve()
+        .parent
+    )
     as_user: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="alamode-pg-"))
     if os.geteuid() == 0:

@@ -66,6 +66,17 @@ def test_executor_and_backends_point_at_services_that_exist(compose):
     assert hosts == {"postgres", "redis", "airflow-apiserver"}
 
 
+def test_every_service_signs_task_tokens_with_one_secret(compose, dotenv):
+    """Without a shared secret each service makes its own, and the api-server refuses
+    the tokens workers' tasks present."""
+    secrets = {
+        compose["services"][name]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"]
+        for name in AIRFLOW_SERVICES
+    }
+    assert secrets == {"${AIRFLOW_JWT_SECRET:?set AIRFLOW_JWT_SECRET in .env}"}
+    assert dotenv["AIRFLOW_JWT_SECRET"]
+
+
 def test_every_airflow_service_sees_the_same_dags_and_store(compose, dotenv):
     for name in AIRFLOW_SERVICES:
         service = compose["services"][name]

@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -221,7 +222,7 @@ def test_a_waiting_task_resumes_when_the_claim_is_released(store):
     fires once it is released; survives its own serialization."""
     holder = dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
     classpath, kwargs = ClaimReleasedTrigger(
-        store.url, store.conn_id, OUTPUT, lease_s=60, poll_s=0.2
+        store.url, store.conn_id, OUTPUT, poll_s=0.2
     ).serialize()
     assert classpath == "alamode_airflow.triggers.ClaimReleasedTrigger"
     trigger = ClaimReleasedTrigger(**kwargs)
@@ -234,12 +235,31 @@ def test_a_waiting_task_resumes_when_the_output_is_committed(store):
     dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
     staging, record = attempt(store)
     store.commit(staging, record)
-    trigger = ClaimReleasedTrigger(store.url, store.conn_id, OUTPUT, lease_s=60, poll_s=0.2)
+    trigger = ClaimReleasedTrigger(store.url, store.conn_id, OUTPUT, poll_s=0.2)
     assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "committed"}
 
 
 def test_a_bad_lease_setting_is_refused_with_its_name(server, monkeypatch):
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
     monkeypatch.setenv("AIRFLOW__ALAMODE__CLAIM_LEASE_SECONDS", "soon")
-    with pytest.raises(AlamodeError, match=r"claim_lease_seconds must be a positive number"):
-        OutputStore(ROOT, conn_id=CONN_ID)
+    store = OutputStore(ROOT, conn_id=CONN_ID)
+    assert store.lookup(OUTPUT).status is Found.MISSING  # readers never need the lease
+    producer = Claimant(owner="dag/run-1/t/-1", attempt="1", host="h")
+    with (
+        pytest.raises(AlamodeError, match=r"claim_lease_seconds must be a positive number"),
+        store.locked(OUTPUT, claimant=producer),
+    ):
+        pass
+
+
+def test_a_waiting_rebuild_resumes_on_a_newer_generation_only(store):
+    """A rebuild that saw generation 0 waits for the holder's generation 1, not for
+    the generation 0 that was there all along."""
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time())
+    trigger = ClaimReleasedTrigger(store.url, store.conn_id, OUTPUT, seen_generation=0, poll_s=0.2)
+    assert fired(trigger, within=1.5) is None
+    staging, record = attempt(store, "rebuilt", run_id="run-2")
+    store.commit(staging, replace(record, generation=1, rebuilt=True))
+    assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "committed"}
