@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from a_la_mode import Dag, load
@@ -31,18 +32,26 @@ def executed(base: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+def gate(base: Path) -> Path:
+    return base / "race-gate"
+
+
 def write_dags(dags: Path, base: Path) -> None:
     shutil.copy(REPO / "dags" / "collage.alamode", dags)
     generated("gen50", GEN_TASKS, counter(base)).save(dags / "gen50.alamode")
     race = Dag({"dag_id": "race", "max_active_runs": 8})
+    # The producer holds the output until the test opens the gate: by then every
+    # other run's task has found it busy.
+    hold = f"while [ ! -e {gate(base)} ]; do sleep 0.2; done"
     race.task(
         "shared",
-        {"command": f'echo shared >> {counter(base)}; sleep 8; echo x > "$ALAMODE_OUTPUT/x"'},
+        {"command": f'echo shared >> {counter(base)}; {hold}; echo x > "$ALAMODE_OUTPUT/x"'},
     )
     race.save(dags / "race.alamode")
     victim = Dag({"dag_id": "victim", "retries": 1})
     command = (
-        f"echo victim-start >> {counter(base)}; sleep 20; "
+        f"echo $$ > {base / 'victim.pid'}; echo victim-start >> {counter(base)}; "
+        f'echo partial > "$ALAMODE_OUTPUT/out.txt"; sleep 20; '
         f'echo ok > "$ALAMODE_OUTPUT/out.txt"; echo victim-done >> {counter(base)}'
     )
     victim.task("victim", {"command": command})
@@ -55,6 +64,13 @@ def base_of(deployment) -> Path:
 
 def output_of(deployment, dag_file: str, task: str) -> str:
     return load(deployment.home.dags / dag_file)[task].output
+
+
+def record(deployment, output_id: str, generation: int = 0) -> dict:
+    """The success record of an output, read straight from the bucket."""
+    key = f"{deployment.store_prefix}objects/{output_id}/{generation}/record.json"
+    body = deployment.s3.client().get_object(Bucket=deployment.s3.bucket, Key=key)["Body"]
+    return json.loads(body.read())
 
 
 def committed(deployment, output_id: str) -> list[str]:
@@ -83,10 +99,12 @@ def test_first_run_computes_and_the_second_skips_everything(deployment, api):
     states = api.states("gen50", second)
     assert states.pop("alamode_plan") == "success"
     assert set(states.values()) == {"skipped"}
+    assert len(states) == GEN_TASKS
     assert len(executed(base)) == GEN_TASKS  # nothing ran again
-    for n in (0, 17, 49):
-        keys = committed(deployment, output_of(deployment, "gen50.alamode", f"t{n}"))
-        assert keys == ["0/data/out.txt", "0/record.json"]
+    for n in range(GEN_TASKS):
+        output = output_of(deployment, "gen50.alamode", f"t{n}")
+        assert committed(deployment, output) == ["0/data/out.txt", "0/record.json"]
+        assert record(deployment, output)["run_id"] == first
 
 
 def test_the_collage_example_runs_on_the_cluster(deployment, api):
@@ -102,14 +120,20 @@ def test_the_collage_example_runs_on_the_cluster(deployment, api):
     assert set(api.states("collage", scheduled).values()) == {"success"}
     again = api.trigger("collage", DAY1)
     assert api.wait_run("collage", again) == "success"
-    states = api.states("collage", again)
-    assert {task: states[task] for task in ("download_images", "blur", "collage")} == {
-        "download_images": "skipped",
-        "blur": "skipped",
-        "collage": "skipped",
+    tasks = [task.name for task in load(deployment.home.dags / "collage.alamode")]
+    assert api.states("collage", again) == {
+        "alamode_plan": "success",
+        **dict.fromkeys(tasks, "skipped"),
     }
-    keys = committed(deployment, output_of(deployment, "collage.alamode", "collage"))
-    assert keys == ["0/data/collage.png", "0/record.json"]
+    for task in tasks:
+        output = output_of(deployment, "collage.alamode", task)
+        keys = committed(deployment, output)
+        assert "0/record.json" in keys
+        assert any(key.startswith("0/data/") and key.endswith(".png") for key in keys)
+        assert record(deployment, output)["run_id"] == scheduled
+    assert "0/data/collage.png" in committed(
+        deployment, output_of(deployment, "collage.alamode", "collage")
+    )
 
 
 def task_logs(deployment, dag_id: str, task_id: str) -> list[str]:
@@ -118,12 +142,21 @@ def task_logs(deployment, dag_id: str, task_id: str) -> list[str]:
     return [path.read_text() for path in sorted(logs.glob(f"run_id=*/task_id={task_id}/*.log"))]
 
 
+def shared_states(api: Api, runs: list[str]) -> list[str | None]:
+    return [api.states("race", run).get("shared") for run in runs]
+
+
 def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, api):
     """One computes; the others wait for its claim in the triggerer (no worker slot
     held), then skip."""
     base = base_of(deployment)
     api.unpause("race")
     runs = [api.trigger("race", f"2026-04-0{day}T00:00:00Z") for day in range(1, 9)]
+    deadline = time.monotonic() + 300
+    while sum(state in ("running", "deferred") for state in shared_states(api, runs)) < 8:
+        assert time.monotonic() < deadline, "the 8 tasks never all started"
+        time.sleep(1)
+    gate(base).touch()  # every run's task is producing, or waiting for the producer
     finals = [api.wait_run("race", run) for run in runs]
     assert finals == ["success"] * 8
     states = sorted(api.states("race", run)["shared"] for run in runs)
@@ -140,8 +173,19 @@ def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, ap
     assert all(json.loads(body.read())["released"] for body in bodies)
     logs = task_logs(deployment, "race", "shared")
     deferred = [log for log in logs if "waiting in the triggerer" in log]
+    # A task that found the claim between the check and its own claim waits in its
+    # slot instead ("waiting for"); none skipped without waiting.
+    in_slot = [log for log in logs if "waiting for race/" in log and log not in deferred]
     assert deferred, "no task waited in the triggerer"
+    assert len(deferred) + len(in_slot) == 7
     assert all("claim ended (committed)" in log for log in deferred)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def victim_instance(api: Api, run: str) -> dict:
@@ -157,11 +201,13 @@ def test_a_worker_killed_mid_task_commits_nothing_and_the_retry_recomputes(deplo
     while "victim-start" not in executed(base):
         assert time.monotonic() < deadline, "the victim task never started"
         time.sleep(0.5)
-    started = time.monotonic()
+    command = int((base / "victim.pid").read_text())
     killed = deployment.kill_worker_running(victim_instance(api, run)["pid"])
-    # The command sleeps 20 s: had it survived its worker, it would be done by now.
-    # A retry cannot be (retry delay 5 s, then 20 s of its own).
-    time.sleep(max(0.0, started + 22 - time.monotonic()))
+    deadline = time.monotonic() + 10
+    while alive(command):  # it dies with its task process
+        assert time.monotonic() < deadline, "the command outlived its killed worker"
+        time.sleep(0.2)
+    # It had written a partial output: nothing of it, and no record, is in the bucket.
     assert executed(base).count("victim-done") == 0
     assert committed(deployment, output) == []
     deployment.start_worker(killed)
@@ -172,9 +218,10 @@ def test_a_worker_killed_mid_task_commits_nothing_and_the_retry_recomputes(deplo
     assert executed(base).count("victim-start") == 2
     assert executed(base).count("victim-done") == 1
     assert committed(deployment, output) == ["0/data/out.txt", "0/record.json"]
-    key = f"{deployment.store_prefix}objects/{output}/0/record.json"
-    body = deployment.s3.client().get_object(Bucket=deployment.s3.bucket, Key=key)["Body"]
-    assert json.loads(body.read())["try_number"] == 2
+    assert record(deployment, output)["try_number"] == 2
+    data = f"{deployment.store_prefix}objects/{output}/0/data/out.txt"
+    body = deployment.s3.client().get_object(Bucket=deployment.s3.bucket, Key=data)["Body"]
+    assert body.read() == b"ok\n"
 
 
 def test_the_grid_view_shows_the_skipped_tasks(deployment, api, tmp_path):

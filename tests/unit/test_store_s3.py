@@ -176,9 +176,13 @@ def test_a_live_claim_of_another_run_is_waited_for(store):
     waited = []
     other = Claimant(owner="dag/run-2/t/-1", attempt="1", host="h")
     claims = Claims(store.root)
-    releaser = threading.Timer(2.0, claims._release, args=(OUTPUT, first))
-    releaser.start()
-    with claims.held(OUTPUT, other, waited.append) as claim:
+
+    def wait(holder: Claim) -> None:
+        # The holder lets go only once the other has seen its claim and waits.
+        waited.append(holder)
+        threading.Timer(0.5, claims._release, args=(OUTPUT, first)).start()
+
+    with claims.held(OUTPUT, other, wait) as claim:
         assert claim.number == 1  # the next number, once the holder released
     assert [c.owner for c in waited] == ["dag/run-1/t/-1"]
 
