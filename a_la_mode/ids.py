@@ -8,6 +8,7 @@ arguments, same ID, on every engine.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,17 @@ import bencode
 
 DIGEST_KEY = "alamode_digest"
 SHORT = 12
+_OUTPUT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def is_output_id(value: object) -> bool:
+    """Whether ``value`` looks like an output ID: 64 lower-case hex digits. The one
+    test every caller uses (IDs become paths in stores, so ``../x`` must never pass).
+
+    >>> is_output_id("ab" * 32), is_output_id("AB" * 32), is_output_id("../etc")
+    (True, False, False)
+    """
+    return isinstance(value, str) and _OUTPUT_ID.fullmatch(value) is not None
 
 
 def preimage(spec: Mapping[str, Any], inputs: Mapping[str, str]) -> bytes:
