@@ -7,9 +7,14 @@ highest claim there, after checking that claim ``n - 1`` is not live: of many wo
 racing for the same ``n``, exactly one wins and the others wait. The holder renews its
 claim every ``lease / 4`` seconds and marks it released when done (committed or failed).
 
-A claim whose renewal is older than its lease belongs to a dead worker, and a claim
-made by an earlier try of the same task instance belongs to an attempt Airflow has
-given up on: either is superseded by claim ``n + 1``, like a released one. Claims are
+A claim that an observer has watched go unrenewed for a whole lease, measured on the
+observer's own monotonic clock, belongs to a dead worker; a claim made by an earlier
+try of the same task instance belongs to an attempt Airflow has given up on: either is
+superseded by claim ``n + 1``, like a released one. Leases never compare one machine's
+clock with another's: the holder's ``renewed`` timestamp is read only as a version (a
+renewal changes it), so workers whose clocks disagree by hours still wait for each
+other, and a newcomer waits one lease before taking over a claim it has not seen
+renewed. Claims are
 never deleted, so each number is created once: deleting them would let a slow taker
 create a number that a live claim had already used, and hold the output beside it.
 The record itself is also created exclusively, so even a holder that stalled past its
@@ -53,10 +58,6 @@ class Claim:
     lease_s: float
     released: bool = False
 
-    def live(self, now: float) -> bool:
-        """Held by an attempt that is, as far as anyone can tell, still running."""
-        return not self.released and now <= self.renewed + self.lease_s
-
     def dumps(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
@@ -64,9 +65,32 @@ class Claim:
 class Claims:
     """The claims on outputs under ``root / "claims"``."""
 
-    def __init__(self, root: ObjectStoragePath, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def __init__(
+        self,
+        root: ObjectStoragePath,
+        lease_s: float = DEFAULT_LEASE_S,
+        presumed_dead: int | None = None,
+    ) -> None:
         self.root = root / "claims"
         self.lease_s = lease_s
+        # A claim number someone (the trigger a task waited in) already watched go
+        # unrenewed for a lease: not waited for a second time.
+        self.presumed_dead = presumed_dead
+        # (output, number) -> (the renewal last seen, when it was first seen here)
+        self._seen: dict[tuple[str, int], tuple[float, float]] = {}
+
+    def live(self, output_id: str, claim: Claim) -> bool:
+        """Held by an attempt that is, as far as this observer can tell, still
+        running: not released, and renewed within its lease by this observer's clock."""
+        if claim.released or claim.number == self.presumed_dead:
+            return False
+        now = time.monotonic()
+        key = (output_id, claim.number)
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != claim.renewed:
+            self._seen[key] = (claim.renewed, now)
+            return True
+        return now - seen[1] <= claim.lease_s
 
     @contextlib.contextmanager
     def held(
@@ -109,7 +133,7 @@ class Claims:
                 top = self._read(output_id, numbers[-1])
             except FileNotFoundError:
                 return None, None  # listed but not readable yet
-            if top is not None and top.live(time.time()) and top.owner != claimant.owner:
+            if top is not None and self.live(output_id, top) and top.owner != claimant.owner:
                 return None, top
         number = numbers[-1] + 1 if numbers else 0
         claim = Claim(number, **asdict(claimant), renewed=time.time(), lease_s=self.lease_s)
@@ -117,12 +141,16 @@ class Claims:
 
     def holder(self, output_id: str) -> Claim | None:
         """The live claim on ``output_id``, if any."""
+        top = self.newest(output_id)
+        return top if top is not None and self.live(output_id, top) else None
+
+    def newest(self, output_id: str) -> Claim | None:
+        """The newest claim on ``output_id``, live or not."""
         numbers = self._numbers(output_id)
         try:
-            top = self._read(output_id, numbers[-1]) if numbers else None
+            return self._read(output_id, numbers[-1]) if numbers else None
         except FileNotFoundError:
             return None
-        return top if top is not None and top.live(time.time()) else None
 
     def _create(self, output_id: str, claim: Claim) -> bool:
         path = self.root / output_id / str(claim.number)

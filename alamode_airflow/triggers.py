@@ -2,8 +2,9 @@
 
 On an object store, a task whose output another attempt is producing defers to
 ``ClaimReleasedTrigger``; it fires once that output has a record, or once nobody holds
-a live claim on it any more (released, or its holder died), and the task resumes: it
-skips, or claims the output itself.
+a live claim on it any more (released, or not renewed for a lease as this trigger
+watched it), and the task resumes: it skips, or claims the output itself. The event
+names a claim the trigger watched die, so the task does not wait for it again.
 """
 
 from __future__ import annotations
@@ -52,21 +53,27 @@ class ClaimReleasedTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         store = OutputStore(self.root, self.conn_id)
+        # One observer for the whole wait: a claim is dead once it has gone unrenewed
+        # for a lease as this trigger watched it.
+        claims = Claims(store.root)
         while True:
             # The store's calls block (fsspec's sync API): keep the event loop free.
-            reason = await asyncio.to_thread(self._ready, store)
-            if reason:
-                yield TriggerEvent({"output_id": self.output_id, "reason": reason})
+            event = await asyncio.to_thread(self._ready, store, claims)
+            if event:
+                yield TriggerEvent({"output_id": self.output_id, **event})
                 return
             await asyncio.sleep(self.poll_s)
 
-    def _ready(self, store: OutputStore) -> str | None:
+    def _ready(self, store: OutputStore, claims: Claims) -> dict[str, Any] | None:
         """Why the waiting task can go on now, or None while the claim is live."""
         found = store.lookup(self.output_id)
         # A rebuild waits for a generation newer than the one it saw, not for any.
         seen = -1 if self.seen_generation is None else self.seen_generation
         if found.done and found.generation > seen:
-            return "committed"
-        if Claims(store.root).holder(self.output_id) is None:
-            return "released"
+            return {"reason": "committed"}
+        top = claims.newest(self.output_id)
+        if top is None or top.released:
+            return {"reason": "released"}
+        if not claims.live(self.output_id, top):
+            return {"reason": "expired", "claim": top.number}
         return None
