@@ -108,6 +108,17 @@ class Pipeline:
                     stack.append(child)
         return seen
 
+    def ancestors(self, name: str) -> set[str]:
+        """Every task ``name`` depends on, directly or not."""
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            for parent in self.tasks[stack.pop()].deps:
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        return seen
+
     def encode(self) -> dict[str, Any]:
         """The dictionary ``Dag.encode`` would give for this pipeline."""
         return {

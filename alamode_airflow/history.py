@@ -17,6 +17,7 @@ import bencode
 from a_la_mode import Pipeline
 from a_la_mode.diff import TaskChange, compare
 from a_la_mode.values import thaw
+from alamode_airflow.currency import assess
 from alamode_airflow.listing import child_names
 from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.store import Found, OutputStore
@@ -31,22 +32,32 @@ class TaskStatus:
     location: str
     reason: str = ""
     generation: int | None = None
+    stale: str | None = None  # why a recorded output is out of date
+
+    @property
+    def state(self) -> str:
+        """One word for people: done, stale, missing, ..."""
+        return "stale" if self.stale else self.status.value
 
 
 def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
-    """Each task of ``pipeline``, in topological order: done or not, and by which run."""
+    """Each task of ``pipeline``, in topological order: current, stale (and why) or
+    missing, and by which run; the same verdicts as the plan task's."""
+    outputs = {task.name: task.output for task in pipeline}
+    inputs = {task.name: list(task.inputs) for task in pipeline}
     rows = []
-    for task in pipeline:
-        found = store.lookup(task.output)
+    for task, verdict in assess(outputs, inputs, store.lookup).items():
+        found = verdict.found
         rows.append(
             TaskStatus(
-                task.name,
-                task.output,
+                task,
+                verdict.output_id,
                 found.status,
                 found.record,
-                store.where(task.output, found.generation),
+                store.where(verdict.output_id, found.generation if found.record else None),
                 found.reason,
                 found.generation,
+                verdict.stale,
             )
         )
     return rows
@@ -62,6 +73,7 @@ def records(store: OutputStore) -> Iterator[SuccessRecord]:
 
 class Verdict(enum.Enum):
     UP_TO_DATE = "up to date"
+    STALE = "stale"  # recorded, but made from an input generation that was replaced
     NEVER_BUILT = "never built"  # no earlier output of this task in the store
     CHANGED = "changed"
 
@@ -73,9 +85,12 @@ class Explanation:
     verdict: Verdict
     nearest: SuccessRecord | None = None
     change: TaskChange | None = None
+    stale: str | None = None
 
     def reasons(self) -> list[str]:
         """One line per cause, for people and logs."""
+        if self.stale is not None:
+            return [self.stale]
         if self.change is None:
             return []
         change = self.change
@@ -97,8 +112,12 @@ def explain(pipeline: Pipeline, name: str, store: OutputStore) -> Explanation:
     """Why task ``name`` will run (or not): compared with the nearest earlier output
     of the same task, the one whose preimage differs in the fewest places."""
     task = pipeline[name]
-    if store.lookup(task.output).done:
+    verdict = _assess_upto(pipeline, name, store)
+    if verdict.current:
         return Explanation(name, task.output, Verdict.UP_TO_DATE)
+    if verdict.stale:
+        record = verdict.found.record
+        return Explanation(name, task.output, Verdict.STALE, record, stale=verdict.stale)
     candidates = [r for r in records(store) if r.task == name]
     if not candidates:
         return Explanation(name, task.output, Verdict.NEVER_BUILT)
@@ -108,6 +127,14 @@ def explain(pipeline: Pipeline, name: str, store: OutputStore) -> Explanation:
     changes = [(compare(name, (*preimage_parts(r), r.output_id), current), r) for r in candidates]
     change, record = min(changes, key=lambda pair: _size(pair[0]))
     return Explanation(name, task.output, Verdict.CHANGED, record, change)
+
+
+def _assess_upto(pipeline: Pipeline, name: str, store: OutputStore):
+    """The plan's verdict on task ``name``: its ancestors are assessed first."""
+    needed = {name} | pipeline.ancestors(name)
+    tasks = [t for t in pipeline if t.name in needed]
+    outputs = {t.name: t.output for t in tasks}
+    return assess(outputs, {t.name: list(t.inputs) for t in tasks}, store.lookup)[name]
 
 
 def _size(change: TaskChange) -> int:
@@ -136,25 +163,45 @@ class LineageNode:
     check: Check | None = None
     problems: tuple[str, ...] = ()
     inputs: dict[str, LineageNode] = field(default_factory=dict)
+    generation: int | None = None
 
 
-def lineage(store: OutputStore, output_id: str, verify: bool = False) -> LineageNode:
-    """The tree of records that produced ``output_id``, inputs first-level down."""
-    found = store.lookup(output_id)
+def lineage(
+    store: OutputStore, output_id: str, verify: bool = False, generation: int | None = None
+) -> LineageNode:
+    """The tree of records that produced ``output_id`` (its current generation unless
+    one is named), following the exact generation of each input its records say they
+    read. Each distinct (output, generation) is read and verified once: shared
+    ancestors are the same node."""
+    memo: dict[tuple[str, int | None], LineageNode] = {}
+
+    def node(oid: str, gen: int | None) -> LineageNode:
+        if (oid, gen) not in memo:
+            found = store.lookup(oid) if gen is None else store.read(oid, gen)
+            memo[oid, gen] = _node(store, oid, found, verify, node)
+        return memo[oid, gen]
+
+    return node(output_id, generation)
+
+
+def _node(store, output_id, found, verify, node) -> LineageNode:
     if found.record is None:
-        return LineageNode(output_id, None, Check.MISSING, (found.reason or "no record",))
+        reason = found.reason or "no record"
+        return LineageNode(output_id, None, Check.MISSING, (reason,), generation=found.generation)
     record = found.record
     check, problems = _verify(store, record) if verify else (None, ())
-    inputs = {name: lineage(store, oid, verify) for name, oid in sorted(record.inputs.items())}
-    return LineageNode(output_id, record, check, problems, inputs)
+    inputs = {
+        name: node(oid, record.read_generation(name)) for name, oid in sorted(record.inputs.items())
+    }
+    return LineageNode(output_id, record, check, problems, inputs, record.generation)
 
 
 def _verify(store: OutputStore, record: SuccessRecord) -> tuple[Check, tuple[str, ...]]:
     preimage = base64.b64decode(record.preimage_b64)
-    if hashlib.sha256(preimage).hexdigest() != record.output_id:
+    if hashlib.sha256(preimage).hexdigest() != record.preimage_id:
         return Check.BAD_PREIMAGE, ()
     with tempfile.TemporaryDirectory(prefix="alamode-verify-") as scratch:
-        data = store.fetch(record.output_id, record.generation, Path(scratch) / "data")
+        data = store.fetch(record, Path(scratch) / "data")
         actual = {entry.path: entry.sha256 for entry in manifest(data)}
     expected = {entry.path: entry.sha256 for entry in record.manifest}
     problems = [

@@ -1,7 +1,8 @@
 """The engine's operators.
 
-``AlamodeOperator`` owns ``execute()``: skip when the run's output is already recorded
-(unless the run rebuilds it), otherwise hold the output's lock, re-check, let
+``AlamodeOperator`` owns ``execute()``: skip when the run's output is current (recorded,
+and made from the current generation of every input; unless the run rebuilds it),
+otherwise hold the output's lock and its inputs' shared locks, re-check, let
 ``produce`` write into a fresh staging folder, commit, and record success in the store
 and in XCom. Subclasses override ``produce`` only. The plan task (``plan.py``) runs first.
 """
@@ -64,30 +65,45 @@ class AlamodeOperator(BaseOperator):
         self.sha = sha
         self.storage_root = storage_root
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any, presumed_dead: int | None = None) -> None:
         store = OutputStore.configured(self.storage_root)
         plan = context["ti"].xcom_pull(task_ids=PLAN_TASK, key=PLAN_XCOM) or {}
         run = RunInfo(context["run_id"], interval_of(context), frozenset(plan.get("rebuild", ())))
         target = run.output_id(self.task_id, self.output_id, self.partitioned)
-        found = self._skip_if_done(store, target, run)
+        inputs = {
+            name: run.output_id(name, oid, name in self.partitioned_inputs)
+            for name, oid in self.inputs.items()
+        }
+        found = self._skip_if_current(context, store, target, inputs, run)
         claimant = _claimant(context)
-        self._defer_while_busy(store, target, claimant, found.generation)
-        with store.locked(target, claimant=claimant, waiting=self.log.info):
+        self._defer_while_busy(store, target, claimant, found.generation, presumed_dead)
+        holding = store.locked(
+            target, claimant=claimant, waiting=self.log.info, presumed_dead=presumed_dead
+        )
+        with holding, contextlib.ExitStack() as reading:
+            # Shared locks: gc leaves the inputs alone while we check and read them.
+            for output_id in inputs.values():
+                reading.enter_context(store.locked(output_id, shared=True))
             # Re-check under the lock: a concurrent producer may just have committed.
-            found = self._skip_if_done(store, target, run)
-            generation = found.generation + 1 if found.generation is not None else 0
-            self._produce_and_commit(context, store, run, target, generation)
+            found = self._skip_if_current(context, store, target, inputs, run)
+            self._produce_and_commit(context, store, run, target, found)
 
-    def resume(self, context: Any, event: Mapping[str, str] | None = None) -> None:
+    def resume(self, context: Any, event: Mapping[str, Any] | None = None) -> None:
         """Back from waiting for another attempt's claim: skip or produce, as new."""
-        self.log.info("the other attempt's claim ended (%s)", (event or {}).get("reason"))
-        self.execute(context)
+        event = event or {}
+        self.log.info("the other attempt's claim ended (%s)", event.get("reason"))
+        self.execute(context, presumed_dead=event.get("claim"))
 
     def _defer_while_busy(
-        self, store: OutputStore, target: str, claimant: Claimant, seen: int | None
+        self,
+        store: OutputStore,
+        target: str,
+        claimant: Claimant,
+        seen: int | None,
+        presumed_dead: int | None,
     ) -> None:
         # Waiting for another worker's claim in the triggerer frees this worker slot.
-        holder = store.busy(target, claimant)
+        holder = store.busy(target, claimant, presumed_dead)
         if holder is None:
             return
         self.log.info(
@@ -100,41 +116,44 @@ class AlamodeOperator(BaseOperator):
         trigger = ClaimReleasedTrigger(store.url, store.conn_id, target, seen)
         self.defer(trigger=trigger, method_name="resume")
 
-    def _skip_if_done(self, store: OutputStore, target: str, run: RunInfo) -> Lookup:
+    def _skip_if_current(
+        self, context: Any, store: OutputStore, target: str, inputs: Mapping[str, str], run
+    ) -> Lookup:
+        """Skip when the output is current (recorded, and made from each input's
+        current generation), unless this run rebuilds it and has not yet; else the
+        output's lookup, with the inputs' lookups kept for the record."""
         found = store.settle(target, self.log.warning)
+        self._inputs_found = {name: store.lookup(oid) for name, oid in inputs.items()}
         if not found.done:
             return found
         record = found.record
-        if self.task_id not in run.rebuild or record.run_id == run.run_id:
+        reads = {n: f.generation if f.done else None for n, f in self._inputs_found.items()}
+        stale = record.stale_reason(reads)
+        ours = (record.dag_id, record.run_id) == (context["ti"].dag_id, run.run_id)
+        if stale is None and (self.task_id not in run.rebuild or ours):
             raise AirflowSkipException(
                 f"output {target[:12]} already produced by {record.produced_by()}"
             )
         self.log.info(
-            "rebuilding %s: generation %d (by %s) stays, a new one is written beside it",
+            "%s %s: generation %d (by %s) stays, generation %d is written beside it",
+            f"stale ({stale})" if stale else "rebuilding",
             target[:12],
             found.generation,
             record.produced_by(),
+            found.next_generation,
         )
         return found
 
     def _produce_and_commit(
-        self, context: Any, store: OutputStore, run: RunInfo, target: str, generation: int
+        self, context: Any, store: OutputStore, run: RunInfo, target: str, found: Lookup
     ) -> None:
         start = datetime.now(UTC)
-        inputs = {
-            name: run.output_id(name, oid, name in self.partitioned_inputs)
-            for name, oid in self.inputs.items()
-        }
+        generation = found.next_generation
         staging = store.stage(target)
         try:
-            with contextlib.ExitStack() as reading:
-                # Shared locks: garbage collection leaves inputs alone while we read.
-                for output_id in inputs.values():
-                    reading.enter_context(store.locked(output_id, shared=True))
-                locations = self._locations(store, inputs, staging / "inputs")
-                self.produce(context, staging / "data", locations, run)
-            attempt = (target, generation, inputs)
-            record = self._record(context, start, staging / "data", run, attempt)
+            locations = self._locations(store, staging / "inputs")
+            self.produce(context, staging / "data", locations, run)
+            record = self._record(context, start, staging, run, (store, target, generation))
             outcome = store.commit(staging, record)
         except BaseException:
             store.discard(staging)
@@ -142,7 +161,7 @@ class AlamodeOperator(BaseOperator):
         if outcome is Committed.ALREADY:
             raise AirflowSkipException(f"output {target[:12]} {outcome.value}")
         context["ti"].xcom_push(RECORD_XCOM, record.to_json())
-        self.committed_location = str(store.location(target, generation))
+        self.committed_location = store.where(target, generation)
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {
                 "output_id": target,
@@ -155,26 +174,27 @@ class AlamodeOperator(BaseOperator):
             target[:12],
             generation,
             len(record.manifest),
-            store.location(target, generation),
+            self.committed_location,
         )
 
-    def _locations(
-        self, store: OutputStore, inputs: Mapping[str, str], downloads: Path
-    ) -> dict[str, str]:
-        """Local folders with the inputs (downloaded from an object store)."""
+    def _locations(self, store: OutputStore, downloads: Path) -> dict[str, str]:
+        """Local folders with the inputs' current generations (downloaded from an
+        object store), as found under the shared locks."""
         locations = {}
-        for name, output_id in inputs.items():
-            found = store.lookup(output_id)
+        for name, found in self._inputs_found.items():
             if not found.done:
                 raise CommandFailed(
-                    f"input {name!r} ({output_id[:12]}) has no success record", task=self.task_id
+                    f"input {name!r} has no current success ({found.reason or 'missing'})",
+                    task=self.task_id,
                 )
-            locations[name] = str(store.fetch(output_id, found.generation, downloads / name))
+            locations[name] = str(store.fetch(found.record, downloads / name))
         return locations
 
-    def _record(self, context, start, data: Path, run: RunInfo, attempt) -> SuccessRecord:
-        """The success record of one attempt: (output ID, generation, input IDs)."""
-        output_id, generation, inputs = attempt
+    def _record(self, context, start, staging: Path, run: RunInfo, attempt) -> SuccessRecord:
+        """The success record of one attempt: (store, output ID, generation); it names
+        each input's ID and the generation read."""
+        store, output_id, generation = attempt
+        inputs = {name: found.record.output_id for name, found in self._inputs_found.items()}
         end = datetime.now(UTC)
         ti = context["ti"]
         return SuccessRecord(
@@ -189,10 +209,12 @@ class AlamodeOperator(BaseOperator):
             command=self.command,
             image=self.image,
             sha=self.sha,
-            inputs=dict(inputs),
+            inputs=inputs,
+            input_generations={n: f.generation for n, f in self._inputs_found.items()},
+            data_path=store.data_path(staging),
             preimage_b64=base64.b64encode(self.preimage_source()).decode(),
             host=socket.gethostname(),
-            manifest=manifest(data),
+            manifest=manifest(staging / "data"),
             file_output_id=self.output_id if self.partitioned else None,
             interval=run.interval if self.partitioned else None,
             generation=generation,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from alamode_airflow._compat import BaseOperator, DownstreamTasksSkipped
+from alamode_airflow.currency import assess
 from alamode_airflow.operators import PLAN_TASK, PLAN_XCOM
 from alamode_airflow.runs import RunInfo, interval_of, requested_rebuilds
 from alamode_airflow.store import OutputStore
@@ -15,8 +16,10 @@ __all__ = ["PLAN_TASK", "AlamodePlanOperator"]
 
 
 class AlamodePlanOperator(BaseOperator):
-    """Looks up every task's output for this run and skips the recorded ones, except
-    those the run was asked to rebuild (and everything downstream of them)."""
+    """Looks up every task's output for this run and skips the current ones: recorded,
+    and made from the current generation of every input (``currency.assess``). The
+    tasks the run was asked to rebuild, and everything downstream of them, run.
+    ``outputs`` lists the tasks in topological order."""
 
     ui_color = "#e8e0f5"
 
@@ -36,32 +39,46 @@ class AlamodePlanOperator(BaseOperator):
     def execute(self, context: Any) -> None:
         store = OutputStore.configured(self.storage_root)
         run = RunInfo(context["run_id"], interval_of(context), self._rebuilds(context))
-        cached = {}
-        for task_id, file_id in self.outputs.items():
-            if task_id in run.rebuild:
-                continue
-            target = run.output_id(task_id, file_id, task_id in self.partitioned)
-            found = store.settle(target, self.log.warning)
-            if found.done:
-                cached[task_id] = found.record
+        targets = {
+            task_id: run.output_id(task_id, file_id, task_id in self.partitioned)
+            for task_id, file_id in self.outputs.items()
+        }
+        verdicts = assess(
+            targets, self._inputs(), lambda oid: store.settle(oid, self.log.warning), run.rebuild
+        )
+        cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
+        for task, verdict in verdicts.items():
+            if verdict.current:
                 self.log.info(
                     "%s: output %s already produced by %s; skipping",
-                    task_id,
-                    target[:12],
-                    found.record.produced_by(),
+                    task,
+                    verdict.output_id[:12],
+                    verdict.found.record.produced_by(),
+                )
+            elif verdict.stale:
+                self.log.info(
+                    "%s: output %s is stale: %s", task, verdict.output_id[:12], verdict.stale
                 )
         to_run = [t for t in self.outputs if t not in cached]
         self.log.info(
-            "%d of %d outputs recorded; to run: %s%s",
+            "%d of %d outputs current; to run: %s%s",
             len(cached),
             len(self.outputs),
             ", ".join(to_run) or "nothing",
             f" (rebuilding {', '.join(sorted(run.rebuild))})" if run.rebuild else "",
         )
-        plan = {"skipped": sorted(cached), "to_run": to_run, "rebuild": sorted(run.rebuild)}
-        context["ti"].xcom_push(PLAN_XCOM, {**plan, "interval": run.interval})
+        stale = {task: v.stale for task, v in verdicts.items() if v.stale}
+        plan = {"skipped": cached, "to_run": to_run, "rebuild": sorted(run.rebuild)}
+        context["ti"].xcom_push(PLAN_XCOM, {**plan, "stale": stale, "interval": run.interval})
         if cached:
-            raise DownstreamTasksSkipped(tasks=sorted(cached))
+            raise DownstreamTasksSkipped(tasks=cached)
+
+    def _inputs(self) -> dict[str, list[str]]:
+        """Each task's inputs: its upstream tasks in the DAG, but the plan task."""
+        return {
+            task_id: [up for up in self.dag.get_task(task_id).upstream_task_ids if up != PLAN_TASK]
+            for task_id in self.outputs
+        }
 
     def _rebuilds(self, context: Any) -> frozenset[str]:
         """The tasks to rebuild: those asked for, and everything downstream of them,

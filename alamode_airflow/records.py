@@ -3,6 +3,12 @@
 The copy beside the output in the store is authoritative; the same dictionary is
 pushed to XCom so the Airflow UI shows it. A record that cannot be read, or that names
 another output, is a miss, never an error.
+
+A record names exactly what its output was made from: each input's output ID *and the
+generation of it that was read*. An output is current only while every input's current
+generation is the one its record names (``stale_reason``): after an input is rebuilt,
+everything made from its old generation is out of date, in every DAG that meets it.
+Format 1 records (before generations were recorded) read as having read generation 0.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from a_la_mode.partitions import partition_id
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 CHUNK = 1024 * 1024
 
 
@@ -51,16 +59,49 @@ class SuccessRecord:
     file_output_id: str | None = None
     interval: tuple[str, str] | None = None
     rebuilt: bool = False
+    # Per input name: the generation of that input the command read.
+    input_generations: dict[str, int] = field(default_factory=dict)
+    # Where the data is, relative to the generation's folder: ``data`` on a local root,
+    # ``<attempt>/data`` on an object store (each attempt uploads under its own prefix).
+    data_path: str = "data"
     format: int = field(default=FORMAT)
 
     def __post_init__(self) -> None:
         digest = hashlib.sha256(base64.b64decode(self.preimage_b64)).hexdigest()
-        if digest != (self.file_output_id or self.output_id):
+        if digest != self.preimage_id:
             raise ValueError(f"record preimage hashes to {digest[:12]}, not its output ID")
         if self.interval is not None:
             start, end = self.interval
             if partition_id(self.file_output_id or "", start, end) != self.output_id:
                 raise ValueError("record's file ID and interval do not give its output ID")
+        if set(self.input_generations) - set(self.inputs):
+            raise ValueError("record names generations of inputs it did not read")
+        if self.generation < 0 or any(g < 0 for g in self.input_generations.values()):
+            raise ValueError("generations are not negative")
+        if ".." in self.data_path.split("/") or self.data_path.startswith("/"):
+            raise ValueError(f"record's data path {self.data_path!r} leaves its generation")
+
+    @property
+    def preimage_id(self) -> str:
+        """The ID the preimage hashes to: the file ID of a partitioned output (its
+        output ID derives from that and the interval), else the output ID itself."""
+        return self.file_output_id or self.output_id
+
+    def read_generation(self, name: str) -> int:
+        """The generation of input ``name`` this output was made from."""
+        return self.input_generations.get(name, 0)
+
+    def stale_reason(self, current: Mapping[str, int | None]) -> str | None:
+        """Why this output is out of date, given each input's current generation
+        (None: the input has no current success and is being made again); None while
+        every input is still the generation this record read."""
+        for name in sorted(self.inputs):
+            now = current.get(name)
+            if now is None:
+                return f"input {name} is being computed again"
+            if now != self.read_generation(name):
+                return f"input {name} is now generation {now}"
+        return None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only (lists, not tuples), so XCom stores it as written."""
@@ -76,8 +117,9 @@ class SuccessRecord:
     def loads(cls, text: str) -> SuccessRecord:
         """Parse a record; raises ValueError (or KeyError/TypeError) when it is not one."""
         data = json.loads(text)
-        if data.get("format") != FORMAT:
+        if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"unknown record format {data.get('format')!r}")
+        data["format"] = FORMAT  # read as the current format: its defaults fill the gaps
         data["manifest"] = tuple(ManifestEntry(**entry) for entry in data["manifest"])
         if data.get("interval") is not None:
             data["interval"] = tuple(data["interval"])

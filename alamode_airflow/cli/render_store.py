@@ -12,7 +12,13 @@ from a_la_mode.ids import short
 from alamode_airflow.cli.render import console
 from alamode_airflow.history import Explanation, LineageNode, TaskStatus, Verdict
 
-STYLE = {"done": "green", "missing": "yellow", "corrupt": "red", "vanished": "red"}
+STYLE = {
+    "done": "green",
+    "stale": "yellow",
+    "missing": "yellow",
+    "corrupt": "red",
+    "vanished": "red",
+}
 
 
 def status_json(row: TaskStatus) -> dict[str, Any]:
@@ -20,7 +26,8 @@ def status_json(row: TaskStatus) -> dict[str, Any]:
     return {
         "task": row.task,
         "output_id": row.output_id,
-        "status": row.status.value,
+        "status": row.state,
+        "stale": row.stale,
         "run_id": record.run_id if record else None,
         "dag_id": record.dag_id if record else None,
         "produced_at": record.end if record else None,
@@ -36,18 +43,21 @@ def status_table(file: Path, rows: list[TaskStatus]) -> None:
         table.add_column(column)
     for row in rows:
         record = row.record
-        state = row.status.value
+        state = row.state
         table.add_row(
             row.task,
             short(row.output_id),
-            f"[{STYLE[state]}]{state}[/]" + (f" (gen {row.generation})" if row.generation else ""),
+            f"[{STYLE[state]}]{state}[/]"
+            + (f" (gen {row.generation})" if row.generation else "")
+            + (f": {row.stale}" if row.stale else ""),
             f"{record.dag_id} {record.run_id}" if record else "-",
             record.end if record else "-",
             row.location if record else "-",
         )
     console.print(table)
-    done = sum(1 for row in rows if row.record and row.status.value == "done")
-    console.print(f"{done} of {len(rows)} outputs done")
+    done = sum(1 for row in rows if row.state == "done")
+    stale = sum(1 for row in rows if row.state == "stale")
+    console.print(f"{done} of {len(rows)} outputs done" + (f", {stale} stale" if stale else ""))
 
 
 def explanation_json(result: Explanation) -> dict[str, Any]:
@@ -67,6 +77,11 @@ def explanation(result: Explanation) -> None:
     if result.verdict is Verdict.UP_TO_DATE:
         console.print(f"{head} is up to date: it will be skipped")
         return
+    if result.verdict is Verdict.STALE:
+        console.print(f"{head} will run as a new generation: it is stale")
+        for line in result.reasons():
+            console.print(f"  - {line}")
+        return
     if result.verdict is Verdict.NEVER_BUILT:
         console.print(f"{head} will run: no output of this task was ever recorded")
         return
@@ -85,6 +100,7 @@ def lineage_json(node: LineageNode) -> dict[str, Any]:
         "output_id": node.output_id,
         "task": record.task if record else None,
         "record": record.to_json() if record else None,
+        "generation": node.generation,
         "check": node.check.value if node.check else None,
         "problems": list(node.problems),
         "inputs": {name: lineage_json(child) for name, child in node.inputs.items()},
@@ -115,5 +131,5 @@ def _label(prefix: str, node: LineageNode) -> str:
     return (
         f"{prefix}[bold]{record.task}[/] {short(node.output_id)}  "
         f"command={record.command!r} image={record.image} sha={record.sha}  "
-        f"run={record.run_id} at {record.end}{check}"
+        f"gen {record.generation} run={record.run_id} at {record.end}{check}"
     )

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ PREIMAGE = b"d7:command4:true6:inputsdee"
 OUTPUT = hashlib.sha256(PREIMAGE).hexdigest()
 
 
-def record_for(staging, run_id="run-1") -> SuccessRecord:
+def record_for(staging, run_id="run-1", store=None) -> SuccessRecord:
     return SuccessRecord(
         output_id=OUTPUT,
         dag_id="d",
@@ -38,13 +39,14 @@ def record_for(staging, run_id="run-1") -> SuccessRecord:
         preimage_b64=base64.b64encode(PREIMAGE).decode(),
         host="h",
         manifest=manifest(staging / "data"),
+        data_path=store.data_path(staging) if store else "data",
     )
 
 
 def attempt(store, text="hello", run_id="run-1"):
     staging = store.stage(OUTPUT)
     (staging / "data" / "out.txt").write_text(text)
-    return staging, record_for(staging, run_id)
+    return staging, record_for(staging, run_id, store)
 
 
 @pytest.fixture
@@ -129,7 +131,9 @@ def test_generations_keep_old_outputs_and_the_latest_wins(store, tmp_path):
     assert [found.record.run_id for found in store.history(OUTPUT)] == ["run-1", "run-2"]
 
 
-def test_settle_sets_aside_a_bad_latest_generation_and_falls_back(store, tmp_path):
+def test_a_superseded_generation_never_becomes_current_again(store, tmp_path):
+    """Generation 1 replaced generation 0; when generation 1's data vanishes, the
+    output is missing and is built again as generation 2, never served as 0."""
     first, record = attempt(store, "v0")
     store.commit(first, record)
     again, rebuilt = attempt(store, "v1", run_id="run-2")
@@ -137,10 +141,69 @@ def test_settle_sets_aside_a_bad_latest_generation_and_falls_back(store, tmp_pat
     shutil.rmtree(tmp_path / "root/objects" / OUTPUT / "1" / "data")
     warnings = []
     found = store.settle(OUTPUT, lambda *args: warnings.append(args[0] % args[1:]))
-    assert found.done
-    assert found.generation == 0
+    assert found.status is Found.MISSING
+    assert found.next_generation == 2
+    assert "generation 1 was quarantined" in found.reason
     assert len(warnings) == 1
     assert "is not a success" in warnings[0]
+    # Still missing for every later reader, until a producer commits generation 2.
+    assert store.lookup(OUTPUT).status is Found.MISSING
+    third, record = attempt(store, "v2", run_id="run-3")
+    assert store.commit(third, replace(record, generation=2)) is Committed.COMMITTED
+    assert store.lookup(OUTPUT).record.run_id == "run-3"
+    assert [f.generation for f in store.history(OUTPUT)] == [0, 2]
+
+
+def test_a_record_found_in_another_generations_folder_is_not_a_success(store, tmp_path):
+    first, record = attempt(store, "v0")
+    store.commit(first, record)
+    folder = tmp_path / "root/objects" / OUTPUT
+    shutil.copytree(folder / "0", folder / "1")  # generation 1's folder, 0's record
+    found = store.lookup(OUTPUT)
+    assert found.status is Found.CORRUPT
+    assert "names another output" in found.reason
+
+
+def test_committed_files_and_folders_are_read_only(store, tmp_path):
+    staging, _ = attempt(store)
+    (staging / "data" / "sub").mkdir()
+    (staging / "data" / "sub" / "x").write_text("x")
+    store.commit(staging, record_for(staging, store=store))
+    generation = tmp_path / "root/objects" / OUTPUT / "0"
+    for path in [generation, *generation.rglob("*")]:
+        assert path.stat().st_mode & 0o222 == 0, path
+
+
+def test_a_lock_file_unlinked_while_waited_on_is_not_shared_by_two_holders(store, tmp_path):
+    """gc unlinks a free lock file while holding it; a producer that was waiting on
+    that file must not hold it beside a producer that opened the new file."""
+    import fcntl
+    import os
+    import threading
+
+    store.lookup(OUTPUT)
+    locks = tmp_path / "root/locks"
+    locks.mkdir(parents=True)
+    path = locks / f"{OUTPUT}.lock"
+    handle = open(path, "a")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    holders = []
+
+    def producer():
+        with store.locked(OUTPUT):
+            holders.append(os.stat(path).st_ino)
+
+    waiting = threading.Thread(target=producer)
+    waiting.start()
+    time.sleep(0.3)  # the producer is now blocked in flock on the old file
+    os.unlink(path)  # as gc does, while it holds the lock
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+    waiting.join(10)
+    # The waiter re-locked the file now at the path, not the unlinked one.
+    assert holders
+    assert path.exists()
+    assert holders[0] == os.stat(path).st_ino
 
 
 @pytest.mark.parametrize("bad", ["../../etc", "A" * 64, "ab" * 31, "", "0" * 63 + "/"])

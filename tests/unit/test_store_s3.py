@@ -46,16 +46,20 @@ def test_commit_writes_data_then_record_into_the_bucket(store, server):
     staging, _ = attempt(store, "hello")
     (staging / "data" / "sub").mkdir()
     (staging / "data" / "sub" / "more.txt").write_text("more")
-    record = record_for(staging)
+    record = record_for(staging, store=store)
     assert store.lookup(OUTPUT).status is Found.MISSING
     assert store.commit(staging, record) is Committed.COMMITTED
     assert not staging.exists()
     base = f"{prefix(store)}/objects/{OUTPUT}/0"
-    assert sorted(server.keys(base)) == [
-        f"{base}/data/out.txt",
-        f"{base}/data/sub/more.txt",
-        f"{base}/record.json",
-    ]
+    attempt_prefix = record.data_path.removesuffix("/data")
+    assert len(attempt_prefix) == 16
+    assert sorted(server.keys(base)) == sorted(
+        [
+            f"{base}/record.json",
+            f"{base}/{record.data_path}/out.txt",
+            f"{base}/{record.data_path}/sub/more.txt",
+        ]
+    )
     found = store.lookup(OUTPUT)
     assert found.done
     assert found.record.run_id == "run-1"
@@ -66,20 +70,39 @@ def test_commit_writes_data_then_record_into_the_bucket(store, server):
 def test_inputs_are_downloaded_for_local_commands(store, tmp_path):
     staging, record = attempt(store, "pixels")
     store.commit(staging, record)
-    local = store.fetch(OUTPUT, 0, tmp_path / "in")
+    local = store.fetch(store.lookup(OUTPUT).record, tmp_path / "in")
     assert (local / "out.txt").read_text() == "pixels"
 
 
-def test_data_without_a_record_is_not_a_success_and_is_replaced(store, server):
+def test_data_without_a_record_is_not_a_success_and_is_left_alone(store, server):
     """A worker killed after uploading data, before the record: nothing is committed,
-    and the next producer of that generation writes over the leftovers."""
-    base = f"{prefix(store)}/objects/{OUTPUT}/0/data"
-    server.client().put_object(Bucket=server.bucket, Key=f"{base}/partial.bin", Body=b"x")
+    and the next producer writes under its own prefix, never over another attempt's."""
+    base = f"{prefix(store)}/objects/{OUTPUT}/0"
+    dead = f"{base}/0123456789abcdef/data/partial.bin"
+    server.client().put_object(Bucket=server.bucket, Key=dead, Body=b"x")
     assert store.lookup(OUTPUT).status is Found.MISSING
     staging, record = attempt(store, "whole")
     assert store.commit(staging, record) is Committed.COMMITTED
-    assert sorted(server.keys(base)) == [f"{base}/out.txt"]
-    assert store.lookup(OUTPUT).done
+    assert dead in server.keys(base)
+    found = store.lookup(OUTPUT)
+    assert found.done
+    assert found.record.data_path == record.data_path
+
+
+def test_a_stalled_holder_cannot_change_the_committed_bytes(store, server, tmp_path):
+    """Two attempts at generation 0: the one that stalled past its lease keeps
+    uploading after the other's record exists. Readers get the winner's bytes, and
+    lineage --verify finds them intact."""
+    stalled, stalled_record = attempt(store, "stale bytes")
+    winner, record = attempt(store, "winner")
+    assert store.commit(winner, record) is Committed.COMMITTED
+    # The stalled attempt uploads its data anyway (its record will lose).
+    assert store.commit(stalled, stalled_record) is Committed.ALREADY
+    stray = f"{prefix(store)}/objects/{OUTPUT}/0/{stalled_record.data_path}/out.txt"
+    server.client().put_object(Bucket=server.bucket, Key=stray, Body=b"late upload")
+    local = store.fetch(store.lookup(OUTPUT).record, tmp_path / "read")
+    assert (local / "out.txt").read_text() == "winner"
+    assert history.lineage(store, OUTPUT, verify=True).check is history.Check.OK
 
 
 def test_a_generation_is_committed_once(store):
@@ -93,7 +116,7 @@ def test_a_generation_is_committed_once(store):
 def test_a_rebuild_in_progress_leaves_readers_on_the_last_success(store, server):
     staging, record = attempt(store)
     store.commit(staging, record)
-    base = f"{prefix(store)}/objects/{OUTPUT}/1/data"
+    base = f"{prefix(store)}/objects/{OUTPUT}/1/0123456789abcdef/data"
     server.client().put_object(Bucket=server.bucket, Key=f"{base}/out.txt", Body=b"half")
     found = store.lookup(OUTPUT)
     assert found.done
@@ -108,10 +131,13 @@ def test_an_unreadable_record_is_moved_to_quarantine(store, server):
     warnings = []
     assert store.settle(OUTPUT, lambda *args: warnings.append(args)).status is Found.MISSING
     assert len(warnings) == 1
-    assert server.keys(f"{prefix(store)}/objects/{OUTPUT}") == []
+    # Only the tombstone is left: generation 0 never counts as a success again.
+    assert server.keys(f"{prefix(store)}/objects/{OUTPUT}") == [
+        f"{prefix(store)}/objects/{OUTPUT}/0.void"
+    ]
     kept = server.keys(f"{prefix(store)}/quarantine/")
     assert any(k.endswith("/record.json") for k in kept)
-    assert any(k.endswith("/data/out.txt") for k in kept)
+    assert any(k.endswith(f"/{record.data_path}/out.txt") for k in kept)
 
 
 def test_of_eight_racing_workers_exactly_one_produces(store):
@@ -145,20 +171,53 @@ def test_of_eight_racing_workers_exactly_one_produces(store):
     assert claims.holder(OUTPUT) is None
 
 
-def dead_claim(store, owner: str, renewed: float) -> Claim:
-    """Claim 0, as another worker made it (dead if ``renewed`` is over 60 s ago)."""
-    claim = Claim(0, owner, "1", "gone-host", renewed=renewed, lease_s=60)
+def dead_claim(store, owner: str, renewed: float, lease_s: float = 60) -> Claim:
+    """Claim 0, as another worker made it and never renewed."""
+    claim = Claim(0, owner, "1", "gone-host", renewed=renewed, lease_s=lease_s)
     assert Claims(store.root)._create(OUTPUT, claim)
     return claim
 
 
-def test_a_dead_workers_claim_is_taken_over_after_its_lease(store):
-    dead_claim(store, "dag/run-1/t/-1", renewed=time.time() - 61)
+def test_a_dead_workers_claim_is_taken_over_after_one_lease_unrenewed(store):
+    """Dead is judged by watching: the claim goes unrenewed for its whole lease on
+    the waiter's own clock, whatever time the dead worker wrote into it."""
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time() - 3600, lease_s=1.5)
     waited = []
     me = Claimant(owner="dag/run-2/t/-1", attempt="1", host="h")
+    began = time.monotonic()
     with Claims(store.root).held(OUTPUT, me, waited.append) as claim:
         assert claim.number == 1
-        assert not waited
+    assert time.monotonic() - began >= 1.5
+    assert [c.number for c in waited] == [0]
+
+
+def test_a_live_claim_is_waited_for_whatever_the_holders_clock_says(store):
+    """A holder whose clock is an hour behind still renews its claim: a waiter must
+    not take the output over from it (double compute)."""
+    holder = dead_claim(store, "dag/run-1/t/-1", renewed=time.time() - 3600, lease_s=1.0)
+    claims = Claims(store.root)
+    stop = threading.Event()
+
+    def renew_with_a_slow_clock():
+        skewed = holder.renewed
+        while not stop.wait(0.2):
+            skewed += 0.2
+            claims.root.joinpath(OUTPUT, "0").write_bytes(replace(holder, renewed=skewed).dumps())
+
+    renewer = threading.Thread(target=renew_with_a_slow_clock)
+    renewer.start()
+    try:
+        me = Claimant(owner="dag/run-2/t/-1", attempt="1", host="h")
+        waiter = Claims(store.root)
+        deadline = time.monotonic() + 3  # three leases
+        while time.monotonic() < deadline:
+            mine, held_by = waiter.try_claim(OUTPUT, me)
+            assert mine is None
+            assert held_by.number == 0
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        renewer.join()
 
 
 def test_a_retry_takes_over_its_own_earlier_try_at_once(store):
@@ -192,7 +251,7 @@ def test_lineage_verifies_an_output_in_the_bucket(store, server):
     store.commit(staging, record)
     assert [r.output_id for r in history.records(store)] == [OUTPUT]
     assert history.lineage(store, OUTPUT, verify=True).check is history.Check.OK
-    key = f"{prefix(store)}/objects/{OUTPUT}/0/data/out.txt"
+    key = f"{prefix(store)}/objects/{OUTPUT}/0/{record.data_path}/out.txt"
     server.client().put_object(Bucket=server.bucket, Key=key, Body=b"changed")
     node = history.lineage(store, OUTPUT, verify=True)
     assert node.check is history.Check.BAD_DATA
@@ -267,3 +326,16 @@ def test_a_waiting_rebuild_resumes_on_a_newer_generation_only(store):
     staging, record = attempt(store, "rebuilt", run_id="run-2")
     store.commit(staging, replace(record, generation=1, rebuilt=True))
     assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "committed"}
+
+
+def test_a_waiting_task_resumes_when_the_claim_goes_unrenewed_and_names_it(store):
+    """The trigger watched claim 0 go unrenewed for its lease: the resumed task is
+    told which claim died, so it takes over at once instead of waiting again."""
+    dead_claim(store, "dag/run-1/t/-1", renewed=time.time(), lease_s=0.6)
+    trigger = ClaimReleasedTrigger(store.url, store.conn_id, OUTPUT, poll_s=0.2)
+    assert fired(trigger, within=5) == {"output_id": OUTPUT, "reason": "expired", "claim": 0}
+    me = Claimant(owner="dag/run-2/t/-1", attempt="1", host="h")
+    assert store.busy(OUTPUT, me, presumed_dead=0) is None
+    began = time.monotonic()
+    with store.locked(OUTPUT, claimant=me, presumed_dead=0):
+        assert time.monotonic() - began < 0.5

@@ -1,0 +1,52 @@
+"""Which outputs of a run are current: the one pass the plan task and ``status`` share.
+
+An output is current when its newest generation is a success and every input's
+current generation is the one its record says it read (``SuccessRecord.stale_reason``).
+Tasks are assessed in topological order, so each input's verdict is known before its
+readers' and the pass costs one lookup per output, none per input: an input that is
+missing, stale or being rebuilt will be made again, so everything that read it is stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from alamode_airflow.store import Lookup
+
+
+@dataclass(frozen=True)
+class Assessed:
+    task: str
+    output_id: str
+    found: Lookup | None  # None: not looked up, the run rebuilds it
+    stale: str | None = None  # why a recorded output is out of date
+
+    @property
+    def current(self) -> bool:
+        return self.found is not None and self.found.done and self.stale is None
+
+
+def assess(
+    outputs: Mapping[str, str],
+    inputs: Mapping[str, Iterable[str]],
+    look: Callable[[str], Lookup],
+    rebuild: frozenset[str] = frozenset(),
+) -> dict[str, Assessed]:
+    """Each task of ``outputs`` (task -> output ID, in topological order), with
+    ``inputs`` (task -> the tasks it reads) and ``look`` (output ID -> lookup)."""
+    generation: dict[str, int | None] = {}  # what a reader would read: None if remade
+    result: dict[str, Assessed] = {}
+    for task, output_id in outputs.items():
+        if task in rebuild:
+            result[task] = Assessed(task, output_id, None)
+            generation[task] = None
+            continue
+        found = look(output_id)
+        stale = None
+        if found.done:
+            reads = {name: generation.get(name) for name in inputs.get(task, ())}
+            stale = found.record.stale_reason(reads)
+        result[task] = Assessed(task, output_id, found, stale)
+        generation[task] = found.generation if result[task].current else None
+    return result

@@ -1,0 +1,140 @@
+"""The commit protocol on a local root: a staging folder, one rename, and ``flock``.
+
+An attempt writes into ``staging/<output id>.<random>/data/``. To commit, the engine
+writes ``record.json`` beside the data, flushes and seals the whole folder (every file
+and folder fsynced, then made read-only), renames it to ``objects/<id>/<generation>``
+and flushes ``objects/<id>``: after a power loss at any point, a record is never found
+without its bytes, and a failed or killed attempt never appears under ``objects/``. The
+rename fails if another attempt committed that generation first, so a generation is
+written once.
+
+Producers of an output hold its exclusive ``flock`` (``locks/<id>.lock``) while they
+stage, run and commit; readers hold it shared while a command reads the output, so
+garbage collection (which takes it exclusively, without waiting) leaves both alone.
+gc may unlink the lock file of an output that no longer exists while holding it; a
+locker therefore checks, once it has the lock, that the path still names the file it
+locked, and locks the new file otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alamode_airflow.manifests import remove_tree, seal, sync_dir
+from alamode_airflow.records import SuccessRecord
+
+if TYPE_CHECKING:
+    from alamode_airflow.store import Committed, Found, OutputStore
+
+
+class LocalBackend:
+    """Rename-and-flock commits under a folder of this machine."""
+
+    def __init__(self, store: OutputStore) -> None:
+        from alamode_airflow.store import Found
+
+        self.store = store
+        self.path = Path(store.root.path)
+        # A rename is atomic: a generation folder without its record is damage.
+        self.without_record: Found = Found.CORRUPT
+
+    def has_data(self, data, record: SuccessRecord) -> bool:
+        return Path(data.path).is_dir()
+
+    @contextlib.contextmanager
+    def locked(self, output_id: str, shared: bool, claimant, waiting, presumed_dead):
+        with self._flock(output_id, fcntl.LOCK_SH if shared else fcntl.LOCK_EX) as held:
+            assert held
+            yield
+
+    def busy(self, output_id: str, claimant, presumed_dead) -> None:
+        return None  # a waiting producer blocks in flock; there is nothing to defer to
+
+    def try_locked(self, output_id: str) -> contextlib.AbstractContextManager[bool]:
+        return self._flock(output_id, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    @contextlib.contextmanager
+    def _flock(self, output_id: str, mode: int) -> Iterator[bool]:
+        locks = self.path / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        path = locks / f"{output_id}.lock"
+        while True:
+            with open(path, "a") as handle:
+                try:
+                    fcntl.flock(handle, mode)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    if _same_file(handle.fileno(), path):
+                        yield True
+                        return
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            # gc unlinked the file we waited on: lock the one now at that path.
+
+    def stage(self, output_id: str) -> Path:
+        parent = self.path / "staging"
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{output_id}.", dir=parent))
+
+    def data_path(self, staging: Path) -> str:
+        return "data"
+
+    def discard(self, staging: Path) -> None:
+        remove_tree(staging)
+
+    def commit(self, staging: Path, record: SuccessRecord) -> Committed:
+        from alamode_airflow.store import RECORD, Committed
+
+        (staging / RECORD).write_text(record.dumps())
+        seal(staging)
+        target = Path(self.store.object_dir(record.output_id, record.generation).path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            self.discard(staging)
+            return Committed.ALREADY
+        sync_dir(target.parent)
+        return Committed.COMMITTED
+
+    def bury(self, output_id: str, generation: int) -> None:
+        from alamode_airflow.store import VOID
+
+        folder = Path(self.store.object_dir(output_id).path)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{generation}{VOID}").touch()
+        sync_dir(folder)
+
+    def quarantine(self, output_id: str, generation: int) -> None:
+        source = Path(self.store.object_dir(output_id, generation).path)
+        target = self.path / "quarantine" / f"{output_id}.{generation}.{uuid.uuid4().hex[:8]}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # another task moved it first
+            os.rename(source, target)
+
+    def fetch(self, output_id: str, data, into: Path, record) -> Path:
+        return Path(data.path)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+WaitCallback = Callable[..., None]

@@ -1,0 +1,176 @@
+"""The commit protocol on an object store: per-attempt prefixes, an exclusively
+created record, and claims.
+
+An object store has no rename and no locks, but it has exclusive creation (S3's
+``If-None-Match: *``). An attempt at generation ``g`` of an output uploads its files
+under a prefix of its own, ``objects/<id>/<g>/<attempt>/data/``, then creates
+``objects/<id>/<g>/record.json`` exclusively; the record names the prefix it commits
+(``data_path``). So:
+
+- a reader never sees a record without its data (the data is uploaded first);
+- of two attempts at one generation (a worker that stalled past its lease and the one
+  that took over), one record is created, and it names only its own attempt's files:
+  the other attempt can go on uploading, but only into a prefix nobody reads;
+- nothing but gc ever deletes another attempt's files, and leftovers of dead attempts
+  are never a success (no record names them).
+
+Producers on different workers exclude each other with claims (``claims.py``) so that
+an output is usually computed once; correctness never depends on the claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from a_la_mode import AlamodeError
+from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims
+from alamode_airflow.manifests import remove_tree
+from alamode_airflow.records import SuccessRecord
+
+if TYPE_CHECKING:
+    from alamode_airflow.store import Committed, Found, OutputStore
+
+ATTEMPT_PREFIX = "alamode-"
+
+
+class ObjectBackend:
+    """Per-attempt uploads and exclusive records under an object-store URL."""
+
+    def __init__(self, store: OutputStore) -> None:
+        from alamode_airflow.store import Found
+
+        self.store = store
+        self.root = store.root
+        # Data without a record is an attempt in progress, or a dead one.
+        self.without_record: Found = Found.INCOMPLETE
+
+    @functools.cached_property
+    def lease_s(self) -> float:
+        """``[alamode] claim_lease_seconds``: read by producers only, so a bad value
+        stops no reader."""
+        return _lease_s()
+
+    def has_data(self, data, record: SuccessRecord) -> bool:
+        # An object store has no empty folders: an output of no files has no data.
+        files = [entry for entry in record.manifest if getattr(entry, "link", None) is None]
+        return not files or (data / files[0].path).exists()
+
+    @contextlib.contextmanager
+    def locked(
+        self,
+        output_id: str,
+        shared: bool,
+        claimant: Claimant | None,
+        waiting,
+        presumed_dead: int | None,
+    ) -> Iterator[None]:
+        if shared or claimant is None:
+            yield  # readers take nothing: committed generations never change
+            return
+        claims = Claims(self.root, self.lease_s, presumed_dead)
+        with claims.held(output_id, claimant, lambda claim: _tell(waiting, claim)):
+            yield
+
+    def busy(self, output_id: str, claimant: Claimant, presumed_dead: int | None) -> Claim | None:
+        holder = Claims(self.root, presumed_dead=presumed_dead).holder(output_id)
+        # An earlier try of this task instance is dead to Airflow: take over from it.
+        return holder if holder is not None and holder.owner != claimant.owner else None
+
+    def try_locked(self, output_id: str):
+        raise AlamodeError(f"{self.root} is an object store: it has no locks to try")
+
+    def stage(self, output_id: str) -> Path:
+        folder = Path(tempfile.gettempdir()) / (
+            f"{ATTEMPT_PREFIX}{output_id[:12]}.{uuid.uuid4().hex[:16]}"
+        )
+        folder.mkdir()
+        return folder
+
+    def data_path(self, staging: Path) -> str:
+        """The attempt's own prefix: unique per attempt, so no two attempts share it."""
+        return f"{staging.name.rsplit('.', 1)[-1]}/data"
+
+    def discard(self, staging: Path) -> None:
+        remove_tree(staging)
+
+    def commit(self, staging: Path, record: SuccessRecord) -> Committed:
+        from alamode_airflow.store import RECORD, Committed
+
+        folder = self.store.object_dir(record.output_id, record.generation)
+        try:
+            if (folder / RECORD).exists():  # lost already: upload nothing
+                return Committed.ALREADY
+            data = folder / record.data_path
+            for entry in record.manifest:
+                if getattr(entry, "link", None) is None:
+                    data.fs.put_file(str(staging / "data" / entry.path), (data / entry.path).path)
+            try:
+                # Exclusive: of two holders (one stalled past its lease), one commits.
+                with (folder / RECORD).open("xb") as handle:
+                    handle.write(record.dumps().encode())
+            except FileExistsError:
+                return Committed.ALREADY
+            return Committed.COMMITTED
+        finally:
+            self.discard(staging)
+
+    def bury(self, output_id: str, generation: int) -> None:
+        from alamode_airflow.store import VOID
+
+        (self.store.object_dir(output_id) / f"{generation}{VOID}").write_bytes(b"")
+
+    def quarantine(self, output_id: str, generation: int) -> None:
+        # No rename on an object store: copy every object, then delete the source.
+        source = self.store.object_dir(output_id, generation)
+        name = f"{output_id}.{generation}.{uuid.uuid4().hex[:8]}"
+        target = self.root / "quarantine" / name
+        fs = source.fs
+        keys = fs.find(source.path)
+        # Another worker may be moving the same generation aside right now.
+        with contextlib.suppress(FileNotFoundError):
+            for key in keys:
+                fs.copy(key, target.path + key[len(source.path) :])
+            fs.rm(keys)
+
+    def fetch(self, output_id: str, data, into: Path, record: SuccessRecord | None) -> Path:
+        """Download the files the record names (only those: a dead attempt's leftovers
+        or stray keys are never handed to a command)."""
+        into.mkdir(parents=True)
+        entries = record.manifest if record is not None else ()
+        for entry in entries:
+            target = into / entry.path
+            if not target.resolve().is_relative_to(into.resolve()):
+                raise AlamodeError(f"output {output_id} names a file outside it: {entry.path}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link = getattr(entry, "link", None)
+            if link is not None:
+                target.symlink_to(link)
+            else:
+                data.fs.get_file((data / entry.path).path, str(target))
+        return into
+
+
+def _lease_s() -> float:
+    from alamode_airflow import settings
+
+    value = settings.get("claim_lease_seconds") or DEFAULT_LEASE_S
+    try:
+        lease = float(value)
+    except ValueError:
+        lease = 0.0
+    if lease <= 0:
+        raise AlamodeError(
+            f"[alamode] claim_lease_seconds must be a positive number, not {value!r}"
+        )
+    return lease
+
+
+def _tell(waiting, claim: Claim) -> None:
+    if waiting is not None:
+        waiting("waiting for %s (attempt %s on %s)", claim.owner, claim.attempt, claim.host)
