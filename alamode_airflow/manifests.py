@@ -85,8 +85,10 @@ class ManifestEntry:
         absolute or climbs out of the output (entry paths become paths on upload)."""
         entry = cls(**data)
         path = entry.path
-        if not isinstance(path, str) or not isinstance(entry.sha256, str):
-            raise TypeError(f"manifest entry {data!r} has no text path and sha256")
+        if not (isinstance(path, str) and isinstance(entry.sha256, str)) or (
+            type(entry.size) is not int or not isinstance(entry.link, str | None)
+        ):
+            raise TypeError(f"manifest entry {data!r} is not text path, int size, text sha256")
         climbs = path in ("", ".", "..") or path.startswith(("/", "../"))
         if climbs or posixpath.normpath(path) != path:
             raise ValueError(f"manifest entry path {path!r} is not a path inside the output")
@@ -107,7 +109,13 @@ def verify(folder: str | os.PathLike[str], entries: Iterable[ManifestEntry]) -> 
     """The problems of ``folder`` against the manifest ``entries``, one line each
     (``<path>: <problem>``), in manifest order, then what the manifest does not list;
     empty when the folder holds exactly what the manifest says."""
-    found, refused = _scan(os.fspath(folder))
+    if not os.path.lexists(folder):
+        found, refused = (), []
+    else:
+        try:
+            found, refused = _scan(os.fspath(folder))
+        except OutputRefused as exc:  # a folder that cannot be read: nothing to compare
+            return [f"{exc.path}: {exc.why}"]
     actual = {entry.path: entry for entry in found}
     expected = {entry.path: entry for entry in entries}
     unkept = {exc.path for exc in refused}  # said below, with the reason
@@ -176,8 +184,13 @@ def remove(folder: str | os.PathLike[str]) -> None:
     """Delete a tree that may be sealed: a read-only folder is made writable by its
     owner when deleting inside it fails (root needs no such step, other users do)."""
 
-    def writable_parent(func: Any, path: str, _exc: Any) -> None:
-        parent = os.path.dirname(path)
+    top = os.path.abspath(folder)
+
+    def writable_parent(func: Any, path: str, exc: Any) -> None:
+        error = exc if isinstance(exc, BaseException) else exc[1]  # 3.12 passes it whole
+        parent = os.path.dirname(os.path.abspath(path))
+        if not isinstance(error, PermissionError) or not _inside(parent, top):
+            raise error
         os.chmod(parent, stat.S_IMODE(os.lstat(parent).st_mode) | stat.S_IRWXU)
         func(path)
 
@@ -206,11 +219,12 @@ def _scan(root: str) -> tuple[tuple[ManifestEntry, ...], list[OutputRefused]]:
 
 def _tree(root: str) -> Iterator[tuple[str, os.stat_result]]:
     """Every path under ``root`` with its ``lstat``, children before their folder and
-    ``root`` last as ``""``. Links are never followed; an unreadable folder raises
+    ``root`` last as ``""``. Links are never followed; an unreadable folder is refused
     (``os.walk`` would skip it and a manifest would silently miss its files)."""
 
     def fail(exc: OSError) -> None:
-        raise exc
+        rel = os.path.relpath(exc.filename, root).replace(os.sep, "/")
+        raise OutputRefused(rel, f"cannot be read ({exc.strerror})") from exc
 
     for here, folders, files in os.walk(root, topdown=False, onerror=fail, followlinks=False):
         rel_here = os.path.relpath(here, root).replace(os.sep, "/")
@@ -224,10 +238,13 @@ def _tree(root: str) -> Iterator[tuple[str, os.stat_result]]:
 
 def _file_entry(root: str, rel: str) -> ManifestEntry:
     digest, size = hashlib.sha256(), 0
-    with open(os.path.join(root, rel), "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    try:
+        with open(os.path.join(root, rel), "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise OutputRefused(rel, f"cannot be read ({exc.strerror})") from exc
     return ManifestEntry(rel, size, digest.hexdigest())
 
 
@@ -245,6 +262,9 @@ def _link_entry(root: str, rel: str) -> ManifestEntry:
         raise OutputRefused(rel, f"is a link leaving the output ({text!r}); {_LINKS}")
     if not os.path.exists(path):  # follows the whole chain: False for a loop too
         raise OutputRefused(rel, f"is a dangling link ({text!r} does not exist)")
+    if os.path.isdir(real) and _inside(os.path.realpath(os.path.dirname(path)), real):
+        # Anything that follows links (a copy, a search) would walk it forever.
+        raise OutputRefused(rel, f"is a link to a folder holding it ({text!r}), a cycle")
     data = os.fsencode(text)
     return ManifestEntry(rel, len(data), hashlib.sha256(data).hexdigest(), link=text)
 

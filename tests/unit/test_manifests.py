@@ -92,11 +92,12 @@ def test_a_relative_link_inside_is_kept_as_a_link_and_survives_the_rename(out):
         (lambda o: os.symlink(o.parent.parent / "outside", o / "d"), "d", "the absolute path"),
         (lambda o: os.symlink("sub/nothing", o / "gone"), "gone", "a dangling link"),
         (lambda o: (os.symlink("y", o / "x"), os.symlink("x", o / "y")), "x", "dangling"),
+        (lambda o: os.symlink("..", o / "sub" / "up"), "sub/up", "a folder holding it"),
         (lambda o: os.mkfifo(o / "sub" / "pipe"), "sub/pipe", "is a fifo"),
         (lambda o: bind(o / "sock"), "sock", "is a socket"),
     ],
     ids=["absolute", "leaving", "out-and-back", "folder-out", "folder-abs", "dangling", "loop",
-         "fifo", "socket"],
+         "cycle", "fifo", "socket"],
 )  # fmt: skip
 def test_what_cannot_be_kept_is_refused_naming_the_path_and_why(out, make, path, reason):
     make(out)
@@ -260,6 +261,46 @@ def owner_steps(base: Path) -> None:
     assert not (base / "quarantine" / "id.0").exists()
 
 
+@pytest.mark.skipif(nobody() is None, reason="needs root and a 'nobody' user")
+def test_what_its_owner_cannot_read_is_refused_and_remove_stays_inside_its_tree():
+    ids = nobody()
+    base = Path(tempfile.mkdtemp(prefix="alamode-seal-"))
+    os.chown(base, *ids)
+    try:
+        as_user(ids, lambda: unreadable_steps(base))
+    finally:
+        shutil.rmtree(base)
+
+
+def unreadable_steps(base: Path) -> None:
+    staging = tree(base / "attempt")
+    (staging / "data" / "bin" / "run").chmod(0o000)
+    with pytest.raises(OutputRefused, match=r"'bin/run' cannot be read \(Permission denied\)"):
+        manifest(staging / "data")
+    (staging / "data" / "bin" / "run").chmod(0o755)
+    (staging / "data" / "empty").chmod(0o000)
+    with pytest.raises(OutputRefused, match=r"'empty' cannot be read"):
+        manifest(staging / "data")
+    assert verify(staging / "data", ()) == ["empty: cannot be read (Permission denied)"]
+    (staging / "data" / "empty").chmod(0o755)
+    seal(staging)
+    with pytest.raises(PermissionError):  # the sealed folder above is not opened up
+        remove(staging / "data" / "bin")
+    assert stat.S_IMODE((staging / "data").stat().st_mode) == 0o555
+    remove(staging)
+
+
+def test_verify_of_a_folder_gone_finds_everything_missing(out, tmp_path):
+    entries = manifest(out)
+    remove(out)
+    assert verify(out, entries) == ["hello.txt: missing", "sub/b.bin: missing"]
+    tmp_path.chmod(0o555)
+    with pytest.raises(FileNotFoundError):
+        remove(tmp_path / "never")
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o555
+    tmp_path.chmod(0o755)
+
+
 def test_verify_finds_each_kind_of_problem(out):
     os.symlink("hello.txt", out / "link")
     (out / "gone.txt").write_text("soon gone")
@@ -290,5 +331,6 @@ def test_entries_read_as_written_and_old_entries_still_load():
     for bad in ("../x", "/etc/passwd", "a/../../x", "a//b", ".", ""):
         with pytest.raises(ValueError, match="not a path inside the output"):
             ManifestEntry.from_json({**old, "path": bad})
-    with pytest.raises(TypeError):
-        ManifestEntry.from_json({**old, "mode": 420})
+    for bad in ({**old, "mode": 420}, {**old, "size": "5"}, {**old, "link": 7}, {"path": "x"}):
+        with pytest.raises(TypeError):
+            ManifestEntry.from_json(bad)
