@@ -12,8 +12,10 @@ sha256. Nothing is followed while walking, so what is recorded is what is stored
   sha256 of that text, as git stores a link;
 - anything else is refused with ``OutputRefused``, naming the path and the reason: a
   link to an absolute path (it would name the staging folder, gone after the rename, or
-  a file that can change after the commit), a link leaving the output, a dangling link,
-  and special files (fifos, sockets, devices), which hold no bytes to keep.
+  a file that can change after the commit), a link leaving the output, a dangling link
+  or a loop, a link to a folder holding it (a cycle for whatever follows links),
+  special files (fifos, sockets, devices), which hold no bytes to keep, and what cannot
+  be read.
 
 Folders are not listed (an object store has none); a link to a folder is a link.
 
@@ -22,7 +24,9 @@ committed by rename. The order is what makes a record trustworthy after a power 
 the data and the record are flushed to disk first (every file, then every folder,
 children before parents), then the staging folder is renamed into place, then the
 folder that received it is flushed (``sync_dir``). A rename flushed before its data
-could leave a record naming bytes that never reached the disk.
+could leave a record naming bytes that never reached the disk; a rename not flushed
+at all can vanish after the task was reported a success. A sealed tree is deleted
+with ``remove``.
 
 **Verifying** (``verify``) compares a folder with a manifest and lists the problems in
 words a person reads: ``missing``, ``sha256 differs``, ``link target differs``, ``not in
@@ -181,8 +185,9 @@ def sync_dir(path: str | os.PathLike[str]) -> None:
 
 
 def remove(folder: str | os.PathLike[str]) -> None:
-    """Delete a tree that may be sealed: a read-only folder is made writable by its
-    owner when deleting inside it fails (root needs no such step, other users do)."""
+    """Delete a tree that may be sealed: a read-only folder inside it is made
+    writable by its owner when deleting in it fails (root needs no such step, other
+    users do). Folders outside the tree are never changed; other errors are raised."""
 
     top = os.path.abspath(folder)
 
