@@ -160,11 +160,11 @@ def seal(folder: str | os.PathLike[str], flushers: int = 16) -> None:
     tree = list(_tree(root))
     _refuse_unsealable(tree)
     files = [(os.path.join(root, rel), st) for rel, st in tree if stat.S_ISREG(st.st_mode)]
-    folders = [(os.path.join(root, rel), st) for rel, st in tree if stat.S_ISDIR(st.st_mode)]
+    folders = [(rel, st) for rel, st in tree if stat.S_ISDIR(st.st_mode)]
     # Modes first: the first fsync then carries every change in one journal commit.
-    for path, st in folders[:-1]:  # the last is ``folder`` itself
-        if stat.S_IMODE(st.st_mode) != 0o555:
-            os.chmod(path, 0o555)
+    for rel, st in folders:
+        if rel and stat.S_IMODE(st.st_mode) != 0o555:  # ``folder`` itself is ""
+            os.chmod(os.path.join(root, rel), 0o555)
     # Files at once: ext4 and xfs join concurrent fsyncs into one journal commit, where
     # one after another each waits for its own (20 small files: ~6 ms, not ~80 ms).
     if len(files) > 1 and flushers > 1:
@@ -173,8 +173,8 @@ def seal(folder: str | os.PathLike[str], flushers: int = 16) -> None:
     else:
         for file in files:
             _flush_file(file)
-    for path, _st in folders:  # children before parents, as ``_tree`` lists them
-        _fsync(path)
+    for rel, _st in folders:  # children before parents, as ``_tree`` lists them
+        _fsync(os.path.join(root, rel))
 
 
 def sync_dir(path: str | os.PathLike[str]) -> None:
@@ -238,7 +238,8 @@ def _tree(root: str) -> Iterator[tuple[str, os.stat_result]]:
             st = os.lstat(os.path.join(here, name))
             if not stat.S_ISDIR(st.st_mode):  # folders come as their own ``here``
                 yield prefix + name, st
-        yield prefix.rstrip("/"), os.lstat(here)
+        # ``root`` is named by the caller: a link there is followed, as a path would be.
+        yield prefix.rstrip("/"), (os.lstat(here) if prefix else os.stat(here))
 
 
 def _file_entry(root: str, rel: str) -> ManifestEntry:
@@ -295,7 +296,7 @@ def _order(item: ManifestEntry | OutputRefused) -> list[str]:
 
 
 def _fsync(path: str | os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -164,9 +164,20 @@ def test_seal_makes_every_file_and_folder_read_only_and_keeps_the_manifest(tmp_p
     }
     assert stat.S_IMODE(staging.stat().st_mode) == 0o700  # renamed by its owner next
     assert manifest(staging / "data") == before
+    os.symlink(staging / "data", tmp_path / "named")  # named through a link: walked
+    assert manifest(tmp_path / "named") == before
     sync_dir(tmp_path)
     remove(staging)
     assert not staging.exists()
+
+
+def test_seal_through_a_link_to_the_folder_seals_every_folder(tmp_path):
+    staging = tree(tmp_path / "attempt")
+    os.symlink(staging / "data", tmp_path / "named")
+    seal(tmp_path / "named")
+    assert modes(staging / "data") == {
+        "bin": 0o555, "empty": 0o555, "table.csv": 0o444, "bin/run": 0o555, "run": 0o777,
+    }  # fmt: skip
 
 
 def test_seal_refuses_a_special_file_before_changing_anything(tmp_path):
