@@ -19,7 +19,8 @@ from a_la_mode.diff import TaskChange, compare
 from a_la_mode.values import thaw
 from alamode_airflow.currency import assess
 from alamode_airflow.listing import child_names
-from alamode_airflow.records import SuccessRecord, manifest
+from alamode_airflow.manifests import verify
+from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, OutputStore
 
 
@@ -201,13 +202,5 @@ def _verify(store: OutputStore, record: SuccessRecord) -> tuple[Check, tuple[str
     if hashlib.sha256(preimage).hexdigest() != record.preimage_id:
         return Check.BAD_PREIMAGE, ()
     with tempfile.TemporaryDirectory(prefix="alamode-verify-") as scratch:
-        data = store.fetch(record, Path(scratch) / "data")
-        actual = {entry.path: entry.sha256 for entry in manifest(data)}
-    expected = {entry.path: entry.sha256 for entry in record.manifest}
-    problems = [
-        f"{path}: missing" if path not in actual else f"{path}: sha256 differs"
-        for path, digest in expected.items()
-        if actual.get(path) != digest
-    ]
-    problems += [f"{path}: not in the manifest" for path in actual if path not in expected]
+        problems = verify(store.fetch(record, Path(scratch) / "data"), record.manifest)
     return (Check.BAD_DATA if problems else Check.OK), tuple(problems)

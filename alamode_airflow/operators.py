@@ -20,7 +20,8 @@ from typing import Any
 from alamode_airflow._compat import AirflowSkipException, BaseOperator
 from alamode_airflow.claims import Claimant
 from alamode_airflow.links import OutputLocationLink
-from alamode_airflow.records import SuccessRecord, manifest
+from alamode_airflow.manifests import OutputRefused, manifest
+from alamode_airflow.records import SuccessRecord
 from alamode_airflow.runner import Command, CommandFailed, Invocation
 from alamode_airflow.runs import RunInfo, interval_of
 from alamode_airflow.store import Committed, Lookup, OutputStore
@@ -195,6 +196,11 @@ class AlamodeOperator(BaseOperator):
         each input's ID and the generation read."""
         store, output_id, generation = attempt
         inputs = {name: found.record.output_id for name, found in self._inputs_found.items()}
+        try:
+            entries = manifest(staging / "data")
+        except OutputRefused as exc:
+            exc.task = self.task_id  # the task's log and the UI name the task
+            raise
         end = datetime.now(UTC)
         ti = context["ti"]
         return SuccessRecord(
@@ -214,7 +220,7 @@ class AlamodeOperator(BaseOperator):
             data_path=store.data_path(staging),
             preimage_b64=base64.b64encode(self.preimage_source()).decode(),
             host=socket.gethostname(),
-            manifest=manifest(staging / "data"),
+            manifest=entries,
             file_output_id=self.output_id if self.partitioned else None,
             interval=run.interval if self.partitioned else None,
             generation=generation,

@@ -16,24 +16,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from a_la_mode.partitions import partition_id
+from alamode_airflow.manifests import ManifestEntry
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)
-CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    path: str
-    size: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -106,7 +97,7 @@ class SuccessRecord:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only (lists, not tuples), so XCom stores it as written."""
         data = asdict(self)
-        data["manifest"] = [asdict(entry) for entry in self.manifest]
+        data["manifest"] = [entry.to_json() for entry in self.manifest]
         data["interval"] = list(self.interval) if self.interval else None
         return data
 
@@ -120,7 +111,7 @@ class SuccessRecord:
         if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"unknown record format {data.get('format')!r}")
         data["format"] = FORMAT  # read as the current format: its defaults fill the gaps
-        data["manifest"] = tuple(ManifestEntry(**entry) for entry in data["manifest"])
+        data["manifest"] = tuple(ManifestEntry.from_json(entry) for entry in data["manifest"])
         if data.get("interval") is not None:
             data["interval"] = tuple(data["interval"])
         return cls(**data)
@@ -130,17 +121,3 @@ class SuccessRecord:
         return (
             f"run {self.run_id} of {self.dag_id}.{self.task} (try {self.try_number}) at {self.end}"
         )
-
-
-def manifest(folder: str | os.PathLike) -> tuple[ManifestEntry, ...]:
-    """Every file under ``folder``: relative path, size and sha256, sorted by path."""
-    root = Path(folder)
-    entries = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-        rel = path.relative_to(root).as_posix()
-        entries.append(ManifestEntry(rel, path.stat().st_size, digest.hexdigest()))
-    return tuple(entries)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alamode_airflow.manifests import remove_tree, seal, sync_dir
+from alamode_airflow.manifests import remove, seal, sync_dir
 from alamode_airflow.records import SuccessRecord
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ class LocalBackend:
         return "data"
 
     def discard(self, staging: Path) -> None:
-        remove_tree(staging)
+        with contextlib.suppress(FileNotFoundError):
+            remove(staging)
 
     def commit(self, staging: Path, record: SuccessRecord) -> Committed:
         from alamode_airflow.store import RECORD, Committed
@@ -98,7 +99,10 @@ class LocalBackend:
         (staging / RECORD).write_text(record.dumps())
         seal(staging)
         target = Path(self.store.object_dir(record.output_id, record.generation).path)
+        created = not target.parent.is_dir()
         target.parent.mkdir(parents=True, exist_ok=True)
+        if created:
+            sync_dir(target.parent.parent)
         try:
             os.rename(staging, target)
         except OSError as exc:

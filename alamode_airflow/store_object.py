@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from a_la_mode import AlamodeError
 from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims
-from alamode_airflow.manifests import remove_tree
+from alamode_airflow.manifests import remove
 from alamode_airflow.records import SuccessRecord
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class ObjectBackend:
 
     def has_data(self, data, record: SuccessRecord) -> bool:
         # An object store has no empty folders: an output of no files has no data.
-        files = [entry for entry in record.manifest if getattr(entry, "link", None) is None]
+        files = [entry for entry in record.manifest if entry.link is None]
         return not files or (data / files[0].path).exists()
 
     @contextlib.contextmanager
@@ -97,7 +97,8 @@ class ObjectBackend:
         return f"{staging.name.rsplit('.', 1)[-1]}/data"
 
     def discard(self, staging: Path) -> None:
-        remove_tree(staging)
+        with contextlib.suppress(FileNotFoundError):
+            remove(staging)
 
     def commit(self, staging: Path, record: SuccessRecord) -> Committed:
         from alamode_airflow.store import RECORD, Committed
@@ -108,7 +109,7 @@ class ObjectBackend:
                 return Committed.ALREADY
             data = folder / record.data_path
             for entry in record.manifest:
-                if getattr(entry, "link", None) is None:
+                if entry.link is None:
                     data.fs.put_file(str(staging / "data" / entry.path), (data / entry.path).path)
             try:
                 # Exclusive: of two holders (one stalled past its lease), one commits.
@@ -148,7 +149,7 @@ class ObjectBackend:
             if not target.resolve().is_relative_to(into.resolve()):
                 raise AlamodeError(f"output {output_id} names a file outside it: {entry.path}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            link = getattr(entry, "link", None)
+            link = entry.link
             if link is not None:
                 target.symlink_to(link)
             else:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from alamode_airflow.records import SuccessRecord, manifest
+from alamode_airflow.manifests import manifest
+from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import OutputStore
 
 

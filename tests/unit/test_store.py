@@ -15,7 +15,8 @@ import pytest
 
 from a_la_mode import AlamodeError
 from alamode_airflow import gc
-from alamode_airflow.records import SuccessRecord, manifest
+from alamode_airflow.manifests import manifest
+from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Committed, Found, OutputStore
 
 PREIMAGE = b"d7:command4:true6:inputsdee"
@@ -170,7 +171,9 @@ def test_committed_files_and_folders_are_read_only(store, tmp_path):
     (staging / "data" / "sub" / "x").write_text("x")
     store.commit(staging, record_for(staging, store=store))
     generation = tmp_path / "root/objects" / OUTPUT / "0"
-    for path in [generation, *generation.rglob("*")]:
+    inside = list(generation.rglob("*"))
+    assert len(inside) == 5  # record.json, data, data/out.txt, data/sub, data/sub/x
+    for path in inside:
         assert path.stat().st_mode & 0o222 == 0, path
 
 
