@@ -16,6 +16,7 @@ import bencode
 
 from a_la_mode import Pipeline
 from a_la_mode.diff import TaskChange, compare
+from a_la_mode.partitions import partitioned
 from a_la_mode.values import thaw
 from alamode_airflow.currency import assess
 from alamode_airflow.listing import child_names
@@ -34,19 +35,24 @@ class TaskStatus:
     reason: str = ""
     generation: int | None = None
     stale: str | None = None  # why a recorded output is out of date
+    # A partitioned task: the records of its intervals that are done, oldest first.
+    intervals: tuple[SuccessRecord, ...] | None = None
 
     @property
     def state(self) -> str:
         """One word for people: done, stale, missing, ..."""
+        if self.intervals is not None:
+            return "per interval" if self.intervals else "missing"
         return "stale" if self.stale else self.status.value
 
 
 def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
     """Each task of ``pipeline``, in topological order: current, stale (and why) or
     missing, and by which run; the same verdicts as the plan task's."""
-    outputs = {task.name: task.output for task in pipeline}
+    per_interval = partitioned(pipeline)
+    rows = [_intervals(store, task) for task in pipeline if task.name in per_interval]
+    outputs = {task.name: task.output for task in pipeline if task.name not in per_interval}
     inputs = {task.name: list(task.inputs) for task in pipeline}
-    rows = []
     for task, verdict in assess(outputs, inputs, store.lookup).items():
         found = verdict.found
         rows.append(
@@ -61,7 +67,18 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
                 verdict.stale,
             )
         )
-    return rows
+    order = {task.name: n for n, task in enumerate(pipeline)}
+    return sorted(rows, key=lambda row: order[row.task])
+
+
+def _intervals(store: OutputStore, task) -> TaskStatus:
+    """A partitioned task's row: which intervals have a success (one lookup each)."""
+    found = [store.lookup(oid) for oid in store.partitions(task.output)]
+    done = sorted((f.record for f in found if f.done), key=lambda r: r.interval or ("", ""))
+    where = store.where(done[-1].output_id) if done else "-"
+    status_ = Found.DONE if done else Found.MISSING
+    last = done[-1] if done else None
+    return TaskStatus(task.name, task.output, status_, last, where, intervals=tuple(done))
 
 
 def records(store: OutputStore) -> Iterator[SuccessRecord]:
@@ -75,6 +92,7 @@ def records(store: OutputStore) -> Iterator[SuccessRecord]:
 class Verdict(enum.Enum):
     UP_TO_DATE = "up to date"
     STALE = "stale"  # recorded, but made from an input generation that was replaced
+    PER_INTERVAL = "per interval"  # partitioned: recorded intervals skip, others run
     NEVER_BUILT = "never built"  # no earlier output of this task in the store
     CHANGED = "changed"
 
@@ -87,6 +105,7 @@ class Explanation:
     nearest: SuccessRecord | None = None
     change: TaskChange | None = None
     stale: str | None = None
+    intervals: int = 0  # partitioned: how many intervals are recorded
 
     def reasons(self) -> list[str]:
         """One line per cause, for people and logs."""
@@ -113,19 +132,28 @@ def explain(pipeline: Pipeline, name: str, store: OutputStore) -> Explanation:
     """Why task ``name`` will run (or not): compared with the nearest earlier output
     of the same task, the one whose preimage differs in the fewest places."""
     task = pipeline[name]
+    if name in partitioned(pipeline):
+        recorded = [oid for oid in store.partitions(task.output) if store.lookup(oid).done]
+        if recorded:
+            return Explanation(name, task.output, Verdict.PER_INTERVAL, intervals=len(recorded))
+        return _nearest(name, task, store)
     verdict = _assess_upto(pipeline, name, store)
     if verdict.current:
         return Explanation(name, task.output, Verdict.UP_TO_DATE)
     if verdict.stale:
         record = verdict.found.record
         return Explanation(name, task.output, Verdict.STALE, record, stale=verdict.stale)
+    return _nearest(name, task, store)
+
+
+def _nearest(name: str, task, store: OutputStore) -> Explanation:
     candidates = [r for r in records(store) if r.task == name]
     if not candidates:
         return Explanation(name, task.output, Verdict.NEVER_BUILT)
     current = (thaw(task.spec), dict(task.inputs), task.output)
     # Most recent first, then a stable sort on the number of differences.
     candidates.sort(key=lambda record: record.end, reverse=True)
-    changes = [(compare(name, (*preimage_parts(r), r.output_id), current), r) for r in candidates]
+    changes = [(compare(name, (*preimage_parts(r), r.preimage_id), current), r) for r in candidates]
     change, record = min(changes, key=lambda pair: _size(pair[0]))
     return Explanation(name, task.output, Verdict.CHANGED, record, change)
 

@@ -10,6 +10,7 @@ Layout under the storage root::
     claims/<output id>/<n>                         who produces an output (object stores)
     quarantine/<output id>.<generation>.<random>/  bad records or vanished data, kept
     pins/<output id>                               outputs garbage collection keeps
+    partitions/<file output id>/<output id>        a partitioned task's outputs, by file ID
 
 Generation 0 is an output's first build; a rebuild, or a run that finds the output
 stale (an input it read has a newer generation now), commits generation 1, 2, ...
@@ -232,7 +233,17 @@ class OutputStore:
         generation was committed already (then the attempt is discarded)."""
         if record.data_path != self.data_path(staging):
             raise AlamodeError(f"record names data at {record.data_path}, not this attempt's")
+        if record.file_output_id is not None:
+            # Before the record: an index entry may name an output that is not (yet)
+            # committed, which readers check, but a committed one is never unlisted.
+            self.backend.mark(f"partitions/{record.file_output_id}/{record.output_id}")
         return self.backend.commit(staging, record)
+
+    def partitions(self, file_output_id: str) -> list[str]:
+        """The output IDs ever committed (or attempted) for a partitioned task's file
+        ID, one per interval; look each up to know whether it is done."""
+        names = child_names(self.root / "partitions" / check_output_id(file_output_id))
+        return sorted(name for name in names if is_output_id(name))
 
     def quarantine(self, output_id: str, generation: int) -> None:
         """Move aside a generation whose record is bad or whose data vanished or was

@@ -113,6 +113,12 @@ class LocalBackend:
         sync_dir(target.parent)
         return Committed.COMMITTED
 
+    def mark(self, relative: str) -> None:
+        """An empty file at ``relative`` under the root (an index entry)."""
+        path = self.path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
     def bury(self, output_id: str, generation: int) -> None:
         from alamode_airflow.store import VOID
 

@@ -121,6 +121,10 @@ class ObjectBackend:
         finally:
             self.discard(staging)
 
+    def mark(self, relative: str) -> None:
+        """An empty object at ``relative`` under the root (an index entry)."""
+        (self.root / relative).write_bytes(b"")
+
     def bury(self, output_id: str, generation: int) -> None:
         from alamode_airflow.store import VOID
 

@@ -15,6 +15,7 @@ from alamode_airflow.history import Explanation, LineageNode, TaskStatus, Verdic
 STYLE = {
     "done": "green",
     "stale": "yellow",
+    "per interval": "green",
     "missing": "yellow",
     "corrupt": "red",
     "vanished": "red",
@@ -34,6 +35,12 @@ def status_json(row: TaskStatus) -> dict[str, Any]:
         "location": row.location,
         "generation": row.generation,
         "reason": row.reason or None,
+        "intervals": None
+        if row.intervals is None
+        else [
+            {"output_id": r.output_id, "interval": list(r.interval or ()), "run_id": r.run_id}
+            for r in row.intervals
+        ],
     }
 
 
@@ -49,13 +56,14 @@ def status_table(file: Path, rows: list[TaskStatus]) -> None:
             short(row.output_id),
             f"[{STYLE[state]}]{state}[/]"
             + (f" (gen {row.generation})" if row.generation else "")
-            + (f": {row.stale}" if row.stale else ""),
+            + (f": {row.stale}" if row.stale else "")
+            + (f": {len(row.intervals)} intervals" if row.intervals else ""),
             f"{record.dag_id} {record.run_id}" if record else "-",
             record.end if record else "-",
             row.location if record else "-",
         )
     console.print(table)
-    done = sum(1 for row in rows if row.state == "done")
+    done = sum(1 for row in rows if row.state in ("done", "per interval"))
     stale = sum(1 for row in rows if row.state == "stale")
     console.print(f"{done} of {len(rows)} outputs done" + (f", {stale} stale" if stale else ""))
 
@@ -76,6 +84,12 @@ def explanation(result: Explanation) -> None:
     head = f"[bold]{result.task}[/] ({short(result.output_id)})"
     if result.verdict is Verdict.UP_TO_DATE:
         console.print(f"{head} is up to date: it will be skipped")
+        return
+    if result.verdict is Verdict.PER_INTERVAL:
+        console.print(
+            f"{head} runs once per data interval: {result.intervals} intervals are recorded "
+            "and skip; every other interval will run"
+        )
         return
     if result.verdict is Verdict.STALE:
         console.print(f"{head} will run as a new generation: it is stale")

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import base64
 
+from a_la_mode.partitions import partition_id
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import OutputStore
 
 
-def produce(store: OutputStore, pipeline, run_id: str, names=None, end: str | None = None) -> None:
-    """Commit each task's output as the engine does (staging, record, rename)."""
+def produce(
+    store: OutputStore, pipeline, run_id: str, names=None, end: str | None = None, interval=None
+) -> None:
+    """Commit each task's output as the engine does (staging, record, rename); with an
+    ``interval`` (start, end), every task is one partitioned by it."""
+    outputs = {task.name: task.output for task in pipeline}
+    if interval is not None:
+        outputs = {name: partition_id(oid, *interval) for name, oid in outputs.items()}
     for task in pipeline:
         if names is not None and task.name not in names:
             continue
-        staging = store.stage(task.output)
+        staging = store.stage(outputs[task.name])
         (staging / "data" / "out.txt").write_text(f"{task.name} {run_id}")
         record = SuccessRecord(
-            output_id=task.output,
+            output_id=outputs[task.name],
             dag_id="collage",
             task=task.name,
             run_id=run_id,
@@ -28,7 +35,11 @@ def produce(store: OutputStore, pipeline, run_id: str, names=None, end: str | No
             command=task.spec["command"],
             image=task.spec.get("image"),
             sha=task.spec.get("sha"),
-            inputs=dict(task.inputs),
+            inputs={name: outputs[name] for name in task.inputs},
+            input_generations={n: store.lookup(outputs[n]).generation for n in task.inputs},
+            file_output_id=task.output if interval else None,
+            interval=interval,
+            data_path=store.data_path(staging),
             preimage_b64=base64.b64encode(task.preimage()).decode(),
             host="test",
             manifest=manifest(staging / "data"),

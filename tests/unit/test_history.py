@@ -101,3 +101,48 @@ def test_cli_status_explain_lineage(store, collage, tmp_path, capsys):
     (tmp_path / "store/objects" / output / "0/data/out.txt").write_text("changed")
     assert main(["lineage", output, "--store", root, "--verify", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["problems"] == ["out.txt: sha256 differs"]
+
+
+def test_partitioned_tasks_have_status_explain_and_verified_lineage(store, tmp_path, capsys):
+    from a_la_mode import Dag
+
+    dag = Dag({"dag_id": "daily", "partition": "interval"})
+    dag.task("raw", {"command": "true"}) >> dag.task("report", {"command": "true"})
+    pipeline = load(dag.bencode())
+    for day in ("01", "02"):
+        interval = (f"2026-01-{day}T00:00:00Z", f"2026-01-{int(day) + 1:02d}T00:00:00Z")
+        produce(store, pipeline, f"2026-01-{day}", interval=interval)
+    rows = {row.task: row for row in status(pipeline, store)}
+    assert rows["report"].state == "per interval"
+    assert [r.interval[0] for r in rows["report"].intervals] == [
+        "2026-01-01T00:00:00Z",
+        "2026-01-02T00:00:00Z",
+    ]
+    result = explain(pipeline, "report", store)
+    assert result.verdict is Verdict.PER_INTERVAL
+    assert result.intervals == 2
+    newest = rows["report"].intervals[-1]
+    tree = lineage(store, newest.output_id, verify=True)
+    assert tree.check is Check.OK
+    assert tree.inputs["raw"].check is Check.OK
+    assert tree.inputs["raw"].record.interval == newest.interval
+    (tmp_path / "daily.alamode").write_bytes(dag.bencode())
+    args = ["status", str(tmp_path / "daily.alamode"), "--store", store.url, "--json"]
+    assert main(args) == 0
+    report = {row["task"]: row for row in json.loads(capsys.readouterr().out)}
+    assert report["report"]["status"] == "per interval"
+    assert len(report["report"]["intervals"]) == 2
+
+
+def test_explain_compares_a_changed_partitioned_task_with_its_earlier_intervals(store):
+    from a_la_mode import Dag
+
+    old = Dag({"partition": "interval"})
+    old.task("raw", {"command": "echo v1"})
+    new = Dag({"partition": "interval"})
+    new.task("raw", {"command": "echo v2"})
+    interval = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+    produce(store, load(old.bencode()), "2026-01-01", interval=interval)
+    result = explain(load(new.bencode()), "raw", store)
+    assert result.verdict is Verdict.CHANGED
+    assert result.reasons() == ["spec command: 'echo v1' -> 'echo v2'"]
