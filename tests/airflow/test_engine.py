@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 
 from a_la_mode import Dag
+from alamode_airflow import manifests
 from tests.airflow.conftest import executed, writer
 
 DONE = {"alamode_plan": "success"}
@@ -137,17 +137,22 @@ def test_committed_outputs_are_never_rewritten(airflow, counter):
     assert len(list(objects.iterdir())) == 6
 
 
-def test_record_whose_output_vanished_is_recomputed(airflow, counter):
+def test_record_whose_output_vanished_is_recomputed_with_its_readers(airflow, counter):
+    """a's data vanished: a is built again as generation 1, and b and c, made from
+    generation 0 that no longer exists, are out of date with it; d is untouched."""
     dag = chain(counter)
     airflow.save(dag, "chain")
     airflow.run("chain", "2026-01-01")
     a_id = dag.encode()["tasks"]["a"]["output"]
-    shutil.rmtree(airflow.store / "objects" / a_id / "0" / "data")
+    manifests.remove(airflow.store / "objects" / a_id / "0" / "data")
     states = airflow.run("chain", "2026-01-02")
-    assert states == {**DONE, "a": "success", "b": "skipped", "c": "skipped", "d": "skipped"}
+    assert states == {**DONE, "a": "success", "b": "success", "c": "success", "d": "skipped"}
     assert "is not a success" in airflow.last_log
     assert "but its data is gone" in airflow.last_log
-    assert (airflow.store / "objects" / a_id / "0" / "data" / "out.txt").read_text() == "a\n"
+    assert "b: output" in airflow.last_log
+    assert (airflow.store / "objects" / a_id / "1" / "data" / "out.txt").read_text() == "a\n"
+    assert not (airflow.store / "objects" / a_id / "0").exists()
+    assert (airflow.store / "objects" / a_id / "0.void").exists()
     (kept,) = (airflow.store / "quarantine").iterdir()
     assert (kept / "record.json").exists()  # the old record is kept, not deleted
 
