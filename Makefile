@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-packages test test-fast lint format demo airflow-ui cluster bench bench-cluster constraints clean
+.PHONY: venv system-packages test test-fast lint format demo airflow-ui cluster bench bench-store bench-cluster constraints clean
 
 venv: $(STAMP)
 
@@ -57,6 +57,11 @@ cluster: venv system-packages
 
 bench: venv
 	$(BIN)/python benchmarks/encode.py
+
+## The store: what a durable (sealed) commit costs; the fully cached plan's staleness check.
+bench-store: venv
+	$(BIN)/python benchmarks/commit.py
+	$(BIN)/python benchmarks/plan.py
 
 ## The same 50-task pipeline on Celery (2 workers, S3) and on the LocalExecutor.
 bench-cluster: venv system-packages

@@ -1,0 +1,111 @@
+"""The plan of a fully cached DAG: is the generation check free?
+
+Run it with ``.venv/bin/python benchmarks/plan.py`` from the repo root (``--tasks N``,
+default 200; ``--runs N``, default 15, the median is printed).
+
+A store is filled as the engine fills it: every task of a layered random pipeline
+(1-3 inputs each) committed once, each record naming the generation of every input it
+read. Then, on the same warm store, in alternating order:
+
+- baseline: one ``settle`` per output, as the plan did before records named input
+  generations (done or not, nothing else);
+- plan: ``currency.assess``, the plan task's pass today: the same one lookup per
+  output, plus each record's input generations compared with its inputs' verdicts.
+
+The difference is what the staleness check costs; it adds no lookup per input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shapes import random_layered
+
+from a_la_mode import Dag, load
+from alamode_airflow.currency import assess
+from alamode_airflow.manifests import manifest
+from alamode_airflow.records import SuccessRecord
+from alamode_airflow.store import OutputStore
+
+
+def pipeline(n: int):
+    dag = Dag({"dag_id": "plan_bench"})
+    graph = random_layered(n)
+    for name in graph:
+        dag.task(name, {"command": f"echo {name}"})
+    for name, deps in graph.items():
+        for dep in deps:
+            dag[dep] >> dag[name]
+    return load(dag.bencode())
+
+
+def fill(store: OutputStore, tasks) -> None:
+    for task in tasks:
+        staging = store.stage(task.output)
+        (staging / "data" / "out.txt").write_text(task.name)
+        record = SuccessRecord(
+            output_id=task.output,
+            dag_id="plan_bench",
+            task=task.name,
+            run_id="fill",
+            try_number=1,
+            start="2026-01-01T00:00:00+00:00",
+            end="2026-01-01T00:00:01+00:00",
+            duration_s=1.0,
+            command=task.spec["command"],
+            image=None,
+            sha=None,
+            inputs={name: tasks[name].output for name in task.inputs},
+            input_generations={name: 0 for name in task.inputs},
+            preimage_b64=base64.b64encode(task.preimage()).decode(),
+            host="bench",
+            manifest=manifest(staging / "data"),
+        )
+        store.commit(staging, record)
+
+
+def timed(step) -> float:
+    began = time.perf_counter()
+    step()
+    return time.perf_counter() - began
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args(argv)
+    tasks = pipeline(args.tasks)
+    with tempfile.TemporaryDirectory(prefix="alamode-bench-plan-") as root:
+        store = OutputStore(str(Path(root) / "store"))
+        fill(store, tasks)
+        outputs = {task.name: task.output for task in tasks}
+        inputs = {task.name: list(task.inputs) for task in tasks}
+
+        def baseline():
+            assert all(store.settle(oid, print).done for oid in outputs.values())
+
+        def plan():
+            verdicts = assess(outputs, inputs, lambda oid: store.settle(oid, print))
+            assert all(v.current for v in verdicts.values())
+
+        times: dict[str, list[float]] = {"baseline": [], "plan": []}
+        for run in range(args.runs):
+            order = [("baseline", baseline), ("plan", plan)]
+            for label, step in order if run % 2 else reversed(order):
+                times[label].append(timed(step))
+    base, ours = (statistics.median(times[k]) * 1000 for k in ("baseline", "plan"))
+    print(f"fully cached plan, {args.tasks} tasks, local root, median of {args.runs} runs")
+    print(f"  baseline (one lookup per output)      {base:8.1f} ms")
+    print(f"  plan (lookup + input generations)     {ours:8.1f} ms  ({ours / base:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
