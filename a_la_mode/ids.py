@@ -40,13 +40,22 @@ def preimage(spec: Mapping[str, Any], inputs: Mapping[str, str]) -> bytes:
     return bencode.encode(record)
 
 
+def id_of(preimage: bytes) -> str:
+    """The ID a preimage hashes to: the one rule every ID (output, partition) follows.
+
+    >>> id_of(b"d7:command4:true6:inputsdee")[:12]
+    'eb543f046a79'
+    """
+    return hashlib.sha256(preimage).hexdigest()
+
+
 def output_id(spec: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
     """The output ID of a task with this spec and these inputs (name -> output ID).
 
     >>> output_id({"image": "collage", "sha": "1qe34", "command": "python dl_images.py"}, {})
     '6075b3951568e2f31df204a59eb92bbb17d84e6b49f1275216bc0b6deb0e223d'
     """
-    return hashlib.sha256(preimage(spec, inputs)).hexdigest()
+    return id_of(preimage(spec, inputs))
 
 
 def file_digest(meta: Mapping[str, Any], outputs: Mapping[str, str]) -> str:

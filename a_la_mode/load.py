@@ -7,7 +7,6 @@ the file, the task and the reason, never an exception from inside bencode.py.
 from __future__ import annotations
 
 import gc
-import hashlib
 from collections.abc import Mapping
 from os import PathLike
 from types import MappingProxyType
@@ -19,7 +18,7 @@ from a_la_mode import codec
 from a_la_mode.errors import AlamodeError, FileFormatError, FileTooLargeError, IntegrityError
 from a_la_mode.files import max_file_bytes, read_limited
 from a_la_mode.graph import topological_order
-from a_la_mode.ids import DIGEST_KEY, file_digest
+from a_la_mode.ids import DIGEST_KEY, file_digest, id_of
 from a_la_mode.names import check_name
 from a_la_mode.pipeline import Pipeline, PipelineTask
 from a_la_mode.values import freeze, freeze_owned
@@ -132,7 +131,7 @@ def _verify(task: str, body: Mapping[str, Any], output: str, outputs: Mapping[st
                 f"{outputs[dep][:12]}... (tampered or corrupted)",
                 task=task,
             )
-    actual = hashlib.sha256(bencode.encode(body)).hexdigest()
+    actual = id_of(bencode.encode(body))
     if actual != output:
         raise IntegrityError(
             "output ID does not match the task's spec and inputs (tampered or corrupted)",

@@ -13,7 +13,6 @@ written ``YYYY-MM-DDTHH:MM:SSZ``. Unpartitioned tasks keep their file ID.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import bencode
 
 from a_la_mode.errors import SpecValueError
+from a_la_mode.ids import id_of
 from a_la_mode.pipeline import Pipeline
 
 KEY = "partition"
@@ -71,7 +71,7 @@ def partition_preimage(file_id: str, start: str, end: str) -> bytes:
 
 def partition_id(file_id: str, start: str, end: str) -> str:
     """The output ID of a partitioned task's file ID over [start, end)."""
-    return hashlib.sha256(partition_preimage(file_id, start, end)).hexdigest()
+    return id_of(partition_preimage(file_id, start, end))
 
 
 def run_outputs(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import bencode
 
 from a_la_mode import Pipeline
 from a_la_mode.diff import TaskChange, compare
+from a_la_mode.ids import id_of
 from a_la_mode.partitions import partitioned
 from a_la_mode.values import thaw
 from alamode_airflow.currency import assess
@@ -227,7 +227,7 @@ def _node(store, output_id, found, verify, node) -> LineageNode:
 
 def _verify(store: OutputStore, record: SuccessRecord) -> tuple[Check, tuple[str, ...]]:
     preimage = base64.b64decode(record.preimage_b64)
-    if hashlib.sha256(preimage).hexdigest() != record.preimage_id:
+    if id_of(preimage) != record.preimage_id:
         return Check.BAD_PREIMAGE, ()
     with tempfile.TemporaryDirectory(prefix="alamode-verify-") as scratch:
         problems = verify(store.fetch(record, Path(scratch) / "data"), record.manifest)

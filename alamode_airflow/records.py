@@ -14,12 +14,12 @@ Format 1 records (before generations were recorded) read as having read generati
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from a_la_mode.ids import id_of
 from a_la_mode.partitions import partition_id
 from alamode_airflow.manifests import ManifestEntry
 
@@ -58,7 +58,7 @@ class SuccessRecord:
     format: int = field(default=FORMAT)
 
     def __post_init__(self) -> None:
-        digest = hashlib.sha256(base64.b64decode(self.preimage_b64)).hexdigest()
+        digest = id_of(base64.b64decode(self.preimage_b64))
         if digest != self.preimage_id:
             raise ValueError(f"record preimage hashes to {digest[:12]}, not its output ID")
         if self.interval is not None:
