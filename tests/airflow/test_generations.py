@@ -27,7 +27,7 @@ def reader(dag_id: str, name: str, counter: Path, version: Path, fails_if: Path 
     dag = Dag({"dag_id": dag_id})
     spec = writer(counter, name, reads="fetch")
     if fails_if is not None:
-        spec = {"command": f"test ! -e {fails_if} && {spec['command']}"}
+        spec = {"command": f"if [ -e {fails_if} ]; then exit 1; fi; {spec['command']}"}
     dag.task("fetch", fetch_spec(counter, version)) >> dag.task(name, spec)
     return dag
 
