@@ -93,7 +93,10 @@ def held(path: Path, shared: bool = False):
 
 
 def lock_of(store: OutputStore, output_id: str) -> Path:
-    return Path(store.root.path, "locks", f"{output_id}.lock")
+    """The output's lock file path (its folder created)."""
+    locks = Path(store.root.path, "locks")
+    locks.mkdir(parents=True, exist_ok=True)
+    return locks / f"{output_id}.lock"
 
 
 @pytest.fixture(name="setup")
