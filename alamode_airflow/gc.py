@@ -37,7 +37,7 @@ from pathlib import Path
 
 from a_la_mode import AlamodeError, load
 from alamode_airflow import gc_leftovers
-from alamode_airflow.gc_leftovers import Leftover, Unknown, discard
+from alamode_airflow.gc_leftovers import Leftover, Unknown, as_output_id, discard
 from alamode_airflow.loader import find_files
 from alamode_airflow.store import OutputStore, check_output_id
 
@@ -125,8 +125,10 @@ def _check_dags_folder(folder: Path, files: list[Path]) -> None:
 
 
 def pins(store: OutputStore) -> set[str]:
+    """The pinned output IDs (other names in ``pins/`` pin nothing)."""
     folder = local_root(store) / "pins"
-    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return {name for name in names if as_output_id(name)}
 
 
 def pin(store: OutputStore, output_id: str) -> None:
@@ -176,9 +178,7 @@ def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown]]:
     strays: list[Unknown] = []
     for path in sorted(objects.iterdir()) if objects.is_dir() else ():
         where = f"objects/{path.name}"
-        try:
-            check_output_id(path.name)
-        except AlamodeError:
+        if as_output_id(path.name) is None:
             strays.append(Unknown(where, "not an output ID"))
             continue
         if not path.is_dir() or path.is_symlink():
@@ -211,7 +211,8 @@ def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> 
     index, unknown = survey(store)
     seeds = set(root_ids | pinned)
     for entry in index.values():
-        if entry.file_ids & root_ids or entry.unknown or _newer(entry, cutoff):
+        # A partition is kept with its task's file ID, whether in a file or pinned.
+        if entry.file_ids & seeds or entry.unknown or _newer(entry, cutoff):
             seeds.add(entry.output_id)
     kept = closure(seeds, lambda oid: index[oid].inputs if oid in index else ())
     objects = local_root(store) / "objects"
@@ -292,8 +293,8 @@ def _why_keep_now(store: OutputStore, chosen: Plan, output_id: str) -> str:
         return entry.unknown
     if _newer(entry, chosen.cutoff):
         return "a record newer than the cut-off since the listing"
-    if entry.file_ids & chosen.roots:
-        return "a partition of a task in the dags folder"
+    if entry.file_ids & (chosen.roots | chosen.pins):
+        return "a partition of a task in the dags folder or pinned"
     return ""
 
 

@@ -55,7 +55,7 @@ def find(root: Path, cutoff: datetime) -> tuple[list[Leftover], list[Unknown]]:
     found: list[Leftover] = []
     odd: list[Unknown] = []
     for path in _children(root / "staging"):
-        output_id = _output_id(path.name.split(".", 1)[0])
+        output_id = as_output_id(path.name.split(".", 1)[0])
         if output_id is None:
             odd.append(Unknown(f"staging/{path.name}", "not an attempt's staging folder"))
         elif _lock_free(root, output_id):
@@ -65,7 +65,7 @@ def find(root: Path, cutoff: datetime) -> tuple[list[Leftover], list[Unknown]]:
         if when is not None and when < cutoff:
             found.append(Leftover("quarantine", f"quarantine/{path.name}", size(path), when))
     for path in _children(root / "locks"):
-        output_id = _output_id(path.name.removesuffix(".lock"))
+        output_id = as_output_id(path.name.removesuffix(".lock"))
         if output_id is None or not path.name.endswith(".lock"):
             odd.append(Unknown(f"locks/{path.name}", "not the lock file of an output"))
         elif not (root / "objects" / output_id).exists() and _lock_free(root, output_id):
@@ -182,7 +182,8 @@ def _writable(folder: Path) -> None:
         os.chmod(folder, mode | stat.S_IRWXU)
 
 
-def _output_id(name: str) -> str | None:
+def as_output_id(name: str) -> str | None:
+    """``name`` if it is an output ID, else None."""
     try:
         return check_output_id(name)
     except AlamodeError:
