@@ -30,6 +30,7 @@ lifecycle rules.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -153,6 +154,7 @@ def read_entry(store: OutputStore, output_id: str) -> Entry:
         record = found.record
         if record is None:
             unknown.append(found.reason)
+            inputs.update(_loose_inputs(store, output_id, found.generation))
             continue
         try:
             end = datetime.fromisoformat(record.end)
@@ -168,6 +170,26 @@ def read_entry(store: OutputStore, output_id: str) -> Entry:
     return Entry(
         output_id, task, newest, frozenset(inputs), frozenset(file_ids), "; ".join(unknown)
     )
+
+
+def _loose_inputs(store: OutputStore, output_id: str, generation: int | None) -> set[str]:
+    """Every output ID under ``inputs`` of a record this version cannot read, if it is
+    JSON at all: a newer format most likely still names its inputs there."""
+    path = Path(store.object_dir(output_id, generation).path) / "record.json"
+    try:
+        todo = [json.loads(path.read_text()).get("inputs")]
+    except (OSError, ValueError, AttributeError):
+        return set()
+    found = set()
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict):
+            todo.extend(value.values())
+        elif isinstance(value, list):
+            todo.extend(value)
+        elif isinstance(value, str) and as_output_id(value):
+            found.add(value)
+    return found
 
 
 def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown]]:

@@ -195,3 +195,14 @@ def test_outputs_gc_cannot_read_are_kept_and_reported(setup, capsys):
     table = capsys.readouterr().out
     assert "cannot be read" in table
     assert "unknown record format 2" in table
+
+
+def test_an_unreadable_record_still_keeps_the_inputs_it_names(setup, capsys):
+    store, dags, _, old = setup
+    path = Path(store.object_dir(old["t1"].output, 0).path) / "record.json"
+    record = json.loads(path.read_text())
+    inputs = {name: {"output_id": oid, "generation": 0} for name, oid in record["inputs"].items()}
+    path.write_text(json.dumps({**record, "format": 2, "inputs": inputs}))
+    assert run_gc(store, dags, "--yes") == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == [old["t2"].output]
+    assert store.lookup(old["t0"].output).done
