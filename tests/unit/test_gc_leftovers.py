@@ -40,7 +40,9 @@ def leftovers(setup):
     root = Path(store.root.path)
     dead, live = store.stage(old["t0"].output), store.stage(old["t1"].output)
     (dead / "data" / "half.txt").write_text("killed half way")
-    store.quarantine(old["t2"].output, 0)  # an old generation, quarantined just now
+    generation = Path(store.object_dir(old["t2"].output, 0).path)
+    os.utime(generation, (0, 0))  # built long ago
+    store.quarantine(old["t2"].output, 0)  # and quarantined just now
     gone = "ab" * 32
     lock_of(store, gone).touch()  # an output gc deleted earlier, or never committed
     (root / "trash" / "x.1234").mkdir(parents=True)  # an interrupted gc's
