@@ -246,6 +246,11 @@ def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> 
     return Plan(reclaimable, unknown + odd, leftovers, cutoff, root_ids, pinned, kept, index)
 
 
+def candidates(store: OutputStore, keep: Iterable[str], older_than: timedelta) -> list[Candidate]:
+    """The reclaimable outputs when ``keep`` are the roots (see ``plan``)."""
+    return plan(store, keep, older_than).reclaimable
+
+
 def consumers_first(index: dict[str, Entry], chosen: list[str]) -> list[str]:
     """``chosen`` ordered so that an output comes before every output it reads (records
     name inputs by content, so there is no cycle)."""
