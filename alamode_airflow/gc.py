@@ -17,11 +17,14 @@ would make every output reclaimable.
 Reclaiming moves an output's whole folder (data and records together) out of
 ``objects/`` with one rename into ``trash/`` before deleting it, so a gc stopped at any
 point leaves no record without its data; the next gc empties ``trash/``. Each output is
-re-checked under its exclusive lock just before it moves (still not pinned nor needed
-by a pin, no record newer than the cut-off, every record readable), since tasks and
-users act between the listing and the deletion; an output whose lock is held (a task
-producing or reading it) is left alone. Leftovers of dead attempts, old quarantined
-generations and lock files of vanished outputs are reclaimed too (``gc_leftovers``).
+re-checked under its exclusive lock just before it moves (still not pinned nor read by
+an output pinned or committed since the listing, no record newer than the cut-off,
+every record readable), since tasks and users act between the listing and the
+deletion; an output whose lock is held (a task producing or reading it) is left alone,
+and what stays keeps its inputs (outputs go consumers first, so their inputs are still
+there to keep). Leftovers of dead attempts, old quarantined generations and lock files
+of vanished outputs are reclaimed too (``gc_leftovers``). The index and closures are
+in ``gc_index``.
 
 Object-store roots are refused: gc renames and deletes folders, which an object store
 has not; expire released claims and unwanted objects there with the bucket's
@@ -30,7 +33,7 @@ lifecycle rules.
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +41,16 @@ from pathlib import Path
 
 from a_la_mode import AlamodeError, load
 from alamode_airflow import gc_leftovers
+from alamode_airflow.gc_index import (
+    Entry,
+    changed_at,
+    closure,
+    consumers_first,
+    newer,
+    read_entry,
+    survey,
+    wanted,
+)
 from alamode_airflow.gc_leftovers import Leftover, Unknown, as_output_id, discard
 from alamode_airflow.loader import find_files
 from alamode_airflow.store import OutputStore, check_output_id
@@ -49,18 +62,6 @@ class Candidate:
     task: str | None
     newest: datetime | None  # newest record's end; None for a folder with no generation
     size: int
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One output folder as its records describe it (all generations together)."""
-
-    output_id: str
-    task: str | None = None
-    newest: datetime | None = None
-    inputs: frozenset[str] = frozenset()
-    file_ids: frozenset[str] = frozenset()  # file IDs of a partitioned output
-    unknown: str = ""  # why some generation cannot be read; empty when all can
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Plan:
     pins: frozenset[str]
     kept: set[str]
     index: dict[str, Entry] = field(repr=False)
+    stamp: tuple[int, int] = (0, 0)  # objects/ as last seen (see gc_index.changed_at)
 
 
 @dataclass
@@ -147,129 +149,28 @@ def unpin(store: OutputStore, output_id: str) -> bool:
     return existed
 
 
-def read_entry(store: OutputStore, output_id: str) -> Entry:
-    """What every generation's record of one output says."""
-    unknown, inputs, file_ids, ends, task = [], set(), set(), [], None
-    for found in store.history(output_id):
-        record = found.record
-        if record is None:
-            unknown.append(found.reason)
-            inputs.update(_loose_inputs(store, output_id, found.generation))
-            continue
-        try:
-            end = datetime.fromisoformat(record.end)
-        except ValueError:
-            unknown.append(f"generation {record.generation}: unreadable end {record.end!r}")
-            continue
-        # Records name their input IDs; partitions name their task's file ID too.
-        inputs.update(record.inputs.values())
-        file_ids.update([record.file_output_id] if record.file_output_id else [])
-        ends.append(end if end.tzinfo else end.replace(tzinfo=UTC))
-        task = record.task
-    newest = max(ends, default=None)
-    return Entry(
-        output_id, task, newest, frozenset(inputs), frozenset(file_ids), "; ".join(unknown)
-    )
-
-
-def _loose_inputs(store: OutputStore, output_id: str, generation: int | None) -> set[str]:
-    """Every output ID under ``inputs`` of a record this version cannot read, if it is
-    JSON at all: a newer format most likely still names its inputs there."""
-    path = Path(store.object_dir(output_id, generation).path) / "record.json"
-    try:
-        todo = [json.loads(path.read_text()).get("inputs")]
-    except (OSError, ValueError, AttributeError):
-        return set()
-    found = set()
-    while todo:
-        value = todo.pop()
-        if isinstance(value, dict):
-            todo.extend(value.values())
-        elif isinstance(value, list):
-            todo.extend(value)
-        elif isinstance(value, str) and as_output_id(value):
-            found.add(value)
-    return found
-
-
-def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown]]:
-    """One pass over ``objects/``: every output folder's entry, and the names there
-    that are not output folders (kept, and reported)."""
-    objects = local_root(store) / "objects"
-    index: dict[str, Entry] = {}
-    strays: list[Unknown] = []
-    for path in sorted(objects.iterdir()) if objects.is_dir() else ():
-        where = f"objects/{path.name}"
-        if as_output_id(path.name) is None:
-            strays.append(Unknown(where, "not an output ID"))
-            continue
-        if not path.is_dir() or path.is_symlink():
-            strays.append(Unknown(where, "not a folder"))
-            continue
-        index[path.name] = entry = read_entry(store, path.name)
-        if entry.unknown:
-            strays.append(Unknown(where, entry.unknown, entry.task))
-    return index, strays
-
-
-def closure(
-    seeds: Iterable[str], inputs_of: Callable[[str], Iterable[str]], kept: Iterable[str] = ()
-) -> set[str]:
-    """``kept`` plus the seeds and every output they name as inputs, recursively
-    (what is in ``kept`` already is taken as closed)."""
-    result, todo = set(kept), list(seeds)
-    while todo:
-        output_id = todo.pop()
-        if output_id not in result:
-            result.add(output_id)
-            todo.extend(inputs_of(output_id))
-    return result
-
-
 def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> Plan:
     """Everything neither kept nor produced more recently than ``older_than`` ago."""
     cutoff = datetime.now(UTC) - older_than
     root_ids, pinned = frozenset(root_ids), frozenset(pins(store))
-    index, unknown = survey(store)
-    seeds = set(root_ids | pinned)
-    for entry in index.values():
-        # A partition is kept with its task's file ID, whether in a file or pinned.
-        if entry.file_ids & seeds or entry.unknown or _newer(entry, cutoff):
-            seeds.add(entry.output_id)
-    kept = closure(seeds, lambda oid: index[oid].inputs if oid in index else ())
     objects = local_root(store) / "objects"
+    seen = changed_at(objects)  # before the listing: what comes after it is seen as new
+    index, unknown = survey(store, objects)
+    seeds = set(root_ids | pinned)
+    seeds.update(e.output_id for e in index.values() if wanted(e, root_ids | pinned, cutoff))
+    kept = closure(seeds, lambda oid: index[oid].inputs if oid in index else ())
     reclaimable = [
         Candidate(oid, index[oid].task, index[oid].newest, gc_leftovers.size(objects / oid))
         for oid in consumers_first(index, [oid for oid in index if oid not in kept])
     ]
     leftovers, odd = gc_leftovers.find(local_root(store), cutoff)
-    return Plan(reclaimable, unknown + odd, leftovers, cutoff, root_ids, pinned, kept, index)
+    found = (reclaimable, unknown + odd, leftovers, cutoff, root_ids, pinned, kept, index)
+    return Plan(*found, stamp=seen)
 
 
 def candidates(store: OutputStore, keep: Iterable[str], older_than: timedelta) -> list[Candidate]:
     """The reclaimable outputs when ``keep`` are the roots (see ``plan``)."""
     return plan(store, keep, older_than).reclaimable
-
-
-def consumers_first(index: dict[str, Entry], chosen: list[str]) -> list[str]:
-    """``chosen`` ordered so that an output comes before every output it reads (records
-    name inputs by content, so there is no cycle)."""
-    wanted, order, done = set(chosen), [], set()
-    for start in chosen:
-        if start in done:
-            continue
-        stack = [(start, iter(sorted(index[start].inputs & wanted)))]
-        done.add(start)
-        while stack:
-            output_id, pending = stack[-1]
-            child = next((c for c in pending if c not in done), None)
-            if child is None:
-                order.append(output_id)  # after every input it reads
-                stack.pop()
-            else:
-                done.add(child)
-                stack.append((child, iter(sorted(index[child].inputs & wanted))))
-    return order[::-1]
 
 
 def collect(
@@ -293,6 +194,9 @@ def collect(
             else:
                 # The one step that matters: records and data leave objects/ together.
                 discard(root, root / "objects" / output_id, output_id)
+                # Our own change is no news. (An output committed between the rename
+                # and this stat goes unseen; it read its inputs before we locked them.)
+                chosen.stamp = changed_at(root / "objects")
                 # Lock files are unlinked only by a holder of their exclusive flock, and
                 # store.locked re-opens a lock file whose path no longer names the inode
                 # it locked: a task waiting on this one takes a fresh file.
@@ -306,34 +210,44 @@ def collect(
 def _why_keep_now(store: OutputStore, chosen: Plan, output_id: str) -> str:
     """Why an output listed as reclaimable must stay after all, read under its lock
     (empty when it may go): pins and commits may have come since the listing."""
-    pinned = frozenset(pins(store))
-    if pinned != chosen.pins:
-        # Closing over only the new pins is enough: what was kept stays kept.
-        chosen.kept = closure(
-            pinned - chosen.pins, lambda o: _inputs(store, chosen, o), chosen.kept
-        )
-        chosen.pins = pinned
+    _catch_up(store, chosen)
     if output_id in chosen.kept:
         return "pinned since the listing, or an input of an output kept"
     entry = read_entry(store, output_id)
     if entry.unknown:
         return entry.unknown
-    if _newer(entry, chosen.cutoff):
+    if newer(entry, chosen.cutoff):
         return "a record newer than the cut-off since the listing"
     if entry.file_ids & (chosen.roots | chosen.pins):
         return "a partition of a task in the dags folder or pinned"
     return ""
 
 
+def _catch_up(store: OutputStore, chosen: Plan) -> None:
+    """Take in the pins made and the outputs committed since the listing: each is a
+    seed as it would have been then, and keeps its closure. Closing over only the new
+    seeds is enough: what was kept stays kept."""
+    pinned = frozenset(pins(store))
+    seeds = set(pinned - chosen.pins)
+    chosen.pins = pinned
+    objects = local_root(store) / "objects"
+    seen = changed_at(objects)
+    if seen != chosen.stamp:
+        chosen.stamp = seen
+        named = chosen.roots | pinned
+        for name in os.listdir(objects):
+            if name not in chosen.index and as_output_id(name):
+                entry = chosen.index[name] = read_entry(store, name)
+                seeds.update([name] if wanted(entry, named, chosen.cutoff) else [])
+    if seeds:
+        chosen.kept = closure(seeds, lambda o: _inputs(store, chosen, o), chosen.kept)
+
+
 def _inputs(store: OutputStore, chosen: Plan, output_id: str) -> frozenset[str]:
-    """An output's input IDs, from the index or, for one committed since, its records."""
-    if output_id not in chosen.index:
-        chosen.index[output_id] = read_entry(store, output_id)
-    return chosen.index[output_id].inputs
-
-
-def _newer(entry: Entry, cutoff: datetime) -> bool:
-    return entry.newest is not None and entry.newest > cutoff
+    """An output's input IDs, from the index or, for one not in it, its records."""
+    if output_id in chosen.index:
+        return chosen.index[output_id].inputs
+    return read_entry(store, output_id).inputs
 
 
 def parse_age(text: str) -> timedelta:

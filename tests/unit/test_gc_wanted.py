@@ -146,6 +146,16 @@ def test_a_pin_made_after_the_listing_is_honoured_with_its_closure(setup):
     assert whole(lineage(store, made))
 
 
+def test_an_output_committed_after_the_listing_keeps_what_it_read(setup):
+    store, dags, _, old = setup
+    chosen = gc.plan(store, gc.roots(dags), gc.parse_age("30d"))
+    extra = load(chain(1, "extra").bencode())["t0"]
+    made = commit(store, extra, {"t1": old["t1"].output}, NOW)  # not pinned, but new
+    outcome = gc.collect(store, chosen)
+    assert outcome.deleted == [old["t2"].output]
+    assert whole(lineage(store, made))
+
+
 def test_a_pin_or_a_new_generation_after_the_listing_spares_the_output(setup):
     store, dags, _, old = setup
     chosen = gc.plan(store, gc.roots(dags), gc.parse_age("30d"))
