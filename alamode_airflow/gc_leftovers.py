@@ -171,9 +171,12 @@ def remove_tree(path: Path) -> None:
     if not path.is_dir() or path.is_symlink():
         path.unlink(missing_ok=True)
         return
-    for folder, _, _ in os.walk(path):
-        _writable(Path(folder))
-    shutil.rmtree(path)
+    try:
+        shutil.rmtree(path)
+    except PermissionError:  # only then the extra walk: most trees are writable
+        for folder, _, _ in os.walk(path):
+            _writable(Path(folder))
+        shutil.rmtree(path)
 
 
 def _writable(folder: Path) -> None:
