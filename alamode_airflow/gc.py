@@ -64,10 +64,15 @@ class Candidate:
     size: int
 
 
+IN_USE = "in use"
+
+
 @dataclass
 class Plan:
-    """What one gc found: the reclaimable outputs and leftovers, what it keeps without
-    knowing, and what ``collect`` needs to re-check each output under its lock."""
+    """What one gc found: the reclaimable outputs (consumers before their inputs) and
+    leftovers, what it keeps without being able to read it, and what ``collect`` needs
+    to re-check each output under its lock (which it updates as it learns of pins and
+    outputs that came since)."""
 
     reclaimable: list[Candidate]
     unknown: list[Unknown]
@@ -182,20 +187,20 @@ def collect(
     for candidate in chosen.reclaimable:
         output_id = candidate.output_id
         with store.try_locked(output_id) as free:
-            why = _why_keep_now(store, chosen, output_id) if free else "in use"
+            why = _why_keep_now(store, chosen, output_id) if free else IN_USE
             if why:
                 # What stays keeps its inputs, which come later in the plan's order.
                 inputs = chosen.index[output_id].inputs if output_id in chosen.index else ()
                 chosen.kept = closure(inputs, lambda o: _inputs(store, chosen, o), chosen.kept)
-            if why == "in use":
+            if why == IN_USE:
                 outcome.busy.append(output_id)
             elif why:
                 outcome.spared.append((output_id, why))
-            else:
-                # The one step that matters: records and data leave objects/ together.
-                discard(root, root / "objects" / output_id, output_id)
-                # Our own change is no news. (An output committed between the rename
-                # and this stat goes unseen; it read its inputs before we locked them.)
+            elif discard(root, root / "objects" / output_id, output_id):
+                # Its one rename was the step that matters: records and data left
+                # objects/ together. That change of objects/ is our own, no news (an
+                # output committed between the rename and this stat goes unseen: it
+                # read its inputs before we locked them).
                 chosen.stamp = changed_at(root / "objects")
                 # Lock files are unlinked only by a holder of their exclusive flock, and
                 # store.locked re-opens a lock file whose path no longer names the inode
