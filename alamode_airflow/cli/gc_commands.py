@@ -40,8 +40,8 @@ def gc_command(
     store_root: str | None,
     as_json: bool,
 ) -> int:
-    """Reclaim outputs no encoded file or pin needs, with their inputs, and the leftovers
-    of dead attempts. A dry run unless --yes."""
+    """Reclaim outputs that no encoded file, pin or recent output needs, not even as an
+    input, and the leftovers of dead attempts. A dry run unless --yes."""
     age = gc.parse_age(older_than)
     store = open_store(store_root)
     roots = gc.roots(dags_folder or _configured_dags_folder(), any_folder=any_dags_folder)
