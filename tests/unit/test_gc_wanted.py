@@ -216,3 +216,16 @@ def test_an_unreadable_record_still_keeps_the_inputs_it_names(setup, capsys):
     assert run_gc(store, dags, "--yes") == 0
     assert json.loads(capsys.readouterr().out)["deleted"] == [old["t2"].output]
     assert store.lookup(old["t0"].output).done
+
+
+def test_pinning_a_partitioned_tasks_file_id_keeps_its_partitions(setup, capsys):
+    store, dags, _, old = setup
+    day = ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")
+    first = commit(store, old["t0"], {}, OLD, interval=day)
+    second = commit(store, old["t1"], {"t0": first}, OLD, interval=day)
+    gc.pin(store, old["t1"].output)  # the task's ID in the file, not one partition's
+    assert run_gc(store, dags, "--yes") == 0
+    deleted = json.loads(capsys.readouterr().out)["deleted"]
+    assert first not in deleted
+    assert second not in deleted
+    assert whole(lineage(store, second))
