@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alamode_airflow.gc_leftovers import Unknown, as_output_id
 from alamode_airflow.store import OutputStore
@@ -35,21 +36,25 @@ class Entry:
 
 def read_entry(store: OutputStore, output_id: str) -> Entry:
     """What every generation's record of one output says."""
+    try:
+        history = store.history(output_id)
+    except OSError as exc:  # a record that is a folder, or one we may not read
+        return Entry(output_id, unknown=f"cannot read its records: {exc}")
     unknown, inputs, file_ids, ends, task = [], set(), set(), [], None
-    for found in store.history(output_id):
+    for found in history:
         record = found.record
         if record is None:
             unknown.append(found.reason)
-            inputs.update(_loose_inputs(store, output_id, found.generation))
+            inputs.update(output_ids_in(_raw_inputs(store, output_id, found.generation)))
             continue
         try:
             end = datetime.fromisoformat(record.end)
-        except ValueError:
+        except (TypeError, ValueError):
             unknown.append(f"generation {record.generation}: unreadable end {record.end!r}")
             continue
         # Records name their input IDs; partitions name their task's file ID too.
-        inputs.update(record.inputs.values())
-        file_ids.update([record.file_output_id] if record.file_output_id else [])
+        inputs.update(output_ids_in(record.inputs))
+        file_ids.update(output_ids_in(record.file_output_id))
         ends.append(end if end.tzinfo else end.replace(tzinfo=UTC))
         task = record.task
     newest = max(ends, default=None)
@@ -58,24 +63,29 @@ def read_entry(store: OutputStore, output_id: str) -> Entry:
     )
 
 
-def _loose_inputs(store: OutputStore, output_id: str, generation: int | None) -> set[str]:
-    """Every output ID under ``inputs`` of a record this version cannot read, if it is
-    JSON at all: a newer format most likely still names its inputs there."""
-    path = Path(store.object_dir(output_id, generation).path) / "record.json"
-    try:
-        todo = [json.loads(path.read_text()).get("inputs")]
-    except (OSError, ValueError, AttributeError):
-        return set()
-    found = set()
+def output_ids_in(value: Any) -> set[str]:
+    """Every output ID in a JSON value: ``inputs`` maps names to IDs today, and may map
+    them to an ID with a generation tomorrow; either way no input is missed."""
+    found, todo = set(), [value]
     while todo:
         value = todo.pop()
         if isinstance(value, dict):
             todo.extend(value.values())
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):
             todo.extend(value)
         elif isinstance(value, str) and as_output_id(value):
             found.add(value)
     return found
+
+
+def _raw_inputs(store: OutputStore, output_id: str, generation: int | None) -> Any:
+    """``inputs`` of a record this version cannot read, if it is JSON at all: a newer
+    format most likely still names its inputs there."""
+    path = Path(store.object_dir(output_id, generation).path) / "record.json"
+    try:
+        return json.loads(path.read_text()).get("inputs")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def survey(store: OutputStore, objects: Path) -> tuple[dict[str, Entry], list[Unknown]]:

@@ -229,3 +229,23 @@ def test_pinning_a_partitioned_tasks_file_id_keeps_its_partitions(setup, capsys)
     assert first not in deleted
     assert second not in deleted
     assert whole(lineage(store, second))
+
+
+def test_inputs_named_with_their_generation_are_kept_too(setup, capsys):
+    store, dags, _, old = setup
+    path = Path(store.object_dir(old["t2"].output, 0).path) / "record.json"
+    record = json.loads(path.read_text())
+    record["inputs"] = {"t1": {"output_id": old["t1"].output, "generation": 0}}
+    path.write_text(json.dumps(record))
+    gc.pin(store, old["t2"].output)
+    assert run_gc(store, dags, "--yes") == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == []
+
+
+def test_a_record_that_cannot_be_opened_is_kept_and_reported(setup, capsys):
+    store, dags, _, old = setup
+    (Path(store.object_dir(old["t0"].output).path) / "1" / "record.json").mkdir(parents=True)
+    assert run_gc(store, dags, "--yes") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert old["t0"].output not in report["deleted"]
+    assert "Is a directory" in report["unknown"][0]["reason"]
