@@ -206,7 +206,11 @@ def _changed(path: Path) -> datetime | None:
 
 
 def size(path: Path) -> int:
-    """Bytes of the files under ``path`` (links not followed)."""
-    if not path.is_dir():
-        return path.lstat().st_size if path.exists() else 0
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    """Bytes of the files under ``path`` (links not followed); what vanishes while it is
+    counted (moved aside by a task, deleted by another gc) counts nothing."""
+    total = 0
+    for folder, _, files in os.walk(path) if path.is_dir() else [(path.parent, [], [path.name])]:
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
