@@ -1,24 +1,57 @@
 """Garbage collection: which outputs are still wanted, and reclaiming the rest safely.
 
-Roots are every output the encoded files in the dags folder describe (every partition
-and generation of them) and every pinned output. Anything else whose newest record is
-older than the cut-off is reclaimable. Reclaiming moves an output's whole folder (data
-and records together) out of ``objects/`` with one rename before deleting it, so a gc
-stopped at any point leaves no record without its data; an output whose lock is held
-(a task producing or reading it) is left alone.
+What is kept. The seeds are every output the encoded files in the dags folder describe
+(every partition and generation of them), every pinned output, every output with a
+record newer than the cut-off, and every output gc cannot read (a record of a newer
+format, a damaged one, a generation without one: unknown means keep, and it is
+reported). What is kept is the seeds' closure, as a Nix GC root keeps its closure:
+every output a kept output's records name in ``inputs``, recursively, so ``lineage`` of
+a kept output finds all its inputs. The closure comes from one pass over every record
+(an index output ID -> input IDs), not one walk per root. gc works on whole output
+folders: a kept output keeps all its generations.
+
+The dags folder must be Airflow's configured ``[core] dags_folder`` and hold encoded
+files, unless the caller says otherwise (``any_folder``): an empty or mistyped folder
+would make every output reclaimable.
+
+Reclaiming moves an output's whole folder (data and records together) out of
+``objects/`` with one rename into ``trash/`` before deleting it, so a gc stopped at any
+point leaves no record without its data; the next gc empties ``trash/``. Each output is
+re-checked under its exclusive lock just before it moves (still not pinned nor read by
+an output pinned or committed since the listing, no record newer than the cut-off,
+every record readable), since tasks and users act between the listing and the
+deletion; an output whose lock is held (a task producing or reading it) is left alone,
+and what stays keeps its inputs (outputs go consumers first, so their inputs are still
+there to keep). Leftovers of dead attempts, old quarantined generations and lock files
+of vanished outputs are reclaimed too (``gc_leftovers``). The index and closures are
+in ``gc_index``.
+
+Object-store roots are refused: gc renames and deletes folders, which an object store
+has not; expire released claims and unwanted objects there with the bucket's
+lifecycle rules.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from a_la_mode import AlamodeError, load
+from alamode_airflow import gc_leftovers
+from alamode_airflow.gc_index import (
+    Entry,
+    changed_at,
+    closure,
+    consumers_first,
+    newer,
+    read_entry,
+    survey,
+    wanted,
+)
+from alamode_airflow.gc_leftovers import Leftover, Unknown, as_output_id, discard
 from alamode_airflow.loader import find_files
 from alamode_airflow.store import OutputStore, check_output_id
 
@@ -27,15 +60,49 @@ from alamode_airflow.store import OutputStore, check_output_id
 class Candidate:
     output_id: str
     task: str | None
-    newest: datetime | None  # newest record's end; None when no record is readable
+    newest: datetime | None  # newest record's end; None for a folder with no generation
     size: int
 
 
-def roots(dags_folder: str | Path) -> set[str]:
+IN_USE = "in use"
+
+
+@dataclass
+class Plan:
+    """What one gc found: the reclaimable outputs (consumers before their inputs) and
+    leftovers, what it keeps without being able to read it, and what ``collect`` needs
+    to re-check each output under its lock (which it updates as it learns of pins and
+    outputs that came since)."""
+
+    reclaimable: list[Candidate]
+    unknown: list[Unknown]
+    leftovers: list[Leftover]
+    cutoff: datetime
+    roots: frozenset[str]
+    pins: frozenset[str]
+    kept: set[str]
+    index: dict[str, Entry] = field(repr=False)
+    stamp: tuple[int, int] = (0, 0)  # objects/ as last seen (see gc_index.changed_at)
+
+
+@dataclass
+class Outcome:
+    deleted: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # lock held: in use
+    spared: list[tuple[str, str]] = field(default_factory=list)  # (output ID, why)
+    leftovers: list[Leftover] = field(default_factory=list)  # reclaimed
+
+
+def roots(dags_folder: str | Path, *, any_folder: bool = False) -> set[str]:
     """Output IDs (file IDs) of every task in every encoded file under the folder; a
-    file that cannot be read stops gc, since its roots would be unknown."""
+    file that cannot be read stops gc, since its roots would be unknown. The folder
+    must be Airflow's dags folder and hold encoded files unless ``any_folder``."""
+    folder = Path(dags_folder)
+    files = find_files(folder)
+    if not any_folder:
+        _check_dags_folder(folder, files)
     found: set[str] = set()
-    for path in find_files(dags_folder):
+    for path in files:
         try:
             pipeline = load(path)
         except AlamodeError as exc:
@@ -45,72 +112,147 @@ def roots(dags_folder: str | Path) -> set[str]:
     return found
 
 
+def _check_dags_folder(folder: Path, files: list[Path]) -> None:
+    from alamode_airflow._compat import conf
+
+    override = "; pass --any-dags-folder if that is what you mean"
+    if not folder.is_dir():
+        raise AlamodeError(
+            "is not a folder, so every output would be reclaimable" + override, file=str(folder)
+        )
+    if not files:
+        reason = "holds no encoded files (*.alamode), so every output would be reclaimable"
+        raise AlamodeError(reason + override, file=str(folder))
+    configured = Path(conf.get("core", "dags_folder")).expanduser()
+    if folder.resolve() != configured.resolve():
+        reason = (
+            f"is not Airflow's dags folder ({configured}), so the outputs of the files "
+            "Airflow runs would be reclaimable"
+        )
+        raise AlamodeError(reason + override, file=str(folder))
+
+
 def pins(store: OutputStore) -> set[str]:
-    folder = _local_root(store) / "pins"
-    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    """The pinned output IDs (other names in ``pins/`` pin nothing)."""
+    folder = local_root(store) / "pins"
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return {name for name in names if as_output_id(name)}
 
 
 def pin(store: OutputStore, output_id: str) -> None:
     check_output_id(output_id)
-    folder = _local_root(store) / "pins"
+    folder = local_root(store) / "pins"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / output_id).touch()
 
 
 def unpin(store: OutputStore, output_id: str) -> bool:
     check_output_id(output_id)
-    path = _local_root(store) / "pins" / output_id
+    path = local_root(store) / "pins" / output_id
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
 
 
-def candidates(store: OutputStore, keep: set[str], older_than: timedelta) -> list[Candidate]:
-    """Outputs neither kept nor produced more recently than ``older_than`` ago."""
+def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> Plan:
+    """Everything neither kept nor produced more recently than ``older_than`` ago."""
     cutoff = datetime.now(UTC) - older_than
-    result = []
-    objects = _local_root(store) / "objects"
-    for folder in sorted(objects.iterdir()) if objects.is_dir() else ():
-        if folder.name in keep:
-            continue
-        history = [h.record for h in store.history(folder.name) if h.record is not None]
-        if any(r.file_output_id in keep for r in history):
-            continue
-        newest = max((datetime.fromisoformat(r.end) for r in history), default=None)
-        if newest is not None and newest > cutoff:
-            continue
-        task = history[-1].task if history else None
-        result.append(Candidate(folder.name, task, newest, _size(folder)))
-    return result
+    root_ids, pinned = frozenset(root_ids), frozenset(pins(store))
+    objects = local_root(store) / "objects"
+    seen = changed_at(objects)  # before the listing: what comes after it is seen as new
+    index, unknown = survey(store, objects)
+    seeds = set(root_ids | pinned)
+    seeds.update(e.output_id for e in index.values() if wanted(e, root_ids | pinned, cutoff))
+    kept = closure(seeds, lambda oid: index[oid].inputs if oid in index else ())
+    reclaimable = [
+        Candidate(oid, index[oid].task, index[oid].newest, gc_leftovers.size(objects / oid))
+        for oid in consumers_first(index, [oid for oid in index if oid not in kept])
+    ]
+    leftovers, odd = gc_leftovers.find(local_root(store), cutoff)
+    found = (reclaimable, unknown + odd, leftovers, cutoff, root_ids, pinned, kept, index)
+    return Plan(*found, stamp=seen)
+
+
+def candidates(store: OutputStore, keep: Iterable[str], older_than: timedelta) -> list[Candidate]:
+    """The reclaimable outputs when ``keep`` are the roots (see ``plan``)."""
+    return plan(store, keep, older_than).reclaimable
 
 
 def collect(
-    store: OutputStore, chosen: Iterable[Candidate], advance: Callable[[], None] = lambda: None
-) -> tuple[list[str], list[str]]:
-    """Delete the chosen outputs; returns (deleted, skipped because in use)."""
-    root = _local_root(store)
-    empty_trash(store)
-    deleted, busy = [], []
-    for candidate in chosen:
-        with store.try_locked(candidate.output_id) as free:
-            if not free:
-                busy.append(candidate.output_id)
-            else:
-                trash = root / "trash" / f"{candidate.output_id}.{uuid.uuid4().hex[:8]}"
-                trash.parent.mkdir(parents=True, exist_ok=True)
-                # The one step that matters: records and data leave objects/ together.
-                os.rename(root / "objects" / candidate.output_id, trash)
-                shutil.rmtree(trash)
-                deleted.append(candidate.output_id)
+    store: OutputStore, chosen: Plan, advance: Callable[[], None] = lambda: None
+) -> Outcome:
+    """Delete the plan's reclaimable outputs and leftovers, re-checking each under its
+    lock first; ``advance`` is called once per output."""
+    root, outcome = local_root(store), Outcome()
+    for candidate in chosen.reclaimable:
+        output_id = candidate.output_id
+        with store.try_locked(output_id) as free:
+            why = _why_keep_now(store, chosen, output_id) if free else IN_USE
+            if why:
+                # What stays keeps its inputs, which come later in the plan's order.
+                inputs = chosen.index[output_id].inputs if output_id in chosen.index else ()
+                chosen.kept = closure(inputs, lambda o: _inputs(store, chosen, o), chosen.kept)
+            if why == IN_USE:
+                outcome.busy.append(output_id)
+            elif why:
+                outcome.spared.append((output_id, why))
+            elif discard(root, root / "objects" / output_id, output_id):
+                # Its one rename was the step that matters: records and data left
+                # objects/ together. That change of objects/ is our own, no news (an
+                # output committed between the rename and this stat goes unseen: it
+                # read its inputs before we locked them).
+                chosen.stamp = changed_at(root / "objects")
+                # Lock files are unlinked only by a holder of their exclusive flock, and
+                # store.locked re-opens a lock file whose path no longer names the inode
+                # it locked: a task waiting on this one takes a fresh file.
+                (root / "locks" / f"{output_id}.lock").unlink(missing_ok=True)
+                outcome.deleted.append(output_id)
         advance()
-    return deleted, busy
+    outcome.leftovers = gc_leftovers.reclaim(root, chosen.leftovers)
+    return outcome
 
 
-def empty_trash(store: OutputStore) -> None:
-    """Finish what an interrupted gc moved out of objects/ but did not delete."""
-    trash = _local_root(store) / "trash"
-    for folder in trash.iterdir() if trash.is_dir() else ():
-        shutil.rmtree(folder, ignore_errors=True)
+def _why_keep_now(store: OutputStore, chosen: Plan, output_id: str) -> str:
+    """Why an output listed as reclaimable must stay after all, read under its lock
+    (empty when it may go): pins and commits may have come since the listing."""
+    _catch_up(store, chosen)
+    if output_id in chosen.kept:
+        return "pinned since the listing, or an input of an output kept"
+    entry = read_entry(store, output_id)
+    if entry.unknown:
+        return entry.unknown
+    if newer(entry, chosen.cutoff):
+        return "a record newer than the cut-off since the listing"
+    if entry.file_ids & (chosen.roots | chosen.pins):
+        return "a partition of a task in the dags folder or pinned"
+    return ""
+
+
+def _catch_up(store: OutputStore, chosen: Plan) -> None:
+    """Take in the pins made and the outputs committed since the listing: each is a
+    seed as it would have been then, and keeps its closure. Closing over only the new
+    seeds is enough: what was kept stays kept."""
+    pinned = frozenset(pins(store))
+    seeds = set(pinned - chosen.pins)
+    chosen.pins = pinned
+    objects = local_root(store) / "objects"
+    seen = changed_at(objects)
+    if seen != chosen.stamp:
+        chosen.stamp = seen
+        named = chosen.roots | pinned
+        for name in os.listdir(objects):
+            if name not in chosen.index and as_output_id(name):
+                entry = chosen.index[name] = read_entry(store, name)
+                seeds.update([name] if wanted(entry, named, chosen.cutoff) else [])
+    if seeds:
+        chosen.kept = closure(seeds, lambda o: _inputs(store, chosen, o), chosen.kept)
+
+
+def _inputs(store: OutputStore, chosen: Plan, output_id: str) -> frozenset[str]:
+    """An output's input IDs, from the index or, for one not in it, its records."""
+    if output_id in chosen.index:
+        return chosen.index[output_id].inputs
+    return read_entry(store, output_id).inputs
 
 
 def parse_age(text: str) -> timedelta:
@@ -128,15 +270,11 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{units[unit]: int(number)})
 
 
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _local_root(store: OutputStore) -> Path:
+def local_root(store: OutputStore) -> Path:
     """The root folder; gc renames and deletes folders, which an object store has not."""
     if not store.local:
         raise AlamodeError(
             f"gc works on local storage roots; {store.root} is an object store "
-            "(expire its objects with the bucket's lifecycle rules)"
+            "(expire its objects and released claims with the bucket's lifecycle rules)"
         )
     return Path(store.root.path)

@@ -1,8 +1,10 @@
 """Garbage collection: what it keeps, what it reclaims, and that no interruption
-leaves a record without its data."""
+leaves a record without its data. Helpers here serve the other test_gc_* modules."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import random
@@ -15,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from a_la_mode import AlamodeError, Dag, load
+from a_la_mode.partitions import partition_id
 from alamode_airflow import gc
 from alamode_airflow.cli import main
+from alamode_airflow.records import SuccessRecord, manifest
 from alamode_airflow.store import OutputStore
 from tests.unit.storefill import produce
 
@@ -34,11 +38,74 @@ def chain(n: int, tag: str) -> Dag:
     return dag
 
 
-@pytest.fixture
-def setup(tmp_path):
-    """A store holding an old pipeline's outputs and the current pipeline's outputs."""
+def commit(store: OutputStore, task, inputs: dict[str, str], end: str, **kw) -> str:
+    """Commit an output of ``task`` whose record names ``inputs`` (the next generation;
+    ``interval`` makes it a partition): records as the engine writes them."""
+    interval = kw.get("interval")
+    output_id = partition_id(task.output, *interval) if interval else task.output
+    generation = max(store.generations(output_id), default=-1) + 1
+    staging = store.stage(output_id)
+    (staging / "data" / "out.txt").write_text(f"{task.name} {generation}")
+    record = SuccessRecord(
+        output_id=output_id,
+        dag_id="collage",
+        task=task.name,
+        run_id="run",
+        try_number=1,
+        start=end,
+        end=end,
+        duration_s=0.0,
+        command=task.spec["command"],
+        image=None,
+        sha=None,
+        inputs=inputs,
+        preimage_b64=base64.b64encode(task.preimage()).decode(),
+        host="test",
+        manifest=manifest(staging / "data"),
+        generation=generation,
+        file_output_id=task.output if interval else None,
+        interval=interval,
+    )
+    store.commit(staging, record)
+    return output_id
+
+
+@contextlib.contextmanager
+def held(path: Path, shared: bool = False):
+    """Another process holding the flock of ``path`` (created if missing) until the
+    block ends, as a task producing (exclusive) or reading (shared) an output does."""
+    code = (
+        "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+        "fcntl.flock(f, fcntl.LOCK_SH if sys.argv[2] == 'sh' else fcntl.LOCK_EX); "
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "sh" if shared else "ex"
+    argv = [sys.executable, "-c", code, str(path), mode]
+    holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.stdout.close()
+        holder.wait(timeout=30)
+
+
+def lock_of(store: OutputStore, output_id: str) -> Path:
+    """The output's lock file path (its folder created)."""
+    locks = Path(store.root.path, "locks")
+    locks.mkdir(parents=True, exist_ok=True)
+    return locks / f"{output_id}.lock"
+
+
+@pytest.fixture(name="setup")
+def store_with_old_outputs(tmp_path, monkeypatch):
+    """A store holding an old pipeline's outputs and the current pipeline's outputs;
+    Airflow's dags folder is the one holding the current pipeline."""
     store = OutputStore(str(tmp_path / "store"))
     dags = tmp_path / "dags"
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags))
     current, old = chain(3, "new"), chain(3, "old")
     current.save(dags / "current.alamode")
     produce(store, load(current.bencode()), "run-new", end=OLD)
@@ -49,8 +116,7 @@ def setup(tmp_path):
 def test_roots_and_pins_are_kept_the_rest_is_reclaimable(setup):
     store, dags, _current, old = setup
     gc.pin(store, old["t0"].output)
-    keep = gc.roots(dags) | gc.pins(store)
-    chosen = {c.output_id for c in gc.candidates(store, keep, gc.parse_age("30d"))}
+    chosen = {c.output_id for c in gc.plan(store, gc.roots(dags), gc.parse_age("30d")).reclaimable}
     assert chosen == {old["t1"].output, old["t2"].output}
     assert gc.unpin(store, old["t0"].output) is True
     assert gc.unpin(store, old["t0"].output) is False
@@ -60,20 +126,23 @@ def test_recent_outputs_are_not_reclaimable(setup, tmp_path):
     store, dags, _, _ = setup
     fresh = chain(2, "fresh")
     produce(store, load(fresh.bencode()), "run-fresh", end="2999-01-01T00:00:00+00:00")
-    chosen = gc.candidates(store, gc.roots(dags), gc.parse_age("1d"))
+    chosen = gc.plan(store, gc.roots(dags), gc.parse_age("1d")).reclaimable
     assert {c.task for c in chosen} == {"t0", "t1", "t2"}
     assert all(c.newest.year == 2020 for c in chosen)
 
 
 def test_collect_removes_record_and_data_together_and_spares_outputs_in_use(setup):
     store, dags, current, old = setup
-    chosen = gc.candidates(store, gc.roots(dags), gc.parse_age("0"))
-    with store.locked(old["t2"].output, shared=True):  # a task is reading it
-        deleted, busy = gc.collect(store, chosen)
-    assert set(deleted) == {old["t0"].output, old["t1"].output}
-    assert busy == [old["t2"].output]
-    assert not Path(store.object_dir(old["t0"].output).path).exists()
-    assert store.lookup(old["t2"].output).done
+    chosen = gc.plan(store, gc.roots(dags), gc.parse_age("0"))
+    with held(lock_of(store, old["t1"].output), shared=True):  # a task is reading it
+        outcome = gc.collect(store, chosen)
+    assert outcome.deleted == [old["t2"].output]
+    assert not Path(store.object_dir(old["t2"].output).path).exists()
+    assert outcome.busy == [old["t1"].output]
+    # What stays keeps its inputs: t1's lineage is whole.
+    assert [oid for oid, _ in outcome.spared] == [old["t0"].output]
+    assert store.lookup(old["t1"].output).done
+    assert store.lookup(old["t0"].output).done
     assert all(store.lookup(task.output).done for task in current)
 
 
@@ -106,6 +175,7 @@ def test_gc_killed_at_random_points_leaves_a_consistent_store(tmp_path):
     objects = Path(store.root.path, "objects")
     rng = random.Random(7)
     command = [sys.executable, "-m", "alamode_airflow.cli", "gc", "--dags-folder", str(dags)]
+    command += ["--any-dags-folder"]
     command += ["--store", str(store.root.path), "--older-than", "0", "--yes", "--json"]
     interrupted, delay = 0, 0.5
     # Kill gc at random moments until two kills have landed mid-collection (the delay
