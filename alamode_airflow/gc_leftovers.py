@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import Iterator
@@ -28,8 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from a_la_mode import AlamodeError
-from alamode_airflow.store import check_output_id
+from a_la_mode.ids import is_output_id
+from alamode_airflow.manifests import remove
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def reclaim(root: Path, leftovers: list[Leftover]) -> list[Leftover]:
         else:
             gone = path.exists()
             with contextlib.suppress(FileNotFoundError):  # another gc emptying trash/
-                remove_tree(path)
+                remove(path)
         if gone:
             done.append(leftover)
     return done
@@ -160,23 +159,8 @@ def discard(root: Path, path: Path, name: str) -> bool:
         # Moving a folder to another parent rewrites its "..", so it must be writable.
         _writable(path)
         os.rename(path, trash)
-    remove_tree(trash)
+    remove(trash)
     return True
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a file or folder whose committed parts may be read-only: removing an entry
-    needs a writable folder, which only root has without asking, so every folder is
-    made writable by its owner first."""
-    if not path.is_dir() or path.is_symlink():
-        path.unlink(missing_ok=True)
-        return
-    try:
-        shutil.rmtree(path)
-    except PermissionError:  # only then the extra walk: most trees are writable
-        for folder, _, _ in os.walk(path):
-            _writable(Path(folder))
-        shutil.rmtree(path)
 
 
 def _writable(folder: Path) -> None:
@@ -187,10 +171,7 @@ def _writable(folder: Path) -> None:
 
 def as_output_id(name: str) -> str | None:
     """``name`` if it is an output ID, else None."""
-    try:
-        return check_output_id(name)
-    except AlamodeError:
-        return None
+    return name if is_output_id(name) else None
 
 
 def _children(folder: Path) -> list[Path]:

@@ -35,6 +35,7 @@ the manifest``, or why the folder holds something no manifest can hold.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -189,6 +190,10 @@ def remove(folder: str | os.PathLike[str]) -> None:
     writable by its owner when deleting in it fails (root needs no such step, other
     users do). Folders outside the tree are never changed; other errors are raised."""
 
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder)  # a single file or link: nothing to walk
+        return
     top = os.path.abspath(folder)
 
     def writable_parent(func: Any, path: str, exc: Any) -> None:

@@ -133,6 +133,7 @@ class LocalBackend:
         target.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):  # another task moved it first
             os.rename(source, target)
+            os.utime(target)  # gc ages quarantine entries from when they were set aside
 
     def fetch(self, output_id: str, data, into: Path, record) -> Path:
         return Path(data.path)

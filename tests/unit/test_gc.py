@@ -20,7 +20,8 @@ from a_la_mode import AlamodeError, Dag, load
 from a_la_mode.partitions import partition_id
 from alamode_airflow import gc
 from alamode_airflow.cli import main
-from alamode_airflow.records import SuccessRecord, manifest
+from alamode_airflow.manifests import manifest
+from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import OutputStore
 from tests.unit.storefill import produce
 

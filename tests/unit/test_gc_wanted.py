@@ -186,7 +186,7 @@ def test_outputs_gc_cannot_read_are_kept_and_reported(setup, capsys):
     store, dags, _, old = setup
     objects = Path(store.root.path) / "objects"
     newer = objects / old["t0"].output / "0" / "record.json"
-    newer.write_text(json.dumps({**json.loads(newer.read_text()), "format": 2}))
+    newer.write_text(json.dumps({**json.loads(newer.read_text()), "format": 9}))
     (objects / old["t1"].output / "0" / "record.json").write_text("{not json")
     (objects / old["t2"].output / "1" / "data").mkdir(parents=True)  # no record
     (objects / "notes").mkdir()
@@ -195,7 +195,7 @@ def test_outputs_gc_cannot_read_are_kept_and_reported(setup, capsys):
     assert report["reclaimable"] == []
     assert report["deleted"] == []
     reasons = {row["path"]: row["reason"] for row in report["unknown"]}
-    assert "unknown record format 2" in reasons[f"objects/{old['t0'].output}"]
+    assert "unknown record format 9" in reasons[f"objects/{old['t0'].output}"]
     assert "unreadable" in reasons[f"objects/{old['t1'].output}"]
     assert "no record" in reasons[f"objects/{old['t2'].output}"]
     assert reasons["objects/notes"] == "not an output ID"
@@ -204,7 +204,7 @@ def test_outputs_gc_cannot_read_are_kept_and_reported(setup, capsys):
     assert main([*args, "--older-than", "0"]) == 0
     table = capsys.readouterr().out
     assert "cannot be read" in table
-    assert "unknown record format 2" in table
+    assert "unknown record format 9" in table
 
 
 def test_an_unreadable_record_still_keeps_the_inputs_it_names(setup, capsys):
@@ -212,7 +212,7 @@ def test_an_unreadable_record_still_keeps_the_inputs_it_names(setup, capsys):
     path = Path(store.object_dir(old["t1"].output, 0).path) / "record.json"
     record = json.loads(path.read_text())
     inputs = {name: {"output_id": oid, "generation": 0} for name, oid in record["inputs"].items()}
-    path.write_text(json.dumps({**record, "format": 2, "inputs": inputs}))
+    path.write_text(json.dumps({**record, "format": 9, "inputs": inputs}))
     assert run_gc(store, dags, "--yes") == 0
     assert json.loads(capsys.readouterr().out)["deleted"] == [old["t2"].output]
     assert store.lookup(old["t0"].output).done
