@@ -3,7 +3,6 @@ made from the replaced generation, in every DAG and run that meets it next."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from a_la_mode import Dag
@@ -89,29 +88,6 @@ def test_a_downstream_that_failed_during_the_rebuild_is_recomputed_next_run(
     report_id = dag.encode()["tasks"]["report"]["output"]
     assert text(store, report_id) == "v2report\n"
     assert airflow.run("one", "2026-01-04") == {**DONE, "fetch": "skipped", "report": "skipped"}
-
-
-def test_a_rebuild_is_matched_to_the_run_of_its_own_dag(airflow, counter, tmp_path):
-    """Both DAGs' runs on one date have the same run ID: DAG two's rebuild of the
-    shared output must not take DAG one's record of that run ID for its own."""
-    version = tmp_path / "version"
-    version.write_text("v1")
-    airflow.save(reader("one", "report", counter, version), "one")
-    airflow.save(reader("two", "summary", counter, version), "two")
-    airflow.run("one", "2026-01-01")
-    version.write_text("v2")
-    states = airflow.run("two", "2026-01-01", conf={"rebuild": ["fetch"]})
-    assert states == {**DONE, "fetch": "success", "summary": "success"}
-    assert executed(counter).count("fetch") == 2
-    folder = airflow.store / "objects" / _fetch_id(version, counter) / "1"
-    record = json.loads((folder / "record.json").read_text())
-    assert record["dag_id"] == "two"
-
-
-def _fetch_id(version: Path, counter: Path) -> str:
-    dag = Dag({})
-    dag.task("fetch", fetch_spec(counter, version))
-    return dag.encode()["tasks"]["fetch"]["output"]
 
 
 def _load(dag: Dag):

@@ -1,0 +1,99 @@
+"""The operator's branches in-process, with a small fake of what Airflow hands a task:
+skip when current, produce when stale or rebuilt, and whose run a rebuild matches."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from a_la_mode import Dag, load
+from alamode_airflow._compat import AirflowSkipException
+from alamode_airflow.operators import PLAN_XCOM, RECORD_XCOM, AlamodeCommandOperator
+from alamode_airflow.store import OutputStore
+
+SCHEDULED = "scheduled__2026-01-01T00:00:00+00:00"  # the same in every daily DAG
+
+
+class FakeTaskInstance:
+    def __init__(self, dag_id: str, task_id: str, run_id: str, plan: dict) -> None:
+        self.dag_id, self.task_id, self.run_id = dag_id, task_id, run_id
+        self.try_number, self.map_index = 1, -1
+        self.plan, self.pushed = plan, {}
+
+    def xcom_pull(self, task_ids: str, key: str):
+        return self.plan if key == PLAN_XCOM else None
+
+    def xcom_push(self, key: str, value) -> None:
+        self.pushed[key] = value
+
+
+def run(op: AlamodeCommandOperator, dag_id: str, run_id: str, rebuild=()) -> dict | None:
+    """Execute ``op`` as a task of ``dag_id``'s run ``run_id``: its record, or None
+    when it skipped."""
+    ti = FakeTaskInstance(dag_id, op.task_id, run_id, {"rebuild": list(rebuild)})
+    context = {"ti": ti, "run_id": run_id, "outlet_events": defaultdict(object)}
+    try:
+        op.execute(context)
+    except AirflowSkipException:
+        return None
+    return ti.pushed[RECORD_XCOM]
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    version = tmp_path / "version"
+    version.write_text("v1")
+    dag = Dag({})
+    fetch = dag.task("fetch", {"command": f'cat {version} > "$ALAMODE_OUTPUT/out.txt"'})
+    report = dag.task("report", {"command": 'cp "$ALAMODE_INPUT_FETCH/out.txt" "$ALAMODE_OUTPUT"'})
+    fetch >> report
+    return load(dag.bencode()), version
+
+
+def operator(task, store: OutputStore, tmp_path: Path) -> AlamodeCommandOperator:
+    return AlamodeCommandOperator(
+        task_id=task.name,
+        output_id=task.output,
+        inputs=task.inputs,
+        preimage_source=task.preimage,
+        command=task.spec["command"],
+        cwd=str(tmp_path),
+        storage_root=store.url,
+    )
+
+
+def test_a_rebuild_matches_the_run_of_its_own_dag_not_another_with_the_same_run_id(
+    pipeline, tmp_path
+):
+    tasks, version = pipeline
+    store = OutputStore(str(tmp_path / "store"))
+    fetch = operator(tasks["fetch"], store, tmp_path)
+    assert run(fetch, "one", SCHEDULED)["generation"] == 0
+    version.write_text("v2")
+    # DAG two's run has the same run ID; its rebuild must not take one's record as its own.
+    record = run(fetch, "two", SCHEDULED, rebuild=["fetch"])
+    assert record is not None
+    assert record["generation"] == 1
+    assert record["dag_id"] == "two"
+    # A retry of DAG two's run finds its own record and skips.
+    assert run(fetch, "two", SCHEDULED, rebuild=["fetch"]) is None
+
+
+def test_a_stale_output_is_produced_as_the_next_generation_naming_what_it_read(pipeline, tmp_path):
+    tasks, version = pipeline
+    store = OutputStore(str(tmp_path / "store"))
+    fetch, report = (operator(tasks[n], store, tmp_path) for n in ("fetch", "report"))
+    run(fetch, "d", "run-1")
+    assert run(report, "d", "run-1")["input_generations"] == {"fetch": 0}
+    assert run(report, "d", "run-2") is None  # current: skipped
+    version.write_text("v2")
+    run(fetch, "d", "run-3", rebuild=["fetch"])
+    record = run(report, "other", "run-4")  # another DAG meets it first
+    assert record["generation"] == 1
+    assert record["input_generations"] == {"fetch": 1}
+    data = Path(store.where(tasks["report"].output)) / "out.txt"
+    assert data.read_text() == "v2"
+    first = store.read(tasks["report"].output, 0).record
+    assert first.input_generations == {"fetch": 0}
