@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +85,49 @@ def test_nothing_but_command_reaches_the_shell(tmp_path):
     Command(run).run(lines.append)
     assert lines == [crafted, crafted]
     assert not marker.exists()
+
+
+# --- A killed task leaves nothing running -------------------------------------------
+
+TASK = """
+import sys
+from alamode_airflow.runner import Command, Invocation
+call = Invocation(command=sys.argv[1], cwd=sys.argv[2], output=sys.argv[2], output_id="ab" * 32,
+                                task="t", inputs={}, env={})
+Command(call).run(lambda line: print(line, flush=True))
+"""
+
+
+def running(token: str) -> list[int]:
+    """Processes whose command line holds ``token``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline and b"python" not in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def test_sigkilled_task_takes_every_process_of_its_command_along(tmp_path):
+    token = f"2.{os.getpid()}{time.monotonic_ns() % 10**6:06d}"  # a sleep of ~2 s, ours alone
+    command = f"echo partial > x && sleep {token} && echo done >> x"
+    task = subprocess.Popen([sys.executable, "-c", TASK, command, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 20
+        while not running(token):
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.02)
+        started = time.monotonic()
+        task.kill()  # SIGKILL: no handler, no on_kill
+        task.wait()
+        while running(token) and time.monotonic() < started + 1:
+            time.sleep(0.02)
+        assert running(token) == []
+        time.sleep(max(0.0, started + 2.5 - time.monotonic()))  # past the sleep's end
+        assert (tmp_path / "x").read_text() == "partial\n"
+    finally:
+        for pid in running(token):
+            os.kill(pid, signal.SIGKILL)
