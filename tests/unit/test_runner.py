@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alamode_airflow.runner import Command, CommandFailed, Invocation, env_name
+from alamode_airflow.runner import Command, CommandFailed, InputModified, Invocation, env_name
 
 
 def call(tmp_path, command, timeout=None, inputs=None) -> Invocation:
@@ -131,3 +131,107 @@ def test_sigkilled_task_takes_every_process_of_its_command_along(tmp_path):
     finally:
         for pid in running(token):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_processes_left_running_or_detached_are_killed_when_the_shell_exits(tmp_path):
+    token = f"3.{os.getpid()}{time.monotonic_ns() % 10**6:06d}"
+    command = f"setsid sleep {token} & (sleep {token}; touch late) > /dev/null & echo started"
+    lines = []
+    try:
+        Command(call(tmp_path, command)).run(lines.append)
+        assert lines == ["started", "killed 3 process(es) the command left running"]
+        assert running(token) == []
+    finally:
+        for pid in running(token):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_pipelines_get_default_signals(tmp_path):
+    lines = []
+    Command(call(tmp_path, "yes | head -2")).run(lines.append)
+    assert lines == ["y", "y"]  # yes ends on SIGPIPE, quietly, as in a terminal
+
+
+# --- Commands cannot change their inputs --------------------------------------------
+
+
+@pytest.fixture
+def first(tmp_path) -> Path:
+    """A committed input folder: out.txt and a sub-folder."""
+    folder = tmp_path / "objects" / "first" / "0" / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "out.txt").write_text("first\n")
+    (folder / "sub" / "part").write_text("1\n")
+    return folder
+
+
+def digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+APPEND = 'echo more >> "$ALAMODE_INPUT_FIRST/out.txt"'
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="read-only mounts need root")
+def test_an_input_is_read_only_for_the_command(tmp_path, first):
+    before = digest(first)
+    lines = []
+    expected = (
+        r"it tried to write into its input 'first' \(ALAMODE_INPUT_FIRST\), which is read-only"
+    )
+    with pytest.raises(CommandFailed, match=expected) as failed:
+        Command(call(tmp_path, APPEND, inputs={"first": str(first)})).run(lines.append)
+    assert not isinstance(failed.value, InputModified)
+    assert "Read-only file system" in lines[0]
+    assert digest(first) == before
+    # The mount was the command's alone: the folder stays writable outside it.
+    assert str(first) not in Path("/proc/self/mountinfo").read_text()
+    (first / "ours").write_text("")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="read-only mounts need root")
+def test_a_write_that_names_no_input_still_says_inputs_are_read_only(tmp_path, first):
+    command = 'cd "$ALAMODE_INPUT_FIRST" && touch cache'
+    with pytest.raises(CommandFailed, match=r"input 'first' .* which is read-only"):
+        Command(call(tmp_path, command, inputs={"first": str(first)})).run(lambda line: None)
+    assert not (first / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "changed"),
+    [
+        (APPEND, "out.txt"),
+        ('touch "$ALAMODE_INPUT_FIRST/sub/cache"', "sub, sub/cache"),
+        ('rm "$ALAMODE_INPUT_FIRST/sub/part"', "sub, sub/part"),
+        ('chmod 600 "$ALAMODE_INPUT_FIRST/out.txt"; false', "out.txt"),
+    ],
+)
+def test_without_mounts_a_changed_input_is_found_after_the_command(
+    tmp_path, first, command, changed
+):
+    other = tmp_path / "other"
+    other.mkdir()
+    inputs = {"first": str(first), "other": str(other)}
+    expected = f"the command modified its input 'first': {changed}$"
+    with pytest.raises(InputModified, match=expected) as modified:
+        Command(call(tmp_path, command, inputs=inputs), protect="check").run(lambda line: None)
+    assert modified.value.inputs == ("first",)
+    assert modified.value.task == "edge-enhance"
+
+
+def test_without_mounts_reading_inputs_is_fine(tmp_path, first):
+    lines = []
+    command = 'cat "$ALAMODE_INPUT_FIRST/out.txt" > "$ALAMODE_OUTPUT/copy"; echo ok'
+    Command(call(tmp_path, command, inputs={"first": str(first)}), protect="check").run(
+        lines.append
+    )
+    assert lines[-1] == "ok"
+    assert (tmp_path / "out" / "copy").read_text() == "first\n"
+
+
+def test_protection_setting_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ALAMODE__PROTECT_INPUTS", "none")
+    with pytest.raises(
+        CommandFailed, match="protect_inputs must be one of mount, check, not 'none'"
+    ):
+        Command(call(tmp_path, "true")).run(lambda line: None)
