@@ -123,18 +123,21 @@ class Command:
         """Run to completion, sending each output line to ``log``; raise CommandFailed
         unless it exits 0 within the timeout, InputModified if it changed an input."""
         call = self.call
+        mount = self._protection() == "mount"
         report_fd, result_fd = os.pipe()
         spec = {
             "parent": os.getpid(),
             "argv": ["bash", "-c", call.command],
             "inputs": dict(call.inputs),
             "read_only": list(call.read_only),
-            "mount": self._protection() == "mount",
+            "mount": mount,
             "result_fd": result_fd,
         }
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", SUPERVISOR, json.dumps(spec)],
+                # The standard library only (-S): it starts fast, whatever the
+                # command's environment says about Python (-I).
+                [sys.executable, "-I", "-S", SUPERVISOR, json.dumps(spec)],
                 cwd=call.cwd,
                 env=environment(call, os.environ),
                 stdout=subprocess.PIPE,
