@@ -171,7 +171,7 @@ class Command:
                 for line in self.process.stdout:
                     log(line.rstrip("\n"))
                     if READ_ONLY in line:
-                        refused |= _named(self.call.inputs, line) or {""}
+                        refused |= _named(self.call, line) or {""}
             return self.process.wait(), refused
         finally:
             if timer:
@@ -198,9 +198,7 @@ class Command:
         elif report.get("stopped"):
             message += f" ({report['stopped']})"
         if refused and report.get("mounted"):
-            names = sorted(refused - {""}) or sorted(call.inputs)
-            listed = ", ".join(f"{n!r} ({env_name(n)})" for n in names)
-            message += f": it tried to write into its input {listed}, which is read-only"
+            message += ": " + _read_only_hint(call, refused)
         raise CommandFailed(message, task=call.task)
 
     def _protection(self) -> str:
@@ -236,6 +234,20 @@ class Command:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def _named(inputs: Mapping[str, str], line: str) -> set[str]:
-    """The inputs whose location appears in ``line``."""
-    return {name for name, path in inputs.items() if path in line or os.path.realpath(path) in line}
+def _named(call: Invocation, line: str) -> set[str]:
+    """The inputs (by name) and other read-only folders whose location ``line`` holds."""
+    places = {**call.inputs, **{folder: folder for folder in call.read_only}}
+    return {name for name, path in places.items() if path in line or os.path.realpath(path) in line}
+
+
+def _read_only_hint(call: Invocation, refused: set[str]) -> str:
+    """Why a command's write failed, from what its "Read-only file system" lines
+    named: inputs, other read-only folders, or nothing ("")."""
+    inputs = sorted(refused & set(call.inputs))
+    folders = sorted(refused & set(call.read_only))
+    listed = ", ".join(f"{name!r} ({env_name(name)})" for name in inputs or sorted(call.inputs))
+    if inputs:
+        return f"it tried to write into its input {listed}, which is read-only"
+    if folders:
+        return f"it tried to write into {', '.join(folders)}, which is read-only to commands"
+    return f"it hit a read-only file system; its inputs are read-only: {listed}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,15 +57,17 @@ def test_non_zero_exit_is_a_failure_naming_the_task(tmp_path):
         Command(call(tmp_path, "exit 3")).run(lambda line: None)
 
 
-def test_timeout_kills_the_whole_process_group(tmp_path):
-    marker = tmp_path / "child-survived"
-    command = f"(sleep 3; touch {marker}) & sleep 30"
+def test_timeout_kills_every_process_of_the_command(tmp_path):
+    marker, detached = tmp_path / "child-survived", tmp_path / "detached-survived"
+    # setsid: a process that left the command's process group is killed too.
+    command = f"(sleep 3; touch {marker}) & setsid sh -c 'sleep 3; touch {detached}' & sleep 30"
     started = time.monotonic()
     with pytest.raises(CommandFailed, match=r"\(timed out after 1s\)"):
         Command(call(tmp_path, command, timeout=1)).run(lambda line: None)
     assert time.monotonic() - started < 10
     time.sleep(3.5)
     assert not marker.exists()
+    assert not detached.exists()
 
 
 def test_env_names():
@@ -134,13 +140,18 @@ def test_sigkilled_task_takes_every_process_of_its_command_along(tmp_path):
 
 
 def test_processes_left_running_or_detached_are_killed_when_the_shell_exits(tmp_path):
-    token = f"3.{os.getpid()}{time.monotonic_ns() % 10**6:06d}"
-    command = f"setsid sleep {token} & (sleep {token}; touch late) > /dev/null & echo started"
+    token = f"1.{os.getpid()}{time.monotonic_ns() % 10**6:06d}"
+    late = tmp_path / "late"
+    command = f"setsid sleep {token} & (sleep {token}; touch {late}) & sleep 0.2; echo started"
     lines = []
     try:
         Command(call(tmp_path, command)).run(lines.append)
-        assert lines == ["started", "killed 3 process(es) the command left running"]
+        ended = time.monotonic()
+        assert lines[0] == "started"
+        assert re.fullmatch(r"killed [1-3] process\(es\) the command left running", lines[1])
         assert running(token) == []
+        time.sleep(max(0.0, ended + 1.5 - time.monotonic()))
+        assert not late.exists()
     finally:
         for pid in running(token):
             os.kill(pid, signal.SIGKILL)
@@ -190,9 +201,23 @@ def test_an_input_is_read_only_for_the_command(tmp_path, first):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="read-only mounts need root")
+def test_more_read_only_folders_can_be_named(tmp_path, first):
+    records = first.parent
+    command = f'echo "$ALAMODE_INPUT_FIRST/../record.json"; touch {records}/record.json'
+    run = dataclasses.replace(
+        call(tmp_path, command, inputs={"first": str(first)}), read_only=(str(records),)
+    )
+    expected = f"status 1: it tried to write into {records}, which is read-only to commands"
+    with pytest.raises(CommandFailed, match=re.escape(expected) + "$"):
+        Command(run).run(lambda line: None)
+    assert not (records / "record.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="read-only mounts need root")
 def test_a_write_that_names_no_input_still_says_inputs_are_read_only(tmp_path, first):
     command = 'cd "$ALAMODE_INPUT_FIRST" && touch cache'
-    with pytest.raises(CommandFailed, match=r"input 'first' .* which is read-only"):
+    expected = r"hit a read-only file system; its inputs are read-only: 'first' \(ALAMODE_INPUT_"
+    with pytest.raises(CommandFailed, match=expected):
         Command(call(tmp_path, command, inputs={"first": str(first)})).run(lambda line: None)
     assert not (first / "cache").exists()
 
@@ -217,6 +242,38 @@ def test_without_mounts_a_changed_input_is_found_after_the_command(
         Command(call(tmp_path, command, inputs=inputs), protect="check").run(lambda line: None)
     assert modified.value.inputs == ("first",)
     assert modified.value.task == "edge-enhance"
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
+def test_where_mounts_are_not_allowed_a_changed_input_is_found(tmp_path, first):
+    # Without CAP_SYS_ADMIN (what a root without it, or any other user, has).
+    script = TASK.replace("inputs={}", "inputs={'first': sys.argv[3]}")
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set=-sys_admin",
+            sys.executable,
+            "-c",
+            script,
+            APPEND,
+            tmp_path,
+            first,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "inputs not mounted read-only (Operation not permitted): checked after" in done.stdout
+    assert "InputModified: task 't': the command modified its input 'first': out.txt" in (
+        done.stderr
+    )
+
+
+def test_input_modified_survives_pickling():
+    error = InputModified({"b": ["x"], "a": [".", "y"]}, task="t")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.inputs, copy.changed, copy.task) == (("a", "b"), error.changed, "t")
+    assert str(copy) == str(error) == "task 't': the command modified its input 'a': ., y; 'b': x"
 
 
 def test_without_mounts_reading_inputs_is_fine(tmp_path, first):
