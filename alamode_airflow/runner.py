@@ -124,10 +124,13 @@ class Command:
         unless it exits 0 within the timeout, InputModified if it changed an input."""
         call = self.call
         mount = self._protection() == "mount"
+        env = environment(call, os.environ)
         report_fd, result_fd = os.pipe()
         spec = {
             "parent": os.getpid(),
             "argv": ["bash", "-c", call.command],
+            # Python sets LC_CTYPE at start-up in the C locale; the command must not see it.
+            "unset": [name for name in ("LC_CTYPE",) if name not in env],
             "inputs": dict(call.inputs),
             "read_only": list(call.read_only),
             "mount": mount,
@@ -139,7 +142,7 @@ class Command:
                 # command's environment says about Python (-I).
                 [sys.executable, "-I", "-S", SUPERVISOR, json.dumps(spec)],
                 cwd=call.cwd,
-                env=environment(call, os.environ),
+                env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

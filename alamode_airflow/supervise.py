@@ -154,12 +154,14 @@ def wait_for(pid: int, parent: int) -> tuple[int | None, str | None]:
                 return status, None
 
 
-def start(argv: list[str], mask: set) -> int:
+def start(argv: list[str], unset: list[str], mask: set) -> int:
     """Fork and exec the command, as it would start from a shell."""
     pid = os.fork()
     if pid:
         return pid
     try:
+        for name in unset:
+            os.environ.pop(name, None)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # should we be killed ourselves
         # Python ignores these; an exec'd program must get the defaults back.
         for number in (signal.SIGPIPE, signal.SIGXFSZ):
@@ -195,7 +197,7 @@ def supervise(spec: dict, report: dict) -> int:
         report["stopped"] = "the task process died"  # before the line above took effect
         return -signal.SIGKILL
     before = protect(spec, report)
-    pid = start(spec["argv"], mask)
+    pid = start(spec["argv"], spec.get("unset", []), mask)
     status, report["stopped"] = wait_for(pid, spec["parent"])
     killed = kill_all()
     if status is not None:

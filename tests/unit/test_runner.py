@@ -157,6 +157,16 @@ def test_processes_left_running_or_detached_are_killed_when_the_shell_exits(tmp_
             os.kill(pid, signal.SIGKILL)
 
 
+def test_the_command_gets_the_environment_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANG", "C")  # where Python would set LC_CTYPE for itself
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_CTYPE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "/nowhere")
+    lines = []
+    Command(call(tmp_path, 'echo "${LC_CTYPE-unset} $LANG $PYTHONPATH"')).run(lines.append)
+    assert lines == ["unset C /nowhere"]
+
+
 def test_pipelines_get_default_signals(tmp_path):
     lines = []
     Command(call(tmp_path, "yes | head -2")).run(lines.append)
