@@ -157,25 +157,28 @@ class Command:
             raise CommandFailed(f"cannot start command: {exc}", task=call.task) from exc
         finally:
             os.close(result_fd)
-        with os.fdopen(report_fd, "rb") as report:
-            status, refused = self._stream(log)
-            found = json.loads(report.read() or b"{}")
-        self._judge(status, found, refused, log)
+        status, report, refused = self._watch(report_fd, log)
+        self._judge(status, report, refused, log)
 
-    def _stream(self, log: Callable[[str], None]) -> tuple[int, set[str]]:
-        """Log every line until the command ends; its status, and the inputs that
-        lines saying "Read-only file system" name (or "" when they name none)."""
-        timer = threading.Timer(self.call.timeout, self._time_out) if self.call.timeout else None
+    def _watch(self, report_fd: int, log: Callable[[str], None]) -> tuple[int, dict, set[str]]:
+        """Log every line until the command ends (or times out); its status, the
+        supervisor's report, and what lines saying "Read-only file system" named
+        (inputs, read-only folders, or "" for nothing known)."""
+        call = self.call
+        timer = threading.Timer(call.timeout, self._time_out) if call.timeout else None
         if timer:
             timer.start()
         refused = set()
         try:
-            with self.process.stdout:
-                for line in self.process.stdout:
-                    log(line.rstrip("\n"))
-                    if READ_ONLY in line:
-                        refused |= _named(self.call, line) or {""}
-            return self.process.wait(), refused
+            with os.fdopen(report_fd, "rb") as report:
+                with self.process.stdout:
+                    for line in self.process.stdout:
+                        log(line.rstrip("\n"))
+                        if READ_ONLY in line:
+                            refused |= _named(call, line) or {""}
+                # Before waiting: the supervisor exits only once its report is read.
+                found = json.loads(report.read() or b"{}")
+            return self.process.wait(), found, refused
         finally:
             if timer:
                 timer.cancel()
@@ -183,7 +186,8 @@ class Command:
     def _judge(self, status: int, report: dict, refused: set[str], log) -> None:
         call = self.call
         if report.get("mount_error"):
-            log(f"inputs not mounted read-only ({report['mount_error']}): checked after")
+            reason = report["mount_error"]
+            log(f"inputs were not mounted read-only ({reason}): checked for changes instead")
         if report.get("leftovers"):
             log(f"killed {report['leftovers']} process(es) the command left running")
         if report.get("modified"):

@@ -222,8 +222,15 @@ def main(argv: list[str]) -> int:
         report["status"] = 125
         kill_all()
     finally:
+        # The task reads the command's output to its end, then this report: end the
+        # output first, so a report larger than a pipe's buffer cannot block us both.
+        with contextlib.suppress(OSError), open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        data = json.dumps(report).encode()
         with contextlib.suppress(OSError):  # the task may be gone
-            os.write(result, json.dumps(report).encode())
+            while data:
+                data = data[os.write(result, data) :]
     return report["status"] if report["status"] >= 0 else 128 - report["status"]
 
 

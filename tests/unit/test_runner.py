@@ -273,10 +273,26 @@ def test_where_mounts_are_not_allowed_a_changed_input_is_found(tmp_path, first):
         text=True,
         check=False,
     )
-    assert "inputs not mounted read-only (Operation not permitted): checked after" in done.stdout
+    assert (
+        "inputs were not mounted read-only (Operation not permitted): checked for changes instead"
+        in done.stdout
+    )
     assert "InputModified: task 't': the command modified its input 'first': out.txt" in (
         done.stderr
     )
+
+
+def test_a_report_larger_than_a_pipe_buffer_arrives_whole(tmp_path):
+    inputs = {f"in{i:02d}": tmp_path / f"in{i:02d}" for i in range(60)}
+    for folder in inputs.values():
+        folder.mkdir()
+    names = " ".join(f"{n:0100d}" for n in range(25))
+    command = f"for d in {' '.join(map(str, inputs.values()))}; do (cd $d && touch {names}); done"
+    run = call(tmp_path, command, inputs={name: str(path) for name, path in inputs.items()})
+    with pytest.raises(InputModified) as modified:
+        Command(run, protect="check").run(lambda line: None)
+    assert modified.value.inputs == tuple(inputs)
+    assert all(len(paths) == 20 for paths in modified.value.changed.values())
 
 
 def test_input_modified_survives_pickling():
