@@ -31,6 +31,7 @@ import ctypes
 import json
 import os
 import signal
+import stat
 import sys
 import time
 
@@ -67,18 +68,23 @@ def mount_read_only(paths: list[str]) -> None:
 
 
 def snapshot(folder: str) -> dict[str, tuple[int, int, int, int]]:
-    """Every entry under ``folder`` (itself as ``.``): size, mtime_ns, inode, mode."""
+    """Every entry under ``folder`` (itself as ``.``): size, mtime_ns, inode, mode.
+    Entries that vanish or cannot be listed are left out (so a removed input shows as
+    every path removed)."""
     entries = {}
     pending = [(folder, ".")]
     while pending:
         path, name = pending.pop()
-        info = os.lstat(path)
-        entries[name] = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode)
-        if os.path.isdir(path) and not os.path.islink(path):
-            with os.scandir(path) as listing:
-                for entry in listing:
-                    child = entry.name if name == "." else f"{name}/{entry.name}"
-                    pending.append((entry.path, child))
+        try:
+            info = os.lstat(path)
+            entries[name] = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode)
+            if stat.S_ISDIR(info.st_mode):
+                with os.scandir(path) as listing:
+                    for entry in listing:
+                        child = entry.name if name == "." else f"{name}/{entry.name}"
+                        pending.append((entry.path, child))
+        except OSError:
+            continue
     return entries
 
 

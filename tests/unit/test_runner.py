@@ -167,6 +167,13 @@ def test_the_command_gets_the_environment_unchanged(tmp_path, monkeypatch):
     assert lines == ["unset C /nowhere"]
 
 
+def test_timeout_holds_for_a_command_that_closed_its_output(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match=r"\(timed out after 1s\)"):
+        Command(call(tmp_path, "exec > /dev/null 2>&1; sleep 30", timeout=1)).run(print)
+    assert time.monotonic() - started < 10
+
+
 def test_pipelines_get_default_signals(tmp_path):
     lines = []
     Command(call(tmp_path, "yes | head -2")).run(lines.append)
@@ -239,6 +246,7 @@ def test_a_write_that_names_no_input_still_says_inputs_are_read_only(tmp_path, f
         ('touch "$ALAMODE_INPUT_FIRST/sub/cache"', "sub, sub/cache"),
         ('rm "$ALAMODE_INPUT_FIRST/sub/part"', "sub, sub/part"),
         ('chmod 600 "$ALAMODE_INPUT_FIRST/out.txt"; false', "out.txt"),
+        ('rm -r "$ALAMODE_INPUT_FIRST"', "., out.txt, sub, sub/part"),
     ],
 )
 def test_without_mounts_a_changed_input_is_found_after_the_command(
