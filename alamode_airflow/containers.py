@@ -1,11 +1,13 @@
 """Running a task's command in its spec's ``image``: Docker or Kubernetes.
 
-The store's root is mounted at ``/alamode`` in the container, and every location the
-command is given is translated to that mount, so the command sees the same variables
-(``ALAMODE_OUTPUT``, ``ALAMODE_INPUT_<NAME>``, ...) as with the local runner. The
-container's operator comes from Airflow's providers (docker, cncf.kubernetes); the
-commit protocol stays ours. Container runners need a storage root that the containers
-can mount (a local or shared volume).
+A container sees the store at ``/alamode``, but only the parts its command may use:
+each input's folder, mounted read-only at ``/alamode/objects/<id>/<generation>/data``,
+and the attempt's own output folder, read-write at ``/alamode/staging/<...>/data``.
+Every location the command is given is translated accordingly, so it sees the same
+variables (``ALAMODE_OUTPUT``, ``ALAMODE_INPUT_<NAME>``, ...) as with the local
+runner. The container's operator comes from Airflow's providers (docker,
+cncf.kubernetes); the commit protocol stays ours. Container runners need a storage
+root that the containers can mount (a local or shared volume).
 """
 
 from __future__ import annotations
@@ -49,9 +51,14 @@ class AlamodeContainerOperator(AlamodeCommandOperator):
         return Path(store.root.path)
 
     def container_variables(self, output: Path, inputs: Mapping[str, str], run: RunInfo):
+        """The command's variables, and what to mount: (location in the store relative
+        to its root, read-only) for the output and each input."""
         root = self.store_root()
         inside = {name: str(_inside(root, Path(path))) for name, path in inputs.items()}
-        return root, variables(self.invocation(str(_inside(root, output)), inside, run))
+        env = variables(self.invocation(str(_inside(root, output)), inside, run))
+        mounts = [(_relative(root, output), False)]
+        mounts += [(_relative(root, Path(path)), True) for path in inputs.values()]
+        return root, env, mounts
 
 
 class AlamodeDockerOperator(AlamodeContainerOperator):
@@ -61,13 +68,17 @@ class AlamodeDockerOperator(AlamodeContainerOperator):
         docker = _provider("airflow.providers.docker.operators.docker", "docker")
         from docker.types import Mount
 
-        root, env = self.container_variables(output, inputs, run)
+        root, env, shared = self.container_variables(output, inputs, run)
+        mounts = [
+            Mount(str(CONTAINER_ROOT / rel), str(root / rel), type="bind", read_only=read_only)
+            for rel, read_only in shared
+        ]
         return docker.DockerOperator(
             task_id=f"{self.task_id}.docker",
             image=self.image,
             command=["bash", "-c", self.command],
             environment=env,
-            mounts=[Mount(target=str(CONTAINER_ROOT), source=str(root), type="bind")],
+            mounts=mounts,
             mount_tmp_dir=False,
             auto_remove="success",
             docker_url=settings.get("docker_url"),
@@ -81,7 +92,7 @@ class AlamodeKubernetesOperator(AlamodeContainerOperator):
         pod = _provider("airflow.providers.cncf.kubernetes.operators.pod", "cncf-kubernetes")
         from kubernetes.client import models as k8s
 
-        _, env = self.container_variables(output, inputs, run)
+        _, env, shared = self.container_variables(output, inputs, run)
         claim = settings.get("kubernetes_store_claim") or VOLUME
         return pod.KubernetesPodOperator(
             task_id=f"{self.task_id}.pod",
@@ -100,7 +111,16 @@ class AlamodeKubernetesOperator(AlamodeContainerOperator):
                     ),
                 )
             ],
-            volume_mounts=[k8s.V1VolumeMount(name=VOLUME, mount_path=str(CONTAINER_ROOT))],
+            # Parts of the claim: the claim's root is the store's root.
+            volume_mounts=[
+                k8s.V1VolumeMount(
+                    name=VOLUME,
+                    mount_path=str(CONTAINER_ROOT / rel),
+                    sub_path=rel,
+                    read_only=read_only,
+                )
+                for rel, read_only in shared
+            ],
             on_finish_action="delete_succeeded_pod",
         )
 
@@ -112,9 +132,14 @@ RUNNERS: dict[str, type[AlamodeCommandOperator]] = {
 }
 
 
+def _relative(root: Path, path: Path) -> str:
+    """A location under the store's root, relative to it."""
+    return path.relative_to(root).as_posix()
+
+
 def _inside(root: Path, path: Path) -> PurePosixPath:
     """Where a location under the store's root is seen from inside the container."""
-    return CONTAINER_ROOT / path.relative_to(root).as_posix()
+    return CONTAINER_ROOT / _relative(root, path)
 
 
 def _pod_name(task: str) -> str:

@@ -33,7 +33,7 @@ def attempt(tmp_path: Path, pipeline):
     return output, inputs, RunInfo("manual__1", None, frozenset())
 
 
-def test_docker_container_sees_the_store_at_alamode(tmp_path):
+def test_docker_container_sees_its_inputs_read_only_and_its_output(tmp_path):
     dag, pipeline = built(tmp_path, "docker")
     blur = dag.get_task("blur")
     assert isinstance(blur, AlamodeDockerOperator)
@@ -46,13 +46,16 @@ def test_docker_container_sees_the_store_at_alamode(tmp_path):
     assert env["ALAMODE_OUTPUT_ID"] == pipeline["blur"].output
     assert env["RADIUS"] == "4"
     assert "PATH" not in env  # the image's own PATH, not the worker's
-    (mount,) = container.mounts
-    assert mount["Target"] == "/alamode"
-    assert mount["Source"] == str(tmp_path / "store")
-    assert mount["Type"] == "bind"
+    # Only the attempt's output is writable; the input is read-only; nothing else shows.
+    output, inputs, _ = attempt(tmp_path, pipeline)
+    mounts = {m["Target"]: (m["Source"], m["Type"], m["ReadOnly"]) for m in container.mounts}
+    assert mounts == {
+        env["ALAMODE_OUTPUT"]: (str(output), "bind", False),
+        env["ALAMODE_INPUT_DOWNLOAD"]: (inputs["download"], "bind", True),
+    }
 
 
-def test_kubernetes_pod_mounts_the_store_claim(tmp_path, monkeypatch):
+def test_kubernetes_pod_mounts_its_inputs_read_only_from_the_store_claim(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__ALAMODE__KUBERNETES_STORE_CLAIM", "outputs-rwx")
     monkeypatch.setenv("AIRFLOW__ALAMODE__KUBERNETES_NAMESPACE", "pipelines")
     dag, pipeline = built(tmp_path, "kubernetes")
@@ -64,11 +67,19 @@ def test_kubernetes_pod_mounts_the_store_claim(tmp_path, monkeypatch):
     assert container.command == ["bash", "-c"]
     assert container.args == ["python blur.py"]
     env = {var.name: var.value for var in container.env}
+    (volume,) = pod.spec.volumes
+    assert env["ALAMODE_OUTPUT"] == f"/alamode/staging/{pipeline['blur'].output}.x1/data"
     assert env["ALAMODE_INPUT_DOWNLOAD"] == f"/alamode/objects/{pipeline['download'].output}/0/data"
     assert env["ALAMODE_TASK"] == "blur"
-    (mount,) = container.volume_mounts
-    assert mount.mount_path == "/alamode"
-    (volume,) = pod.spec.volumes
+    mounts = {m.mount_path: (m.name, m.sub_path, m.read_only) for m in container.volume_mounts}
+    assert mounts == {
+        env["ALAMODE_OUTPUT"]: (volume.name, env["ALAMODE_OUTPUT"][len("/alamode/") :], False),
+        env["ALAMODE_INPUT_DOWNLOAD"]: (
+            volume.name,
+            f"objects/{pipeline['download'].output}/0/data",
+            True,
+        ),
+    }
     assert volume.persistent_volume_claim.claim_name == "outputs-rwx"
     assert pod.metadata.namespace == "pipelines"
     assert pod.metadata.labels["alamode-output"] == pipeline["blur"].output[:63]

@@ -1,0 +1,244 @@
+"""The supervisor between a task and its command.
+
+``runner.Command`` starts this file with the worker's interpreter (``python -I``, the
+standard library only, so it starts fast and whatever the command's environment), as
+the task process's direct child, in a process group of its own. It:
+
+- dies with the task: the kernel sends it SIGTERM when the task process dies, SIGKILL
+  included (``PR_SET_PDEATHSIG``; it also polls its parent once a second), and it then
+  kills every process the command started. It is a *child subreaper*, so processes
+  that left the command's process group (``setsid``, daemons) are re-parented to it and
+  found through ``/proc`` too;
+- kills whatever the command left running when its shell exits, so nothing writes into
+  the output after the engine commits it;
+- makes the inputs read-only: in a private mount namespace each input folder is
+  bind-mounted onto itself read-only (this needs CAP_SYS_ADMIN: root, in most
+  containers not). Where that fails, it records a snapshot of every entry under every
+  input (path, size, mtime, inode, mode) before the command and compares it after;
+- forwards the command's exit status and reports to the task, on the file descriptor
+  it was given, one JSON object: ``status`` (as ``Popen.returncode``), ``mounted``,
+  ``mount_error``, ``stopped`` (why it killed the command, if it did), ``modified``
+  (input name -> changed paths), ``leftovers`` (processes killed after the shell
+  exited) and ``error`` (the supervisor's own failure: status 125).
+
+Its own exit status is the command's (128 + N for signal N, like bash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import stat
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+# Flags a read-only remount must keep (statvfs's ST_* values are the MS_* values):
+# nosuid, nodev, noexec, noatime, nodiratime, relatime.
+KEEP = 2 | 4 | 8 | 1024 | 2048 | (1 << 21)
+STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+WAITED = {signal.SIGCHLD, *STOP}
+MAX_LISTED = 20  # changed paths reported per input
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _call(function, *args) -> None:
+    if function(*args) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def mount_read_only(paths: list[str]) -> None:
+    """Make each folder read-only for this process and its children only."""
+    _call(_libc.unshare, CLONE_NEWNS)
+    # Private first: the bind mounts below must not propagate to the host.
+    _call(_libc.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    for path in paths:
+        raw = os.fsencode(path)
+        _call(_libc.mount, raw, raw, None, MS_BIND | MS_REC, None)
+        kept = os.statvfs(path).f_flag & KEEP
+        _call(_libc.mount, None, raw, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept, None)
+
+
+def snapshot(folder: str) -> dict[str, tuple[int, int, int, int]]:
+    """Every entry under ``folder`` (itself as ``.``): size, mtime_ns, inode, mode.
+    Entries that vanish or cannot be listed are left out (so a removed input shows as
+    every path removed)."""
+    entries = {}
+    pending = [(folder, ".")]
+    while pending:
+        path, name = pending.pop()
+        try:
+            info = os.lstat(path)
+            entries[name] = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode)
+            if stat.S_ISDIR(info.st_mode):
+                with os.scandir(path) as listing:
+                    for entry in listing:
+                        child = entry.name if name == "." else f"{name}/{entry.name}"
+                        pending.append((entry.path, child))
+        except OSError:
+            continue
+    return entries
+
+
+def changes(before: dict, after: dict) -> list[str]:
+    """Paths added, removed or changed between two snapshots, sorted."""
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root``, read from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(name))
+    found, pending = [], [root]
+    while pending:
+        for child in children.get(pending.pop(), ()):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def reap() -> dict[int, int]:
+    """Collect every exited child (ours, or orphans re-parented to us): pid -> status."""
+    statuses = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return statuses
+        if pid == 0:
+            return statuses
+        statuses[pid] = status
+
+
+def kill_all(limit_s: float = 10.0) -> int:
+    """SIGKILL every descendant until none is left (a process may fork between the
+    scan and the kill: the next round finds the new one). How many were killed."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        reap()
+        pids = descendants(os.getpid())
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed.update(pids)
+        time.sleep(0.002)
+    return len(killed)
+
+
+def wait_for(pid: int, parent: int) -> tuple[int | None, str | None]:
+    """The command's wait status, or (None, why) when the task asked to stop or died."""
+    while True:
+        info = signal.sigtimedwait(WAITED, 1.0)
+        if info is None:
+            if os.getppid() != parent:
+                return None, "the task process died"
+        elif info.si_signo in STOP:
+            gone = os.getppid() != parent
+            return None, "the task process died" if gone else "the task stopped it"
+        else:
+            status = reap().get(pid)
+            if status is not None:
+                return status, None
+
+
+def start(argv: list[str], unset: list[str], mask: set) -> int:
+    """Fork and exec the command, as it would start from a shell."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        for name in unset:
+            os.environ.pop(name, None)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # should we be killed ourselves
+        # Python ignores these; an exec'd program must get the defaults back.
+        for number in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.execvp(argv[0], argv)
+    except BaseException as exc:  # the child must never return
+        with contextlib.suppress(OSError):
+            os.write(2, f"cannot start {argv[0]}: {exc}\n".encode())
+    os._exit(127)
+
+
+def protect(spec: dict, report: dict) -> dict[str, dict]:
+    """Mount the inputs read-only, or else snapshot them; the snapshots taken."""
+    inputs = {name: path for name, path in spec["inputs"].items() if os.path.isdir(path)}
+    extra = [path for path in spec.get("read_only", ()) if os.path.isdir(path)]
+    if spec.get("mount", True):
+        try:
+            mount_read_only([*inputs.values(), *extra])
+            report["mounted"] = True
+            return {}
+        except OSError as exc:
+            report["mount_error"] = exc.strerror or str(exc)
+    return {name: snapshot(path) for name, path in inputs.items()}
+
+
+def supervise(spec: dict, report: dict) -> int:
+    """Run the command under watch; its exit code as ``Popen.returncode`` gives it."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if os.getppid() != spec["parent"]:
+        report["stopped"] = "the task process died"  # before the line above took effect
+        return -signal.SIGKILL
+    before = protect(spec, report)
+    pid = start(spec["argv"], spec.get("unset", []), mask)
+    status, report["stopped"] = wait_for(pid, spec["parent"])
+    killed = kill_all()
+    if status is not None:
+        report["leftovers"] = killed
+    report["modified"] = {}
+    for name, entries in before.items():
+        changed = changes(entries, snapshot(spec["inputs"][name]))
+        if changed:
+            report["modified"][name] = changed[:MAX_LISTED]
+    return -signal.SIGKILL if status is None else os.waitstatus_to_exitcode(status)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    result = spec["result_fd"]
+    os.set_inheritable(result, False)
+    report: dict = {"mounted": False, "mount_error": None, "stopped": None, "error": None}
+    try:
+        report["status"] = supervise(spec, report)
+    except Exception as exc:  # reported to the task, which fails
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        report["status"] = 125
+        kill_all()
+    finally:
+        # The task reads the command's output to its end, then this report: end the
+        # output first, so a report larger than a pipe's buffer cannot block us both.
+        with contextlib.suppress(OSError), open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        data = json.dumps(report).encode()
+        with contextlib.suppress(OSError):  # the task may be gone
+            while data:
+                data = data[os.write(result, data) :]
+    return report["status"] if report["status"] >= 0 else 128 - report["status"]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
