@@ -22,7 +22,7 @@ from alamode_airflow.claims import Claimant
 from alamode_airflow.links import OutputLocationLink
 from alamode_airflow.manifests import OutputRefused, manifest
 from alamode_airflow.records import SuccessRecord
-from alamode_airflow.runner import Command, CommandFailed, Invocation
+from alamode_airflow.runner import Command, CommandFailed, InputModified, Invocation
 from alamode_airflow.runs import RunInfo, interval_of
 from alamode_airflow.store import Committed, Lookup, OutputStore
 from alamode_airflow.triggers import ClaimReleasedTrigger
@@ -156,6 +156,10 @@ class AlamodeOperator(BaseOperator):
             self.produce(context, staging / "data", locations, run)
             record = self._record(context, start, staging, run, (store, target, generation))
             outcome = store.commit(staging, record)
+        except InputModified as exc:
+            store.discard(staging)
+            self._quarantine_inputs(store, exc.inputs)
+            raise
         except BaseException:
             store.discard(staging)
             raise
@@ -177,6 +181,23 @@ class AlamodeOperator(BaseOperator):
             len(record.manifest),
             self.committed_location,
         )
+
+    def _quarantine_inputs(self, store: OutputStore, names) -> None:
+        """The command changed committed inputs: those generations are no longer what
+        their records say, so they are set aside and never served again (their
+        readers are made anew). Downloaded copies (object stores) left the store
+        intact."""
+        if not store.local:
+            return
+        for name in names:
+            found = self._inputs_found[name]
+            self.log.error(
+                "input %s (%s generation %d) was changed by the command; quarantining it",
+                name,
+                found.record.output_id[:12],
+                found.generation,
+            )
+            store.quarantine(found.record.output_id, found.generation)
 
     def _locations(self, store: OutputStore, downloads: Path) -> dict[str, str]:
         """Local folders with the inputs' current generations (downloaded from an
@@ -280,7 +301,14 @@ class AlamodeCommandOperator(AlamodeOperator):
             inputs=inputs,
             env=env,
             timeout=self.timeout_s,
+            read_only=self._read_only(),
         )
+
+    def _read_only(self) -> tuple[str, ...]:
+        """Beyond the inputs, the committed store itself is out of a command's reach
+        (``$ALAMODE_INPUT_X/../record.json``, other outputs) on a local root."""
+        store = OutputStore.configured(self.storage_root)
+        return (str(Path(store.root.path) / "objects"),) if store.local else ()
 
     def on_kill(self) -> None:
         if self._running:

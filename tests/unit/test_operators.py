@@ -11,7 +11,8 @@ import pytest
 from a_la_mode import Dag, load
 from alamode_airflow._compat import AirflowSkipException
 from alamode_airflow.operators import PLAN_XCOM, RECORD_XCOM, AlamodeCommandOperator
-from alamode_airflow.store import OutputStore
+from alamode_airflow.runner import InputModified
+from alamode_airflow.store import Found, OutputStore
 
 SCHEDULED = "scheduled__2026-01-01T00:00:00+00:00"  # the same in every daily DAG
 
@@ -97,3 +98,26 @@ def test_a_stale_output_is_produced_as_the_next_generation_naming_what_it_read(p
     assert data.read_text() == "v2"
     first = store.read(tasks["report"].output, 0).record
     assert first.input_generations == {"fetch": 0}
+
+
+def test_an_input_changed_by_a_command_is_quarantined_and_never_served_again(
+    pipeline, tmp_path, monkeypatch
+):
+    """Where inputs cannot be mounted read-only, a change is found after the command:
+    the task fails naming the input, and the damaged generation is set aside."""
+    monkeypatch.setenv("AIRFLOW__ALAMODE__PROTECT_INPUTS", "check")
+    tasks, _ = pipeline
+    store = OutputStore(str(tmp_path / "store"))
+    fetch = operator(tasks["fetch"], store, tmp_path)
+    run(fetch, "d", "run-1")
+    vandal = operator(tasks["report"], store, tmp_path)
+    vandal.command = (
+        'chmod u+w "$ALAMODE_INPUT_FETCH/out.txt"; echo x >> "$ALAMODE_INPUT_FETCH/out.txt"'
+    )
+    with pytest.raises(InputModified, match="modified its input 'fetch'"):
+        run(vandal, "d", "run-2")
+    found = store.lookup(tasks["fetch"].output)
+    assert found.status is Found.MISSING
+    assert found.next_generation == 1
+    assert store.lookup(tasks["report"].output).status is Found.MISSING
+    assert run(fetch, "d", "run-3")["generation"] == 1
