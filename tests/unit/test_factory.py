@@ -143,3 +143,18 @@ def test_rebuild_form_field_only_up_to_the_configured_size(collage, tmp_path, mo
     assert "rebuild" in dag.doc_md
     monkeypatch.setenv("AIRFLOW__ALAMODE__REBUILD_FORM_MAX_TASKS", "3")
     assert "rebuild" not in built(collage, tmp_path).params
+
+
+def test_partitioned_pipeline_gets_real_intervals_or_a_broken_dag(tmp_path):
+    hourly = Dag({"dag_id": "hourly", "schedule": "@hourly"})
+    hourly.task("raw", {"command": "true", "partition": "interval"})
+    manual = Dag({"dag_id": "manual"})
+    manual.task("raw", {"command": "true", "partition": "interval"})
+    hourly.save(tmp_path / "hourly.alamode")
+    manual.save(tmp_path / "manual.alamode")
+    dags = load_dags(tmp_path)
+    assert set(dags) == {"hourly", "alamode_broken__manual"}
+    assert type(dags["hourly"].timetable).__name__ == "CronDataIntervalTimetable"
+    assert "manual.alamode: key 'meta.schedule': a pipeline with partitioned tasks needs" in (
+        dags["alamode_broken__manual"].description
+    )
