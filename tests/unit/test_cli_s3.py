@@ -21,6 +21,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def s3(server, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # error messages on one line
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
     monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", CONN_ID)
     return server
@@ -35,5 +36,5 @@ def test_status_on_an_object_store(s3, tmp_path, capsys):
 
     s3.client().put_object(Bucket=s3.bucket, Key="photos/cat.jpg", Body=b"x")
     assert main(["status", str(path), "--store", f"{BUCKET_ROOT}/photos"]) == 10
-    assert "holds cat.jpg but no objects/" in capsys.readouterr().err.replace("\n", "")
+    assert "photos: not a store: it holds cat.jpg but no objects/" in capsys.readouterr().err
     assert load(path)["a"].output  # the file itself was never the problem
