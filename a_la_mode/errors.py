@@ -93,3 +93,17 @@ class PipelineImportError(AlamodeError):
     """A pipeline's Python file could not be imported, or defines no Dag."""
 
     exit_code = 7
+
+
+class StoreError(AlamodeError):
+    """The output store could not be read or written (an I/O error); the message names
+    the path and the operating system's reason."""
+
+    exit_code = 9
+
+
+class NotAStoreError(StoreError):
+    """A storage root that does not exist, is not a folder, or holds files but none of
+    a store's folders: most likely a mistyped ``--store``."""
+
+    exit_code = 10

@@ -10,21 +10,32 @@ from airflow.sdk import (
     Asset,
     BaseOperator,
     BaseOperatorLink,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
     ObjectStoragePath,
     Param,
     TriggerRule,
     conf,
 )
-from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowSkipException,
+    AirflowTimetableInvalid,
+    DownstreamTasksSkipped,
+)
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 __all__ = [
     "DAG",
+    "AirflowException",
     "AirflowSkipException",
+    "AirflowTimetableInvalid",
     "Asset",
     "BaseOperator",
     "BaseOperatorLink",
     "BaseTrigger",
+    "CronDataIntervalTimetable",
+    "CronTriggerTimetable",
     "DownstreamTasksSkipped",
     "ObjectStoragePath",
     "Param",

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from a_la_mode import Pipeline, PipelineTask, SpecValueError, TaskNameError
 from a_la_mode.partitions import partitioned
 from alamode_airflow import settings
-from alamode_airflow._compat import DAG, Param, TriggerRule
+from alamode_airflow._compat import (
+    DAG,
+    AirflowException,
+    AirflowTimetableInvalid,
+    Param,
+    TriggerRule,
+)
 from alamode_airflow.containers import RUNNERS
 from alamode_airflow.links import output_asset
 from alamode_airflow.meta import dag_settings, report_unknown
 from alamode_airflow.operators import AlamodeCommandOperator
 from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
+from alamode_airflow.spec import task_spec
 
 REBUILD_PARAM = Param(
     [],
@@ -51,18 +59,19 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     A plan task runs first and skips every task whose output is already recorded;
     every other task runs when none of its upstream tasks failed (a skipped upstream
     means its output exists)."""
-    dag_args = dag_settings(pipeline.meta, default_dag_id=path.stem)
+    parts = partitioned(pipeline)
+    dag_args = dag_settings(pipeline.meta, default_dag_id=path.stem, partitioned=bool(parts))
     report_unknown(str(path), dag_args)
     if PLAN_TASK in pipeline.tasks:
         raise TaskNameError(f"{PLAN_TASK!r} is reserved by the Airflow engine", task=PLAN_TASK)
     base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
     operator_class = runner_class(pipeline.meta.get("runner"))
-    parts = partitioned(pipeline)
-    dag = DAG(
-        **dag_args.kwargs,
-        doc_md=f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}",
-        params=_params(len(pipeline)),
-    )
+    with _refused_by_airflow():
+        dag = DAG(
+            **dag_args.kwargs,
+            doc_md=f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}",
+            params=_params(len(pipeline)),
+        )
     plan = AlamodePlanOperator(
         task_id=PLAN_TASK,
         outputs={task.name: task.output for task in pipeline},
@@ -79,7 +88,24 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
                 operators[dep] >> op
         else:
             plan >> op
+    with _refused_by_airflow():
+        # What Airflow's DAG bag checks before accepting a DAG: failing there would file
+        # the error against the loader module, naming no .alamode file.
+        dag.validate()
+        dag.check_cycle()
     return dag
+
+
+@contextlib.contextmanager
+def _refused_by_airflow() -> Iterator[None]:
+    """Airflow's refusal of the DAG's arguments as a SpecValueError: the meta keys are
+    checked one by one first (``meta.dag_settings``), so this is the net for the rest."""
+    try:
+        yield
+    except AirflowTimetableInvalid as exc:
+        raise SpecValueError(f"Airflow refuses the schedule: {exc}", key="meta.schedule") from None
+    except (AirflowException, ValueError, TypeError) as exc:
+        raise SpecValueError(f"Airflow refuses the DAG: {exc}", key="meta") from None
 
 
 def runner_class(name: Any) -> type[AlamodeCommandOperator]:
@@ -99,20 +125,12 @@ def _operator(
     places: tuple[str, str | None],
     parts: frozenset[str],
 ) -> AlamodeCommandOperator:
-    spec = task.spec
-    command = spec.get("command")
-    if not isinstance(command, str) or not command.strip():
-        raise SpecValueError(
-            "has no 'command' (a non-empty string) to run", task=task.name, key="command"
-        )
+    spec = task_spec(task)
     extra: dict[str, Any] = {}
-    if isinstance(spec.get("retries"), int):
-        extra["retries"] = spec["retries"]
-    env = spec.get("env", {})
-    if not isinstance(env, Mapping):
-        raise SpecValueError("'env' must be a dictionary", task=task.name, key="env")
+    if spec.retries is not None:
+        extra["retries"] = spec.retries
     base_cwd, storage_root = places
-    if operator_class is not AlamodeCommandOperator and not isinstance(spec.get("image"), str):
+    if operator_class is not AlamodeCommandOperator and spec.image is None:
         raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
     return operator_class(
         task_id=task.name,
@@ -123,12 +141,12 @@ def _operator(
         partitioned=task.name in parts,
         partitioned_inputs=frozenset(dep for dep in task.inputs if dep in parts),
         preimage_source=task.preimage,
-        command=command,
-        image=_text(spec.get("image")),
-        sha=_text(spec.get("sha")),
-        cwd=_cwd(base_cwd, spec.get("cwd"), f"tasks.{task.name}.cwd"),
-        env=dict(env.items()),
-        timeout_s=spec.get("timeout") if isinstance(spec.get("timeout"), int) else None,
+        command=spec.command,
+        image=spec.image,
+        sha=spec.sha,
+        cwd=_cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
+        env=dict(spec.env),
+        timeout_s=spec.timeout_s,
         storage_root=storage_root,
         doc_md=_doc(task),
         outlets=[output_asset(task.output)],
@@ -142,10 +160,6 @@ def _cwd(base: str, value: Any, key: str) -> str:
     if not isinstance(value, str):
         raise SpecValueError("must be a string (a folder)", key=key)
     return os.path.normpath(os.path.join(base, value))
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _doc(task: PipelineTask) -> str:

@@ -5,6 +5,14 @@ Known keys (all optional): ``dag_id``, ``schedule`` (cron string or preset such 
 ``tags`` (list), ``description``, ``max_active_runs``, ``retries``, ``owner``, and ``cwd``
 (where commands run, relative to the encoded file's folder). Other keys are kept in the
 file, ignored, and reported once in the log.
+
+Every value Airflow would refuse is refused here, naming the key, so that the file
+becomes its own broken DAG instead of an import error of the loader module that names
+no file. A pipeline with partitioned tasks is scheduled by a *data-interval* timetable
+(``CronDataIntervalTimetable``): Airflow itself then gives every run, scheduled, backfilled
+or manual, the interval [start, end) of one period of the schedule, and its UI shows the
+same interval the commands see. Other pipelines keep Airflow's default for a cron
+string (a trigger timetable, or what ``[scheduler] create_cron_data_intervals`` says).
 """
 
 from __future__ import annotations
@@ -19,6 +27,11 @@ import pendulum
 
 from a_la_mode import SpecValueError
 from a_la_mode.ids import DIGEST_KEY
+from alamode_airflow._compat import (
+    AirflowTimetableInvalid,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +39,9 @@ DEFAULT_START = "2024-01-01"
 TAG = "alamode"
 ENGINE_KEYS = frozenset({"cwd", "runner", "partition", DIGEST_KEY})
 _DAG_ID = re.compile(r"[A-Za-z0-9_.-]+")
+#: Schedules with no period: their runs have a zero-width data interval.
+NOT_PERIODIC = frozenset({"@once", "@continuous"})
+TAG_MAX_LEN = 100  # Airflow's limit
 _reported: set[tuple[str, str]] = set()
 
 
@@ -47,9 +63,52 @@ def _typed(meta: Mapping[str, Any], key: str, kind: type, default: Any = None) -
     return value
 
 
-def dag_settings(meta: Mapping[str, Any], default_dag_id: str) -> DagSettings:
+def _at_least(meta: Mapping[str, Any], key: str, least: int) -> int | None:
+    value = _typed(meta, key, int)
+    if value is not None and value < least:
+        raise SpecValueError(f"must be at least {least}, not {value}", key=f"meta.{key}")
+    return value
+
+
+def schedule(meta: Mapping[str, Any], partitioned: bool, timezone: Any) -> Any:
+    """The DAG's ``schedule``: meta ``schedule`` checked as Airflow's timetable would
+    check it, and for a partitioned pipeline a data-interval timetable of it."""
+    value = _typed(meta, "schedule", str)
+    if partitioned and (value is None or value in NOT_PERIODIC):
+        raise SpecValueError(
+            "a pipeline with partitioned tasks needs a periodic schedule (a cron expression"
+            " or a preset such as '@daily'): each run's partition is one period of it",
+            key="meta.schedule",
+        )
+    if value is None or value in NOT_PERIODIC:
+        return value
+    kind = CronDataIntervalTimetable if partitioned else CronTriggerTimetable
+    timetable = kind(value, timezone=timezone)
+    try:
+        timetable.validate()
+    except AirflowTimetableInvalid as exc:
+        raise SpecValueError(
+            f"{value!r} is not a cron expression or preset: {exc}", key="meta.schedule"
+        ) from None
+    return timetable if partitioned else value
+
+
+def _tags(meta: Mapping[str, Any]) -> list[str]:
+    tags = [str(tag) for tag in _typed(meta, "tags", list, [])]
+    for tag in tags:
+        if len(tag) > TAG_MAX_LEN:
+            raise SpecValueError(
+                f"tag {tag[:20]!r}... is longer than {TAG_MAX_LEN} characters", key="meta.tags"
+            )
+    return [TAG, *tags]
+
+
+def dag_settings(
+    meta: Mapping[str, Any], default_dag_id: str, partitioned: bool = False
+) -> DagSettings:
     """The DAG's id and keyword arguments for ``meta``; raises SpecValueError naming the
-    key for a value of the wrong type."""
+    key for a value of the wrong type or one Airflow refuses. ``partitioned``: whether
+    the pipeline has partitioned tasks (see ``schedule``)."""
     dag_id = _typed(meta, "dag_id", str, default_dag_id)
     if not _DAG_ID.fullmatch(dag_id) or len(dag_id) > 250:
         raise SpecValueError(f"{dag_id!r} is not a valid Airflow dag_id", key="meta.dag_id")
@@ -58,21 +117,25 @@ def dag_settings(meta: Mapping[str, Any], default_dag_id: str) -> DagSettings:
         start_date = pendulum.parse(start, tz="UTC")
     except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:
         raise SpecValueError(f"not a date: {exc}", key="meta.start_date") from None
+    if not isinstance(start_date, pendulum.DateTime):
+        raise SpecValueError(f"{start!r} is not a date", key="meta.start_date")
     default_args = {"owner": _typed(meta, "owner", str, "alamode")}
-    retries = _typed(meta, "retries", int)
+    retries = _at_least(meta, "retries", 0)
     if retries is not None:
         default_args["retries"] = retries
-    tags = _typed(meta, "tags", list, [])
+    catchup = _typed(meta, "catchup", int, 0)
+    if catchup not in (0, 1):
+        raise SpecValueError(f"must be 0 or 1, not {catchup}", key="meta.catchup")
     kwargs = {
         "dag_id": dag_id,
-        "schedule": _typed(meta, "schedule", str),
+        "schedule": schedule(meta, partitioned, start_date.timezone),
         "start_date": start_date,
-        "catchup": bool(_typed(meta, "catchup", int, 0)),
-        "tags": [TAG, *(str(tag) for tag in tags)],
+        "catchup": bool(catchup),
+        "tags": _tags(meta),
         "description": _typed(meta, "description", str),
         "default_args": default_args,
     }
-    max_runs = _typed(meta, "max_active_runs", int)
+    max_runs = _at_least(meta, "max_active_runs", 1)
     if max_runs is not None:
         kwargs["max_active_runs"] = max_runs
     known = set(kwargs) | set(default_args) | {"start_date", "retries"} | ENGINE_KEYS

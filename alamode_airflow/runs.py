@@ -1,5 +1,12 @@
 """What one Airflow run means for a pipeline: its interval, the output IDs it needs,
-and the tasks it was asked to rebuild. Shared by the plan task and every task."""
+and the tasks it was asked to rebuild. Shared by the plan task and every task.
+
+A partitioned task's interval is the run's data interval exactly as Airflow records it
+(and shows it in the UI). The factory gives a partitioned pipeline a data-interval
+timetable, so every run Airflow makes with a logical date has one period of the
+schedule, start < end. A run without a logical date has no interval, and a partitioned
+task refuses it with a message saying how to run it instead.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,12 @@ from a_la_mode import AlamodeError
 from a_la_mode.partitions import partition_id, timestamp
 
 ALL = "all"
+NO_INTERVAL = (
+    "is partitioned but this run has no data interval (a manual run without a logical"
+    " date): trigger it with one (`airflow dags trigger DAG_ID -l 2026-01-02`, or the"
+    " logical date in the trigger form), or run it through the schedule or"
+    " `airflow backfill create`"
+)
 
 
 @dataclass(frozen=True)
@@ -23,8 +36,16 @@ class RunInfo:
         if not partitioned:
             return file_id
         if self.interval is None:
-            raise AlamodeError("is partitioned but the run has no data interval", task=task)
-        return partition_id(file_id, *self.interval)
+            raise AlamodeError(NO_INTERVAL, task=task)
+        start, end = self.interval
+        if start >= end:
+            raise AlamodeError(
+                f"is partitioned but the run's data interval [{start}, {end}) is empty;"
+                " its DAG must be re-parsed (a partitioned pipeline gets a data-interval"
+                " timetable)",
+                task=task,
+            )
+        return partition_id(file_id, start, end)
 
 
 def interval_of(context: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -2,7 +2,10 @@
 
 ``main(argv) -> int`` never raises for expected failures: each AlamodeError subclass
 maps to its own exit status (see ``a_la_mode.errors``), usage errors exit 2, and
-``diff`` exits 1 when the files differ, like diff(1).
+``diff`` exits 1 when the files differ, like diff(1). An OSError that escapes a command
+(the store, or a file it reads) is a StoreError: its path and reason are printed, with
+an exit status of its own, instead of a traceback and the status 1 that ``diff`` and
+``lineage --verify`` give their answers with.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import click
 from rich.console import Console
 
 from a_la_mode import AlamodeError
+from a_la_mode.errors import StoreError
 from alamode_airflow.cli import gc_commands, store_commands
 from alamode_airflow.cli.commands import cli
 
@@ -27,7 +31,10 @@ EXIT_USAGE = 2
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: sys.argv[1:]) and return the exit status."""
     try:
-        result = cli.main(list(argv) if argv is not None else None, standalone_mode=False)
+        try:
+            result = cli.main(list(argv) if argv is not None else None, standalone_mode=False)
+        except OSError as exc:
+            raise _io_error(exc) from exc
     except AlamodeError as exc:
         Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True)
         return exc.exit_code
@@ -39,6 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         return EXIT_USAGE
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _io_error(exc: OSError) -> StoreError:
+    """``exc`` as a StoreError naming the path (fsspec's errors may carry none)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return StoreError(f"I/O error: {reason}", file=exc.filename)
 
 
 def run() -> None:

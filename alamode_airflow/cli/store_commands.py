@@ -8,10 +8,15 @@ from pathlib import Path
 import click
 
 from a_la_mode import load
+from a_la_mode.errors import NotAStoreError
 from alamode_airflow.cli import render_store
 from alamode_airflow.cli.commands import cli
 from alamode_airflow.history import Check, explain, lineage, status
+from alamode_airflow.listing import child_names
 from alamode_airflow.store import OutputStore
+
+#: The folders a store's root holds (``trash`` is gc's, ``pins`` pinned outputs).
+STORE_FOLDERS = frozenset({"objects", "staging", "locks", "quarantine", "claims", "pins", "trash"})
 
 store_option = click.option(
     "--store",
@@ -22,8 +27,32 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 def open_store(root: str | None) -> OutputStore:
-    """``--store``, else the configured root with its ``storage_conn_id``."""
-    return OutputStore.configured(root)
+    """``--store``, else the configured root with its ``storage_conn_id``; a root that
+    is not a store is refused (NotAStoreError) rather than read as one holding nothing,
+    which would report every output missing."""
+    store = OutputStore.configured(root)
+    check_store(store, given=root is not None)
+    return store
+
+
+def check_store(store: OutputStore, given: bool) -> None:
+    """What counts as a store: a folder that is empty (a new store: nothing produced
+    yet) or holds at least one of the store's folders (``objects/``, ``staging/``, ...).
+    A local root that does not exist is refused when ``given`` by ``--store`` (a typo);
+    the configured default may not exist yet before the first run. On an object store a
+    prefix with nothing under it does not exist as such, so only its content is checked.
+    """
+    where = store.url
+    if store.local and not store.root.exists():
+        if given:
+            raise NotAStoreError("no such store: the folder does not exist", file=where)
+        return
+    if store.local and not store.root.is_dir():
+        raise NotAStoreError("not a store: a file, not a folder", file=where)
+    names = set(child_names(store.root))
+    if names and not names & STORE_FOLDERS:
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        raise NotAStoreError(f"not a store: it holds {shown} but no objects/ folder", file=where)
 
 
 @cli.command("status")

@@ -47,3 +47,18 @@ def test_unknown_meta_key_is_reported_once_and_ignored(airflow):
     done = airflow.cli("dags", "reserialize")
     log = done.stdout + done.stderr
     assert log.count("meta key 'color' is not used by the Airflow engine; ignored") == 1
+
+
+def test_bad_schedule_is_a_broken_dag_naming_the_file(airflow):
+    good = Dag({"dag_id": "good", "schedule": "@daily"})
+    good.task("hello", {"command": "true"})
+    airflow.save(good, "good")
+    typo = Dag({"dag_id": "typo", "schedule": "@dayly"})
+    typo.task("hello", {"command": "true"})
+    airflow.save(typo, "typo")
+
+    dags = {d["dag_id"] for d in airflow.dag_list()}
+    assert dags == {"good", "alamode_broken__typo"}
+    assert airflow.json("dags", "list-import-errors") == []
+    (details,) = airflow.json("dags", "details", "alamode_broken__typo")
+    assert "typo.alamode: key 'meta.schedule': '@dayly' is not a cron" in details["description"]

@@ -169,3 +169,53 @@ def test_console_script_runs_in_a_real_process(workdir):
     assert failed.returncode == 5
     assert "missing.alamode: cannot read file" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+@pytest.fixture
+def one_task(workdir, monkeypatch) -> tuple[Path, str]:
+    """An encoded one-task pipeline and its task's output ID (and a console wide
+    enough that error messages with long paths stay on one line)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    from a_la_mode import Dag, load
+
+    dag = Dag({"dag_id": "one"})
+    dag.task("a", {"command": "true"})
+    path = dag.save(workdir / "one.alamode")
+    return path, load(path)["a"].output
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: None, "no such store: the folder does not exist"),
+        (lambda root: root.write_text("x"), "not a store: a file, not a folder"),
+        (lambda root: (root / "photos").mkdir(parents=True), "holds photos but no objects/"),
+    ],
+    ids=["missing", "file", "other-folder"],
+)
+def test_store_that_is_not_a_store_is_refused(one_task, workdir, capsys, make, message):
+    root = workdir / "stroe"
+    make(root)
+    for argv in (["status", str(one_task[0])], ["lineage", one_task[1]]):
+        assert main([*argv, "--store", str(root)]) == 10
+        err = capsys.readouterr().err
+        assert "stroe" in err
+        assert message in err
+
+
+def test_empty_folder_is_a_new_store(one_task, workdir, capsys):
+    (workdir / "new").mkdir()
+    assert main(["status", str(one_task[0]), "--store", "new", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "missing"
+
+
+def test_store_io_error_names_the_path_with_its_own_status(one_task, workdir, capsys):
+    # A record that cannot be read as a file: the OS refuses, the command must say where.
+    record = workdir / "store" / "objects" / one_task[1] / "0" / "record.json"
+    record.mkdir(parents=True)
+    (record.parent / "data").mkdir()
+    for argv in (["status", str(one_task[0])], ["lineage", one_task[1], "--verify"]):
+        assert main([*argv, "--store", "store"]) == 9
+        err = capsys.readouterr().err
+        assert "record.json: I/O error: Is a directory" in err
+        assert "Traceback" not in err

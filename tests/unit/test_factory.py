@@ -37,7 +37,7 @@ def test_collage_dag_shape(collage, tmp_path):
     assert blur.trigger_rule == "none_failed"
     assert blur.cwd == str(tmp_path / "code" / "blur")
     assert dag.task_dict["collage"].cwd == str(tmp_path / "code")
-    assert blur.env == {"RADIUS": 4}
+    assert blur.env == {"RADIUS": "4"}  # the environment holds text
     assert blur.retries == 2
     assert blur.timeout_s == 60
     assert blur.image == "collage"
@@ -52,7 +52,18 @@ def test_collage_dag_shape(collage, tmp_path):
         ({"image": "x"}, SpecValueError, "task 'a': key 'command': has no 'command'"),
         ({"command": "  "}, SpecValueError, "has no 'command'"),
         ({"command": "x", "env": ["A=1"]}, SpecValueError, "'env' must be a dictionary"),
-        ({"command": "x", "cwd": 3}, SpecValueError, r"key 'tasks.a.cwd': must be a string"),
+        ({"command": 7}, SpecValueError, "task 'a': key 'command': has no 'command'"),
+        ({"command": "x", "cwd": 3}, SpecValueError, r"key 'cwd': must be a string, not 3"),
+        ({"command": "x", "timeout": "30"}, SpecValueError, "key 'timeout': must be an integer"),
+        ({"command": "x", "timeout": 0}, SpecValueError, "key 'timeout': must be at least 1"),
+        ({"command": "x", "retries": "3"}, SpecValueError, "key 'retries': must be an integer"),
+        ({"command": "x", "retries": -1}, SpecValueError, "key 'retries': must be at least 0"),
+        ({"command": "x", "image": ["a"]}, SpecValueError, "key 'image': must be a string"),
+        ({"command": "x", "sha": 5}, SpecValueError, "task 'a': key 'sha': must be a string"),
+        ({"command": "x", "env": {"A": ["1"]}}, SpecValueError, "key 'env.A': must be a str"),
+        ({"command": "x", "env": {"A": {}}}, SpecValueError, "key 'env.A': must be a str"),
+        ({"command": "x", "env": {"A=B": "1"}}, SpecValueError, "key 'env.A=B': is not an"),
+        ({"command": "x", "partition": "day"}, SpecValueError, "partition': must be 'interval'"),
     ],
 )
 def test_spec_errors(tmp_path, spec, error, message):
@@ -60,6 +71,38 @@ def test_spec_errors(tmp_path, spec, error, message):
     dag.task("a", spec)
     with pytest.raises(error, match=message):
         built(dag, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"schedule": "@dayly"}, r"key 'meta.schedule': '@dayly' is not a cron expression"),
+        ({"schedule": "61 * * * *"}, "key 'meta.schedule': '61 \\* \\* \\* \\*' is not a cron"),
+        ({"max_active_runs": 0}, "key 'meta.max_active_runs': must be at least 1, not 0"),
+        ({"retries": -2}, "key 'meta.retries': must be at least 0, not -2"),
+        ({"catchup": 2}, "key 'meta.catchup': must be 0 or 1, not 2"),
+        ({"tags": ["x" * 101]}, "key 'meta.tags': tag 'xxxx"),
+        ({"start_date": "P1D"}, "key 'meta.start_date': 'P1D' is not a date"),
+    ],
+)
+def test_meta_values_airflow_refuses_are_refused_by_key(tmp_path, meta, message):
+    dag = Dag(meta)
+    dag.task("a", {"command": "true"})
+    with pytest.raises(SpecValueError, match=message):
+        built(dag, tmp_path)
+
+
+def test_loader_turns_a_bad_schedule_into_a_broken_dag_naming_the_file(tmp_path):
+    good, bad = Dag({"dag_id": "good", "schedule": "@daily"}), Dag({"schedule": "@dayly"})
+    good.task("a", {"command": "true"})
+    bad.task("a", {"command": "true", "timeout": "30"})
+    good.save(tmp_path / "good.alamode")
+    bad.save(tmp_path / "typo.alamode")
+    dags = load_dags(tmp_path)
+    assert set(dags) == {"good", "alamode_broken__typo"}
+    assert "typo.alamode: key 'meta.schedule': '@dayly' is not a cron expression" in (
+        dags["alamode_broken__typo"].description
+    )
 
 
 def test_plan_task_name_is_reserved(tmp_path):
@@ -100,3 +143,18 @@ def test_rebuild_form_field_only_up_to_the_configured_size(collage, tmp_path, mo
     assert "rebuild" in dag.doc_md
     monkeypatch.setenv("AIRFLOW__ALAMODE__REBUILD_FORM_MAX_TASKS", "3")
     assert "rebuild" not in built(collage, tmp_path).params
+
+
+def test_partitioned_pipeline_gets_real_intervals_or_a_broken_dag(tmp_path):
+    hourly = Dag({"dag_id": "hourly", "schedule": "@hourly"})
+    hourly.task("raw", {"command": "true", "partition": "interval"})
+    manual = Dag({"dag_id": "manual"})
+    manual.task("raw", {"command": "true", "partition": "interval"})
+    hourly.save(tmp_path / "hourly.alamode")
+    manual.save(tmp_path / "manual.alamode")
+    dags = load_dags(tmp_path)
+    assert set(dags) == {"hourly", "alamode_broken__manual"}
+    assert type(dags["hourly"].timetable).__name__ == "CronDataIntervalTimetable"
+    assert "manual.alamode: key 'meta.schedule': a pipeline with partitioned tasks needs" in (
+        dags["alamode_broken__manual"].description
+    )

@@ -59,3 +59,20 @@ def test_every_known_key():
 def test_bad_values_name_the_key(meta, message):
     with pytest.raises(SpecValueError, match=message):
         dag_settings(meta, "f")
+
+
+def test_partitioned_pipeline_gets_a_data_interval_timetable():
+    from airflow.sdk import CronDataIntervalTimetable
+
+    timetable = dag_settings({"schedule": "@daily"}, "f", partitioned=True).kwargs["schedule"]
+    assert isinstance(timetable, CronDataIntervalTimetable)
+    assert timetable.expression == "0 0 * * *"
+    # Unpartitioned pipelines keep Airflow's own reading of the cron string.
+    assert dag_settings({"schedule": "@daily"}, "f").kwargs["schedule"] == "@daily"
+
+
+@pytest.mark.parametrize("meta", [{}, {"schedule": "@once"}, {"schedule": "@continuous"}])
+def test_partitioned_pipeline_needs_a_periodic_schedule(meta):
+    with pytest.raises(SpecValueError, match=r"key 'meta\.schedule': a pipeline with partitioned"):
+        dag_settings(meta, "f", partitioned=True)
+    assert dag_settings(meta, "f").kwargs["schedule"] == meta.get("schedule")

@@ -8,7 +8,7 @@ import pytest
 
 from a_la_mode import AlamodeError, Dag, SpecValueError, load
 from a_la_mode.partitions import partition_id, partitioned, run_outputs, timestamp
-from alamode_airflow.runs import requested_rebuilds
+from alamode_airflow.runs import RunInfo, requested_rebuilds
 
 DOWNLOAD = "6075b3951568e2f31df204a59eb92bbb17d84e6b49f1275216bc0b6deb0e223d"
 
@@ -73,3 +73,13 @@ def test_rebuild_param(asked, expected):
 def test_rebuild_param_with_unknown_task_fails_loudly():
     with pytest.raises(AlamodeError, match="rebuild names unknown tasks: zz"):
         requested_rebuilds({"rebuild": ["zz"]}, ["a"])
+
+
+def test_partitioned_run_without_interval_says_how_to_run_it():
+    run = RunInfo("manual__x", None, frozenset())
+    assert run.output_id("raw", "1" * 64, partitioned=False) == "1" * 64
+    with pytest.raises(AlamodeError, match=r"task 'raw': .* trigger it with one \(`airflow dags"):
+        run.output_id("raw", "1" * 64, partitioned=True)
+    empty = RunInfo("x", ("2026-01-02T00:00:00Z", "2026-01-02T00:00:00Z"), frozenset())
+    with pytest.raises(AlamodeError, match=r"data interval \[2026-01-02T00:00:00Z, .*\) is empty"):
+        empty.output_id("raw", "1" * 64, partitioned=True)

@@ -1,0 +1,40 @@
+"""The store commands on an object-store root (moto's S3 server on loopback): a new,
+empty prefix is a store with nothing in it; a prefix holding other things is not."""
+
+from __future__ import annotations
+
+import pytest
+
+from a_la_mode import Dag, load
+from alamode_airflow.cli import main
+from alamode_airflow.loopback.servers import s3_server
+
+CONN_ID = "alamode_cli_s3"
+BUCKET_ROOT = "s3://alamode-outputs"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with s3_server(tmp_path_factory.mktemp("s3")) as running:
+        yield running
+
+
+@pytest.fixture
+def s3(server, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # error messages on one line
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
+    monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", CONN_ID)
+    return server
+
+
+def test_status_on_an_object_store(s3, tmp_path, capsys):
+    dag = Dag({"dag_id": "one"})
+    dag.task("a", {"command": "true"})
+    path = dag.save(tmp_path / "one.alamode")
+    assert main(["status", str(path), "--store", f"{BUCKET_ROOT}/new"]) == 0
+    assert "0 of 1 outputs done" in capsys.readouterr().out
+
+    s3.client().put_object(Bucket=s3.bucket, Key="photos/cat.jpg", Body=b"x")
+    assert main(["status", str(path), "--store", f"{BUCKET_ROOT}/photos"]) == 10
+    assert "photos: not a store: it holds cat.jpg but no objects/" in capsys.readouterr().err
+    assert load(path)["a"].output  # the file itself was never the problem
