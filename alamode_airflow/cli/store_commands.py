@@ -16,7 +16,9 @@ from alamode_airflow.listing import child_names
 from alamode_airflow.store import OutputStore
 
 #: The folders a store's root holds (``trash`` is gc's, ``pins`` pinned outputs).
-STORE_FOLDERS = frozenset({"objects", "staging", "locks", "quarantine", "claims", "pins", "trash"})
+STORE_FOLDERS = frozenset(
+    {"objects", "staging", "locks", "quarantine", "claims", "pins", "trash", "partitions"}
+)
 
 store_option = click.option(
     "--store",
