@@ -35,7 +35,6 @@ the manifest``, or why the folder holds something no manifest can hold.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
@@ -190,9 +189,8 @@ def remove(folder: str | os.PathLike[str]) -> None:
     writable by its owner when deleting in it fails (root needs no such step, other
     users do). Folders outside the tree are never changed; other errors are raised."""
 
-    if os.path.islink(folder) or not os.path.isdir(folder):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(folder)  # a single file or link: nothing to walk
+    if os.path.lexists(folder) and (os.path.islink(folder) or not os.path.isdir(folder)):
+        os.unlink(folder)  # a single file or link: nothing to walk
         return
     top = os.path.abspath(folder)
 
