@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-packages test test-fast lint format demo airflow-ui cluster bench bench-store bench-cluster constraints clean
+.PHONY: venv system-packages test test-fast lint format demo airflow-ui cluster bench bench-store bench-cluster mutation constraints clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,14 @@ bench-store: venv
 bench-cluster: venv system-packages
 	$(BIN)/python benchmarks/cluster.py
 
+## Mutation testing (mutmut, in its own virtualenv beside .venv): see [tool.mutmut].
+mutation: venv
+	test -x .venv-mutmut/bin/python || $(PYTHON) -m venv .venv-mutmut
+	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" \
+	  > $$(.venv-mutmut/bin/python -c "import site; print(site.getsitepackages()[0])")/main.pth
+	.venv-mutmut/bin/python -m pip install --quiet mutmut==3.8.1
+	.venv-mutmut/bin/mutmut run --max-children 2; .venv-mutmut/bin/mutmut results
+
 ## Re-pin: resolve setup.cfg's ranges afresh (uv resolves in seconds where pip backtracks).
 constraints:
 	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
@@ -78,4 +86,4 @@ constraints:
 	rm -rf .venv-pin
 
 clean:
-	rm -rf $(VENV) .airflow .cluster out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-mutmut mutants .airflow .cluster out .pytest_cache .ruff_cache .hypothesis
