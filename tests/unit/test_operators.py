@@ -98,6 +98,7 @@ def test_a_stale_output_is_produced_as_the_next_generation_naming_what_it_read(p
     assert data.read_text() == "v2"
     first = store.read(tasks["report"].output, 0).record
     assert first.input_generations == {"fetch": 0}
+    assert run(report, "d", "run-5") is None  # generation 1 read fetch's 1: current
 
 
 def test_an_input_changed_by_a_command_is_quarantined_and_never_served_again(

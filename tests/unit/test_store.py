@@ -90,6 +90,7 @@ def test_a_discarded_attempt_leaves_no_trace(store, tmp_path):
         (lambda obj: (obj / "record.json").write_text("{not json"), Found.CORRUPT),
         (lambda obj: (obj / "record.json").write_text(json.dumps({"format": 9})), Found.CORRUPT),
         (lambda obj: __import__("shutil").rmtree(obj / "data"), Found.VANISHED),
+        (lambda obj: (obj / "record.json").unlink(), Found.CORRUPT),
     ],
 )
 def test_damaged_objects_are_misses_and_can_be_quarantined(store, tmp_path, damage, status):
@@ -215,3 +216,66 @@ def test_ids_that_are_not_output_ids_never_become_paths(store, bad):
         store.lookup(bad)
     with pytest.raises(AlamodeError, match="is not an output ID"):
         gc.pin(store, bad)
+
+
+def test_a_bad_current_generation_is_settled_by_its_number(store, tmp_path):
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    (tmp_path / "root/objects" / OUTPUT / "0" / "record.json").unlink()
+    found = store.lookup(OUTPUT)
+    assert (found.status, found.generation) == (Found.CORRUPT, 0)
+    settled = store.settle(OUTPUT, lambda *args: None)
+    assert settled.reason == "generation 0 was quarantined; it is built again as 1"
+    assert settled.next_generation == 1
+
+
+def test_a_tombstone_wins_over_a_generation_not_yet_moved_aside(store, tmp_path):
+    """A quarantine stopped between its tombstone and its move: the generation is
+    already not current."""
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    (tmp_path / "root/objects" / OUTPUT / "0.void").touch()
+    assert store.lookup(OUTPUT).status is Found.MISSING
+    assert store.lookup(OUTPUT).next_generation == 1
+
+
+def test_two_outputs_can_be_quarantined_one_after_the_other(store, tmp_path):
+    other = "cd" * 32
+    for output_id in (OUTPUT, other):
+        (tmp_path / "root/objects" / output_id / "0").mkdir(parents=True)
+        store.quarantine(output_id, 0)
+    assert len(list((tmp_path / "root/quarantine").iterdir())) == 2
+
+
+def test_an_attempt_stages_under_its_output_id(store, tmp_path):
+    staging = store.stage(OUTPUT)
+    assert staging.parent == tmp_path / "root/staging"
+    assert staging.name.startswith(f"{OUTPUT}.")  # gc finds a dead attempt's output by it
+    assert (staging / "data").is_dir()
+
+
+def test_a_producer_holds_the_output_exclusively(store, tmp_path):
+    """While a producer (another process) holds the output, nobody else can take it."""
+    import subprocess
+    import sys
+
+    ready = tmp_path / "ready"
+    code = (
+        "import sys, time, pathlib\n"
+        "from alamode_airflow.store import OutputStore\n"
+        f"with OutputStore({store.url!r}).locked({OUTPUT!r}):\n"
+        f"    pathlib.Path({str(ready)!r}).touch(); time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with store.try_locked(OUTPUT) as free:
+            assert not free
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.try_locked(OUTPUT) as free:
+        assert free
