@@ -30,6 +30,7 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: sys.argv[1:]) and return the exit status."""
+    _logs_to_stderr()
     try:
         try:
             result = cli.main(list(argv) if argv is not None else None, standalone_mode=False)
@@ -46,6 +47,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         return EXIT_USAGE
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _logs_to_stderr() -> None:
+    """Airflow's console log handler writes to stdout, and Airflow's own code logs while
+    a store opens (an S3 connection's credentials, ...); the command's stdout is for
+    its answers, which scripts parse (``--json``), so logs go to stderr."""
+    import logging
+
+    import airflow.settings  # noqa: F401  (configures logging once, before we move it)
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and _is_stdout(handler.stream):
+            handler.setStream(_Stderr())
+
+
+def _is_stdout(stream) -> bool:
+    return stream in (sys.stdout, sys.__stdout__) or getattr(stream, "name", "") == "<stdout>"
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (tests swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def _io_error(exc: OSError) -> StoreError:

@@ -38,3 +38,16 @@ def test_status_on_an_object_store(s3, tmp_path, capsys):
     assert main(["status", str(path), "--store", f"{BUCKET_ROOT}/photos"]) == 10
     assert "photos: not a store: it holds cat.jpg but no objects/" in capsys.readouterr().err
     assert load(path)["a"].output  # the file itself was never the problem
+
+
+def test_json_on_an_object_store_is_json_alone(s3, tmp_path, capsys):
+    """Airflow's connection code logs while the store is opened: logs go to stderr,
+    so a script reading --json gets JSON only."""
+    import json
+
+    dag = Dag({"dag_id": "one"})
+    dag.task("a", {"command": "true"})
+    path = dag.save(tmp_path / "one.alamode")
+    assert main(["status", str(path), "--store", f"{BUCKET_ROOT}/json", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["task"] for row in rows] == ["a"]
