@@ -15,6 +15,11 @@ Producers act as the operator does: under the output's exclusive hold and the in
 shared locks, settle the output, look up the inputs, skip when current, else commit
 ``next_generation`` naming the inputs' generations. Airflow's ordering is a
 precondition: a task runs only once its inputs are current.
+
+gc (local roots only) is searched in two ways the store gets wrong today, each
+pinned by a failing example below and searched by a skipped machine: an output gc
+leaves behind (killed part way, in use, recent) naming one it reclaimed (``REUSED``),
+and a pin's inputs (gc keeps only the IDs it is given).
 """
 
 from __future__ import annotations
@@ -127,11 +132,15 @@ class StoreMachine(RuleBasedStateMachine):
 
     # --- rules ---------------------------------------------------------------------------
 
-    @precondition(lambda self: self.runnable())
+    def pending(self) -> list[str]:
+        """Runnable tasks whose output is not current (a DAG run also runs the rest)."""
+        return [name for name in self.runnable() if not self.model.is_current(name)]
+
+    @precondition(lambda self: self.pending())
     @rule(data=st.data())
     def commit(self, data):
-        """Run the task: nothing if its output is current, else the next generation."""
-        name = data.draw(st.sampled_from(self.runnable()), label="task")
+        """Run a task whose output is missing or stale: the next generation."""
+        name = data.draw(st.sampled_from(self.pending()), label="task")
         files = data.draw(FILES, label="files")
         with self.producing(name) as (found, reads):
             if not self.is_skipped(name, found, reads):
@@ -469,5 +478,5 @@ def test_an_s3_store_keeps_its_promises(server, monkeypatch):
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
     run_state_machine_as_test(
         S3Machine,
-        settings=settings(LOCAL, max_examples=10, stateful_step_count=10),
+        settings=settings(LOCAL, max_examples=8, stateful_step_count=10),
     )
