@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from a_la_mode import Dag, load
+from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest, remove, verify
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Committed, Found, Lookup, OutputStore
@@ -100,6 +101,14 @@ class Model:
 
 
 # --- the store side ------------------------------------------------------------------------
+
+
+def unexpected(message, *args):
+    raise AssertionError("a producer found damage nobody made: " + message % args)
+
+
+class Killed(Exception):
+    """gc's process was killed here."""
 
 
 def record(store, staging: Path, name: str, generation: int, reads, end=None) -> SuccessRecord:
@@ -244,3 +253,32 @@ def staged_partially(store: OutputStore, name: str, files: Mapping[str, bytes]) 
     staging = store.stage(OUTPUTS[name])
     write(staging / "data", dict(list(files.items())[:1]))  # the first file only, so far
     return staging
+
+
+# --- the examples of what gc gets wrong ----------------------------------------------------
+
+
+def make(store: OutputStore, name: str, data: bytes, end: str | None = None):
+    """Run task ``name`` once, as the engine does (its inputs must be current)."""
+    found = store.settle(OUTPUTS[name], unexpected)
+    reads = {n: store.lookup(OUTPUTS[n]) for n in INPUTS[name]}
+    staging = store.stage(OUTPUTS[name])
+    return commit(store, staging, name, found, reads, {"out.bin": data}, end)
+
+
+def made_from_old_a(store: OutputStore) -> None:
+    """Make a, and b from it."""
+    make(store, "a", b"old a", end="2020-01-01T00:00:00+00:00")
+    make(store, "b", b"made from old a")
+
+
+def remade_a_leaves_b_stale(store: OutputStore) -> None:
+    """a was reclaimed while b stayed: made again with other bytes, a must not count as
+    what b was made from, or the engine skips b and serves what the old a made."""
+    assert store.lookup(OUTPUTS["b"]).done
+    assert store.lookup(OUTPUTS["a"]).status is Found.MISSING
+    make(store, "a", b"new a")
+    verdicts = assess(OUTPUTS, INPUTS, store.lookup)
+    assert verdicts["a"].current
+    assert store.lookup(OUTPUTS["b"]).record.read_generation("a") == 0
+    assert not verdicts["b"].current, "b counts as made from the new a"

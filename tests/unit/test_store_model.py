@@ -56,10 +56,6 @@ FILES = st.dictionaries(
 )
 
 
-def unexpected(message, *args):
-    raise AssertionError("a producer found damage nobody made: " + message % args)
-
-
 class StoreMachine(RuleBasedStateMachine):
     """The rules and invariants every kind of root shares."""
 
@@ -115,7 +111,7 @@ class StoreMachine(RuleBasedStateMachine):
         with store.locked(m.OUTPUTS[name], claimant=me), contextlib.ExitStack() as reading:
             for input_name in m.INPUTS[name]:
                 reading.enter_context(store.locked(m.OUTPUTS[input_name], shared=True))
-            found = store.settle(m.OUTPUTS[name], unexpected)
+            found = store.settle(m.OUTPUTS[name], m.unexpected)
             yield found, {n: store.lookup(m.OUTPUTS[n]) for n in m.INPUTS[name]}
 
     def produce(self, name, found, reads, files, staging=None) -> None:
@@ -337,9 +333,9 @@ class GcMachine(LocalMachine):
 
         def advance():
             if next(steps, None) is None:
-                raise Killed
+                raise m.Killed
 
-        with contextlib.suppress(Killed):
+        with contextlib.suppress(m.Killed):
             gc.collect(store, gc.candidates(store, keep, timedelta(0)), advance)
         for oid, generations in before.items():
             assert store.generations(oid) == generations, f"gc removed {m.TASK_OF[oid]}"
@@ -349,10 +345,6 @@ class GcMachine(LocalMachine):
             assert left <= m.closure(store, keep | in_use), left
         for oid in present - left:
             self.model.collected(m.TASK_OF[oid])
-
-
-class Killed(Exception):
-    """gc's process was killed here."""
 
 
 class GcClosureMachine(GcMachine):
@@ -407,65 +399,39 @@ def test_gc_keeps_every_output_a_pins_records_name():
     run_state_machine_as_test(GcClosureMachine, settings=LOCAL)
 
 
-def make(store: OutputStore, name: str, data: bytes, end: str | None = None):
-    """Run task ``name`` once, as the engine does (its inputs must be current)."""
-    found = store.settle(m.OUTPUTS[name], unexpected)
-    reads = {n: store.lookup(m.OUTPUTS[n]) for n in m.INPUTS[name]}
-    staging = store.stage(m.OUTPUTS[name])
-    return m.commit(store, staging, name, found, reads, {"out.bin": data}, end)
-
-
-def made_from_old_a(store: OutputStore) -> None:
-    """Make a, and b from it."""
-    make(store, "a", b"old a", end="2020-01-01T00:00:00+00:00")
-    make(store, "b", b"made from old a")
-
-
-def remade_a_leaves_b_stale(store: OutputStore) -> None:
-    """a was reclaimed while b stayed: made again with other bytes, a must not count as
-    what b was made from, or the engine skips b and serves what the old a made."""
-    assert store.lookup(m.OUTPUTS["b"]).done
-    assert store.lookup(m.OUTPUTS["a"]).status is Found.MISSING
-    make(store, "a", b"new a")
-    verdicts = assess(m.OUTPUTS, m.INPUTS, store.lookup)
-    assert verdicts["a"].current
-    assert store.lookup(m.OUTPUTS["b"]).record.read_generation("a") == 0
-    assert not verdicts["b"].current, "b counts as made from the new a"
-
-
 @pytest.mark.xfail(strict=True, reason=REUSED)
 def test_gc_older_than_keeps_what_recent_outputs_were_made_from(tmp_path):
     store = OutputStore(str(tmp_path / "root"))
-    made_from_old_a(store)
+    m.made_from_old_a(store)
     chosen = gc.candidates(store, set(), gc.parse_age("30d"))
     assert [c.output_id for c in chosen] == [m.OUTPUTS["a"]]
     gc.collect(store, chosen)
-    remade_a_leaves_b_stale(store)
+    m.remade_a_leaves_b_stale(store)
 
 
 @pytest.mark.xfail(strict=True, reason=REUSED)
 def test_a_gc_killed_part_way_leaves_no_record_naming_what_it_took(tmp_path):
     store = OutputStore(str(tmp_path / "root"))
-    made_from_old_a(store)
+    m.made_from_old_a(store)
     chosen = gc.candidates(store, set(), timedelta(0))
     assert [c.output_id for c in chosen] == [m.OUTPUTS["a"], m.OUTPUTS["b"]]  # ID order
 
     def killed():
-        raise Killed
+        raise m.Killed
 
-    with pytest.raises(Killed):
+    with pytest.raises(m.Killed):
         gc.collect(store, chosen, killed)
-    remade_a_leaves_b_stale(store)
+    m.remade_a_leaves_b_stale(store)
 
 
 @pytest.mark.xfail(strict=True, reason=REUSED)
 def test_gc_keeps_what_an_output_in_use_was_made_from(tmp_path):
     store = OutputStore(str(tmp_path / "root"))
-    made_from_old_a(store)
+    m.made_from_old_a(store)
     with store.locked(m.OUTPUTS["b"], shared=True):  # d's attempt is reading b
         deleted, busy = gc.collect(store, gc.candidates(store, set(), timedelta(0)))
     assert (deleted, busy) == ([m.OUTPUTS["a"]], [m.OUTPUTS["b"]])
-    remade_a_leaves_b_stale(store)
+    m.remade_a_leaves_b_stale(store)
 
 
 @pytest.fixture(scope="module")
