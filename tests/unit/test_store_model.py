@@ -329,10 +329,11 @@ class GcMachine(LocalMachine):
         assume(self.reuse_paths or m.closure(store, in_use) <= wanted | in_use)
         before = {oid: store.generations(oid) for oid in wanted | in_use}
         present = set(child_names(store.root / "objects"))
-        steps = iter(range(stop_after or 99))
+        reclaimed = []
 
         def advance():
-            if next(steps, None) is None:
+            reclaimed.append(None)
+            if len(reclaimed) == stop_after:
                 raise m.Killed
 
         with contextlib.suppress(m.Killed):
