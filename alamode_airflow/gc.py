@@ -196,7 +196,12 @@ def collect(
                 outcome.busy.append(output_id)
             elif why:
                 outcome.spared.append((output_id, why))
-            elif discard(root, root / "objects" / output_id, output_id):
+            elif (newest := store.newest_generation(output_id)) is not None and discard(
+                root, root / "objects" / output_id, output_id
+            ):
+                # Under the same lock: the next build of this output is the generation
+                # after the newest one gc took, never a number that named other bytes.
+                store.retire(output_id, newest)
                 # Its one rename was the step that matters: records and data left
                 # objects/ together. That change of objects/ is our own, no news (an
                 # output committed between the rename and this stat goes unseen: it

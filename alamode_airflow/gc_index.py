@@ -101,6 +101,8 @@ def survey(store: OutputStore, objects: Path) -> tuple[dict[str, Entry], list[Un
         if not path.is_dir() or path.is_symlink():
             strays.append(Unknown(where, "not a folder"))
             continue
+        if not any(child.name.isdigit() for child in path.iterdir()):
+            continue  # tombstones only: what gc took before, nothing left to take
         index[path.name] = entry = read_entry(store, path.name)
         if entry.unknown:
             strays.append(Unknown(where, entry.unknown, entry.task))

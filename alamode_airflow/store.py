@@ -119,6 +119,17 @@ class OutputStore:
         """The generations of an output that have a folder, oldest first."""
         return self._generations(output_id)[0]
 
+    def newest_generation(self, output_id: str) -> int | None:
+        """The highest generation this output ever had (committed or tombstoned)."""
+        present, void = self._generations(output_id)
+        return max([*present, *([void] if void is not None else [])], default=None)
+
+    def retire(self, output_id: str, generation: int) -> None:
+        """Leave a tombstone for ``generation`` (after gc took the output away): the
+        next producer writes the generation after it, so a generation number never
+        comes to name other bytes."""
+        self.backend.bury(check_output_id(output_id), generation)
+
     def _generations(self, output_id: str) -> tuple[list[int], int | None]:
         """(generations with a folder, the newest tombstoned generation or None)."""
         names = child_names(self.object_dir(output_id))
