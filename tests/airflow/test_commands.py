@@ -17,19 +17,7 @@ from alamode_airflow.airflow_cli import AIRFLOW
 from alamode_airflow.history import lineage
 from alamode_airflow.store import OutputStore
 from tests.airflow.conftest import writer
-
-
-def running(token: str) -> list[int]:
-    """Processes (not Python's) whose command line holds ``token``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if token.encode() in cmdline and b"python" not in cmdline:
-            found.append(int(pid))
-    return found
+from tests.unit.test_runner import running
 
 
 def test_a_killed_task_leaves_no_process_of_its_command_running(airflow):
