@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -32,9 +33,11 @@ from a_la_mode import AlamodeError
 from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims
 from alamode_airflow.manifests import remove
 from alamode_airflow.records import SuccessRecord
+from alamode_airflow.store import RECORD
 
 if TYPE_CHECKING:
     from alamode_airflow.store import Committed, Found, OutputStore
+
 
 ATTEMPT_PREFIX = "alamode-"
 
@@ -101,7 +104,7 @@ class ObjectBackend:
             remove(staging)
 
     def commit(self, staging: Path, record: SuccessRecord) -> Committed:
-        from alamode_airflow.store import RECORD, Committed
+        from alamode_airflow.store import Committed
 
         folder = self.store.object_dir(record.output_id, record.generation)
         try:
@@ -131,17 +134,23 @@ class ObjectBackend:
         (self.store.object_dir(output_id) / f"{generation}{VOID}").write_bytes(b"")
 
     def quarantine(self, output_id: str, generation: int) -> None:
-        # No rename on an object store: copy every object, then delete the source.
+        """Copy the generation's record, and the attempt prefix it names, aside, then
+        delete them (no rename on an object store). Other attempts' prefixes are left
+        alone: nothing but gc deletes another attempt's files."""
         source = self.store.object_dir(output_id, generation)
         name = f"{output_id}.{generation}.{uuid.uuid4().hex[:8]}"
         target = self.root / "quarantine" / name
         fs = source.fs
-        keys = fs.find(source.path)
+        keys = [key for key in [(source / RECORD).path] if fs.exists(key)]
+        prefix = _data_prefix(fs, (source / RECORD).path)
+        if prefix is not None:
+            keys += fs.find((source / prefix).path)
         # Another worker may be moving the same generation aside right now.
         with contextlib.suppress(FileNotFoundError):
             for key in keys:
                 fs.copy(key, target.path + key[len(source.path) :])
-            fs.rm(keys)
+            if keys:
+                fs.rm(keys)
 
     def fetch(self, output_id: str, data, into: Path, record: SuccessRecord | None) -> Path:
         """Download the files the record names (only those: a dead attempt's leftovers
@@ -159,6 +168,18 @@ class ObjectBackend:
             else:
                 data.fs.get_file((data / entry.path).path, str(target))
         return into
+
+
+def _data_prefix(fs, record_key: str) -> str | None:
+    """The data path a record names, read from its JSON even when the record is not
+    valid as a whole; None when it names none."""
+    try:
+        value = json.loads(fs.cat_file(record_key)).get("data_path", "data")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(value, str) or ".." in value.split("/") or value.startswith("/"):
+        return None
+    return value
 
 
 def _lease_s() -> float:

@@ -131,13 +131,28 @@ def test_an_unreadable_record_is_moved_to_quarantine(store, server):
     warnings = []
     assert store.settle(OUTPUT, lambda *args: warnings.append(args)).status is Found.MISSING
     assert len(warnings) == 1
-    # Only the tombstone is left: generation 0 never counts as a success again.
-    assert server.keys(f"{prefix(store)}/objects/{OUTPUT}") == [
-        f"{prefix(store)}/objects/{OUTPUT}/0.void"
-    ]
+    # The tombstone: generation 0 never counts as a success again. The record names no
+    # prefix one can read, so the attempt's data stays where it is (never served).
+    left = server.keys(f"{prefix(store)}/objects/{OUTPUT}")
+    assert f"{prefix(store)}/objects/{OUTPUT}/0.void" in left
+    assert f"{prefix(store)}/objects/{OUTPUT}/0/record.json" not in left
     kept = server.keys(f"{prefix(store)}/quarantine/")
-    assert any(k.endswith("/record.json") for k in kept)
-    assert any(k.endswith(f"/{record.data_path}/out.txt") for k in kept)
+    assert [k.rsplit("/", 1)[1] for k in kept] == ["record.json"]
+
+
+def test_quarantine_moves_the_records_attempt_and_no_other(store, server):
+    """Data vanished under a record: its record and its own prefix are moved aside;
+    another attempt's prefix under the same generation is not touched."""
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    base = f"{prefix(store)}/objects/{OUTPUT}/0"
+    other = f"{base}/0123456789abcdef/data/partial.bin"
+    server.client().put_object(Bucket=server.bucket, Key=other, Body=b"x")
+    server.client().delete_object(Bucket=server.bucket, Key=f"{base}/{record.data_path}/out.txt")
+    assert store.settle(OUTPUT, lambda *args: None).status is Found.MISSING
+    assert sorted(server.keys(f"{base}/")) == [other]
+    kept = server.keys(f"{prefix(store)}/quarantine/")
+    assert [k.rsplit("/", 1)[1] for k in kept] == ["record.json"]
 
 
 def test_of_eight_racing_workers_exactly_one_produces(store):
