@@ -151,14 +151,15 @@ def seal(folder: str | os.PathLike[str], flushers: int = 16) -> None:
     be renamed into place and later moved to quarantine. Removing a sealed tree needs
     ``remove``.
 
-    Before changing anything, a writable file with a hard link outside ``folder`` is
-    refused: making it read-only would change a file that is not the output's, and the
-    output could still change through the other name. (A file linked from a committed,
-    sealed output is read-only already, so linking inputs instead of copying them works.)
+    A file with a hard link outside ``folder`` (an input's file, a user's file) is
+    copied to an inode of its own first: making it read-only would change a file that
+    is not the output's, and the output could still change through the other name
+    (whoever owns that file can make it writable again).
     """
     root = os.fspath(folder)
     tree = list(_tree(root))
     _refuse_unsealable(tree)
+    tree = _own_copies(root, tree)
     files = [(os.path.join(root, rel), st) for rel, st in tree if stat.S_ISREG(st.st_mode)]
     folders = [(rel, st) for rel, st in tree if stat.S_ISDIR(st.st_mode)]
     # Modes first: the first fsync then carries every change in one journal commit.
@@ -307,23 +308,32 @@ def _fsync(path: str | os.PathLike[str]) -> None:
 
 
 def _refuse_unsealable(tree: list[tuple[str, os.stat_result]]) -> None:
-    """Refuse special files (opening a fifo would block) and writable files shared with
-    paths outside the tree, before anything is changed."""
-    names: dict[tuple[int, int], int] = {}
+    """Refuse special files (opening a fifo would block) before anything is changed."""
     for rel, st in tree:
         if stat.S_IFMT(st.st_mode) not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
             raise OutputRefused(rel, _special(st))
+
+
+def _own_copies(root: str, tree: list[tuple[str, os.stat_result]]) -> list:
+    """The tree, after every file that shares its inode with a path outside it (a hard
+    link) got an inode of its own: a copy beside it, renamed over it. Through the
+    other name, the committed bytes could be changed by whoever owns that file,
+    read-only or not (its owner can chmod it back)."""
+    inside: dict[tuple[int, int], int] = {}
+    for _rel, st in tree:
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            names[key] = names.get(key, 0) + 1
+            inside[st.st_dev, st.st_ino] = inside.get((st.st_dev, st.st_ino), 0) + 1
+    result = []
     for rel, st in tree:
         key = (st.st_dev, st.st_ino)
-        if key in names and names[key] < st.st_nlink and st.st_mode & 0o222:
-            raise OutputRefused(
-                rel,
-                "is a writable file with a hard link outside the output: sealing it would "
-                "change that file, and the output could change through it; copy it instead",
-            )
+        if key in inside and inside[key] < st.st_nlink:
+            path = os.path.join(root, rel)
+            copy = f"{path}.alamode-copy"
+            shutil.copy2(path, copy)
+            os.replace(copy, path)
+            st = os.lstat(path)
+        result.append((rel, st))
+    return result
 
 
 def _flush_file(file: tuple[str, os.stat_result]) -> None:

@@ -189,20 +189,26 @@ def test_seal_refuses_a_special_file_before_changing_anything(tmp_path):
     assert modes(staging) == before
 
 
-def test_seal_refuses_a_writable_hard_link_outside_but_takes_a_sealed_one(tmp_path):
+def test_seal_copies_every_file_hard_linked_from_outside(tmp_path):
+    """Whoever owns the other name could change the committed bytes through it, even
+    a read-only one (its owner can chmod it back): sealed outputs own their inodes."""
     staging = tree(tmp_path / "attempt")
     mine = tmp_path / "mine.csv"
     mine.write_text("mine")
     os.link(mine, staging / "data" / "copy.csv")
-    with pytest.raises(OutputRefused, match=r"'data/copy\.csv' is a writable file with a hard"):
-        seal(staging)
-    assert stat.S_IMODE(mine.stat().st_mode) == 0o644  # the user's file is untouched
-    (staging / "data" / "copy.csv").unlink()
     committed = tree(tmp_path / "input")  # a committed input is sealed
     seal(committed)
     os.link(committed / "data" / "table.csv", staging / "data" / "input.csv")
     os.link(staging / "data" / "table.csv", staging / "data" / "twice.csv")  # both inside
+    entries = manifest(staging / "data")
     seal(staging)
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o644  # the user's file is untouched
+    for name in ("copy.csv", "input.csv"):
+        assert (staging / "data" / name).stat().st_nlink == 1
+    mine.write_text("changed")  # through the other name: the output does not change
+    os.chmod(committed / "data" / "table.csv", 0o644)
+    (committed / "data" / "table.csv").write_text("changed")
+    assert verify(staging / "data", entries) == []
     assert stat.S_IMODE((staging / "data" / "twice.csv").stat().st_mode) == 0o444
 
 
