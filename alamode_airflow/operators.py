@@ -189,6 +189,7 @@ class AlamodeOperator(BaseOperator):
         intact."""
         if not store.local:
             return
+        # Every tombstone first: no damaged input stays current if a move fails.
         for name in names:
             found = self._inputs_found[name]
             self.log.error(
@@ -197,7 +198,13 @@ class AlamodeOperator(BaseOperator):
                 found.record.output_id[:12],
                 found.generation,
             )
-            store.quarantine(found.record.output_id, found.generation)
+            store.backend.bury(found.record.output_id, found.generation)
+        for name in names:
+            found = self._inputs_found[name]
+            try:
+                store.quarantine(found.record.output_id, found.generation)
+            except OSError as exc:  # the tombstone already keeps it from being served
+                self.log.error("could not move input %s aside: %s", name, exc)
 
     def _locations(self, store: OutputStore, downloads: Path) -> dict[str, str]:
         """Local folders with the inputs' current generations (downloaded from an

@@ -84,7 +84,13 @@ class LocalBackend:
     def stage(self, output_id: str) -> Path:
         parent = self.path / "staging"
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{output_id}.", dir=parent))
+        folder = Path(tempfile.mkdtemp(prefix=f"{output_id}.", dir=parent))
+        # mkdtemp makes it 0700; committed, it is read by every user the umask allows
+        # (other workers' users, people running alamode status).
+        umask = os.umask(0)
+        os.umask(umask)
+        folder.chmod(0o755 & ~umask)
+        return folder
 
     def data_path(self, staging: Path) -> str:
         return "data"

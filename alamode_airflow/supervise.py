@@ -67,8 +67,10 @@ def mount_read_only(paths: list[str]) -> None:
         _call(_libc.mount, None, raw, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept, None)
 
 
-def snapshot(folder: str) -> dict[str, tuple[int, int, int, int]]:
-    """Every entry under ``folder`` (itself as ``.``): size, mtime_ns, inode, mode.
+def snapshot(folder: str) -> dict[str, tuple[int, ...]]:
+    """Every entry under ``folder`` (itself as ``.``): size, mtime_ns, ctime_ns, inode,
+    mode. ctime catches a rewrite whose size and mtime were put back (no user can set
+    ctime).
     Entries that vanish or cannot be listed are left out (so a removed input shows as
     every path removed)."""
     entries = {}
@@ -77,7 +79,13 @@ def snapshot(folder: str) -> dict[str, tuple[int, int, int, int]]:
         path, name = pending.pop()
         try:
             info = os.lstat(path)
-            entries[name] = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode)
+            entries[name] = (
+                info.st_size,
+                info.st_mtime_ns,
+                info.st_ctime_ns,
+                info.st_ino,
+                info.st_mode,
+            )
             if stat.S_ISDIR(info.st_mode):
                 with os.scandir(path) as listing:
                     for entry in listing:

@@ -247,6 +247,13 @@ def test_a_write_that_names_no_input_still_says_inputs_are_read_only(tmp_path, f
         ('rm "$ALAMODE_INPUT_FIRST/sub/part"', "sub, sub/part"),
         ('chmod 600 "$ALAMODE_INPUT_FIRST/out.txt"; false', "out.txt"),
         ('rm -r "$ALAMODE_INPUT_FIRST"', "., out.txt, sub, sub/part"),
+        # Rewritten in place at the same size, mode and mtime put back: ctime tells.
+        (
+            'f="$ALAMODE_INPUT_FIRST/out.txt"; touch -r "$f" "$ALAMODE_OUTPUT/t"; '
+            'new=$(tr a-z A-Z < "$f"); printf "%s\\n" "$new" > "$f"; '
+            'touch -r "$ALAMODE_OUTPUT/t" "$f"',
+            "out.txt",
+        ),
     ],
 )
 def test_without_mounts_a_changed_input_is_found_after_the_command(

@@ -249,6 +249,8 @@ def test_two_outputs_can_be_quarantined_one_after_the_other(store, tmp_path):
 
 def test_an_attempt_stages_under_its_output_id(store, tmp_path):
     staging = store.stage(OUTPUT)
+    # Committed, the folder is readable by the other users the umask allows.
+    assert staging.stat().st_mode & 0o055 == 0o055 & ~_umask()
     assert staging.parent == tmp_path / "root/staging"
     assert staging.name.startswith(f"{OUTPUT}.")  # gc finds a dead attempt's output by it
     assert (staging / "data").is_dir()
@@ -279,3 +281,11 @@ def test_a_producer_holds_the_output_exclusively(store, tmp_path):
         holder.wait()
     with store.try_locked(OUTPUT) as free:
         assert free
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
