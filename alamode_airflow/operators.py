@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from a_la_mode import AlamodeError
 from alamode_airflow._compat import AirflowSkipException, BaseOperator
 from alamode_airflow.claims import Claimant
 from alamode_airflow.links import OutputLocationLink
@@ -24,7 +25,7 @@ from alamode_airflow.manifests import OutputRefused, manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.runner import Command, CommandFailed, InputModified, Invocation
 from alamode_airflow.runs import RunInfo, interval_of
-from alamode_airflow.store import Committed, Lookup, OutputStore
+from alamode_airflow.store import Committed, Found, Lookup, OutputStore
 from alamode_airflow.triggers import ClaimReleasedTrigger
 
 RECORD_XCOM = "alamode_record"
@@ -124,6 +125,8 @@ class AlamodeOperator(BaseOperator):
         current generation), unless this run rebuilds it and has not yet; else the
         output's lookup, with the inputs' lookups kept for the record."""
         found = store.settle(target, self.log.warning)
+        if found.status is Found.NEWER:  # never written over by an older version
+            raise AlamodeError(found.reason, task=self.task_id)
         self._inputs_found = {name: store.lookup(oid) for name, oid in inputs.items()}
         if not found.done:
             return found

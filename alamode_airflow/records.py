@@ -27,6 +27,11 @@ FORMAT = 2
 READABLE_FORMATS = (1, 2)
 
 
+class NewerFormat(ValueError):
+    """A record written by a newer version: not damage. It is neither a success this
+    version can use nor something to set aside; the version must be upgraded."""
+
+
 @dataclass(frozen=True)
 class SuccessRecord:
     output_id: str
@@ -108,8 +113,11 @@ class SuccessRecord:
     def loads(cls, text: str) -> SuccessRecord:
         """Parse a record; raises ValueError (or KeyError/TypeError) when it is not one."""
         data = json.loads(text)
-        if data.get("format") not in READABLE_FORMATS:
-            raise ValueError(f"unknown record format {data.get('format')!r}")
+        number = data.get("format")
+        if type(number) is int and number > FORMAT:
+            raise NewerFormat(f"unknown record format {number} (newer than {FORMAT})")
+        if number not in READABLE_FORMATS:
+            raise ValueError(f"unknown record format {number!r}")
         data["format"] = FORMAT  # read as the current format: its defaults fill the gaps
         data["manifest"] = tuple(ManifestEntry.from_json(entry) for entry in data["manifest"])
         if data.get("interval") is not None:

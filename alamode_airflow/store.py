@@ -40,7 +40,7 @@ from a_la_mode.ids import is_output_id
 from alamode_airflow._compat import ObjectStoragePath
 from alamode_airflow.claims import Claimant
 from alamode_airflow.listing import child_names, is_local
-from alamode_airflow.records import SuccessRecord
+from alamode_airflow.records import NewerFormat, SuccessRecord
 
 RECORD = "record.json"
 DATA = "data"
@@ -61,6 +61,7 @@ class Found(enum.Enum):
     CORRUPT = "corrupt"  # a record that cannot be read or names another output
     VANISHED = "vanished"  # a record whose data is gone
     INCOMPLETE = "incomplete"  # object store: data being written, or abandoned
+    NEWER = "newer"  # a record of a newer format: left alone, this version cannot use it
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,10 @@ class OutputStore:
         except FileNotFoundError:
             status = self.backend.without_record
             return Lookup(status, reason=f"no record at {where}", generation=generation)
+        except NewerFormat as exc:
+            # Never quarantined: during a rolling upgrade, newer workers wrote it.
+            reason = f"{where}: {exc}; upgrade alamode-airflow to use it"
+            return Lookup(Found.NEWER, reason=reason, generation=generation)
         except (ValueError, KeyError, TypeError) as exc:
             return Lookup(Found.CORRUPT, reason=f"unreadable {where}: {exc}", generation=generation)
         if record.output_id != output_id or record.generation != generation:

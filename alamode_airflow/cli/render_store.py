@@ -19,6 +19,8 @@ STYLE = {
     "missing": "yellow",
     "corrupt": "red",
     "vanished": "red",
+    "newer": "red",
+    "incomplete": "yellow",
 }
 
 

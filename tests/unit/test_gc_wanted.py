@@ -56,6 +56,7 @@ def test_a_folder_other_than_airflows_dags_folder_is_refused(setup, tmp_path, mo
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / "old.alamode").write_bytes(chain(3, "old").bencode())
+    monkeypatch.setenv("COLUMNS", "1000")  # the error on one line, whatever the terminal
     assert run_gc(store, other, "--yes") == 3
     error = capsys.readouterr().err
     assert str(other) in error

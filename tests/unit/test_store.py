@@ -88,7 +88,7 @@ def test_a_discarded_attempt_leaves_no_trace(store, tmp_path):
     ("damage", "status"),
     [
         (lambda obj: (obj / "record.json").write_text("{not json"), Found.CORRUPT),
-        (lambda obj: (obj / "record.json").write_text(json.dumps({"format": 9})), Found.CORRUPT),
+        (lambda obj: (obj / "record.json").write_text(json.dumps({"format": "x"})), Found.CORRUPT),
         (lambda obj: __import__("shutil").rmtree(obj / "data"), Found.VANISHED),
         (lambda obj: (obj / "record.json").unlink(), Found.CORRUPT),
     ],
@@ -289,3 +289,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_record_of_a_newer_format_is_left_alone(store, tmp_path):
+    """Written by newer workers during a rolling upgrade: not damage. It is never
+    quarantined, and this version refuses to build beside it."""
+    staging, record = attempt(store)
+    store.commit(staging, record)
+    path = tmp_path / "root/objects" / OUTPUT / "0" / "record.json"
+    path.chmod(0o644)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format": 3}))
+    found = store.settle(OUTPUT, lambda *args: pytest.fail("settle warned"))
+    assert found.status is Found.NEWER
+    assert "upgrade alamode-airflow" in found.reason
+    assert path.exists()
+    assert not (tmp_path / "root/quarantine").exists()
