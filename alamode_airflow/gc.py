@@ -51,8 +51,9 @@ from alamode_airflow.gc_index import (
     survey,
     wanted,
 )
-from alamode_airflow.gc_leftovers import Leftover, Unknown, as_output_id, discard
+from alamode_airflow.gc_leftovers import Leftover, Unknown, as_output_id
 from alamode_airflow.loader import find_files
+from alamode_airflow.manifests import remove
 from alamode_airflow.store import OutputStore, check_output_id
 
 
@@ -83,6 +84,8 @@ class Plan:
     kept: set[str]
     index: dict[str, Entry] = field(repr=False)
     stamp: tuple[int, int] = (0, 0)  # objects/ as last seen (see gc_index.changed_at)
+    # Tombstone-only folders and their mtimes: a build there is a new output too.
+    retired: dict[str, int] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -160,7 +163,7 @@ def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> 
     root_ids, pinned = frozenset(root_ids), frozenset(pins(store))
     objects = local_root(store) / "objects"
     seen = changed_at(objects)  # before the listing: what comes after it is seen as new
-    index, unknown = survey(store, objects)
+    index, unknown, retired = survey(store, objects)
     seeds = set(root_ids | pinned)
     seeds.update(e.output_id for e in index.values() if wanted(e, root_ids | pinned, cutoff))
     kept = closure(seeds, lambda oid: index[oid].inputs if oid in index else ())
@@ -170,7 +173,7 @@ def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> 
     ]
     leftovers, odd = gc_leftovers.find(local_root(store), cutoff)
     found = (reclaimable, unknown + odd, leftovers, cutoff, root_ids, pinned, kept, index)
-    return Plan(*found, stamp=seen)
+    return Plan(*found, stamp=seen, retired=retired)
 
 
 def candidates(store: OutputStore, keep: Iterable[str], older_than: timedelta) -> list[Candidate]:
@@ -184,6 +187,7 @@ def collect(
     """Delete the plan's reclaimable outputs and leftovers, re-checking each under its
     lock first; ``advance`` is called once per output."""
     root, outcome = local_root(store), Outcome()
+    trashed: list[Path] = []
     for candidate in chosen.reclaimable:
         output_id = candidate.output_id
         with store.try_locked(output_id) as free:
@@ -196,25 +200,41 @@ def collect(
                 outcome.busy.append(output_id)
             elif why:
                 outcome.spared.append((output_id, why))
-            elif (newest := store.newest_generation(output_id)) is not None and discard(
-                root, root / "objects" / output_id, output_id
-            ):
-                # Under the same lock: the next build of this output is the generation
-                # after the newest one gc took, never a number that named other bytes.
-                store.retire(output_id, newest)
-                # Its one rename was the step that matters: records and data left
-                # objects/ together. That change of objects/ is our own, no news (an
-                # output committed between the rename and this stat goes unseen: it
-                # read its inputs before we locked them).
-                chosen.stamp = changed_at(root / "objects")
+            elif trash := _take(store, chosen, output_id):
+                trashed.append(trash)
                 # Lock files are unlinked only by a holder of their exclusive flock, and
                 # store.locked re-opens a lock file whose path no longer names the inode
                 # it locked: a task waiting on this one takes a fresh file.
                 (root / "locks" / f"{output_id}.lock").unlink(missing_ok=True)
                 outcome.deleted.append(output_id)
         advance()
+    # Deleting takes long; it happens after every check, so no output committed
+    # meanwhile goes unseen (an interrupted gc leaves trash/ for the next one).
+    for trash in trashed:
+        remove(trash)
     outcome.leftovers = gc_leftovers.reclaim(root, chosen.leftovers)
     return outcome
+
+
+def _take(store: OutputStore, chosen: Plan, output_id: str) -> Path | None:
+    """Move an output out of ``objects/`` (one rename: records and data together) and
+    leave a tombstone of its newest generation in its place, so that, built again, it
+    never reuses a generation number for other bytes. Our own change to ``objects/``
+    is no news, and ``objects/`` keeps its link count through it (one folder out, one
+    in): a count that moved meanwhile is another output's, seen at the next check."""
+    objects = local_root(store) / "objects"
+    newest = store.newest_generation(output_id)
+    before = changed_at(objects)
+    trash = gc_leftovers.to_trash(local_root(store), objects / output_id, output_id)
+    if trash is None:
+        return None
+    store.retire(output_id, 0 if newest is None else newest)
+    after = changed_at(objects)
+    if before == chosen.stamp:
+        chosen.stamp = (after[0], before[1])
+    folder = objects / output_id
+    chosen.retired[output_id] = folder.stat().st_mtime_ns
+    return trash
 
 
 def _why_keep_now(store: OutputStore, chosen: Plan, output_id: str) -> str:
@@ -242,13 +262,19 @@ def _catch_up(store: OutputStore, chosen: Plan) -> None:
     chosen.pins = pinned
     objects = local_root(store) / "objects"
     seen = changed_at(objects)
+    named = chosen.roots | pinned
     if seen != chosen.stamp:
         chosen.stamp = seen
-        named = chosen.roots | pinned
         for name in os.listdir(objects):
-            if name not in chosen.index and as_output_id(name):
+            if name not in chosen.index and name not in chosen.retired and as_output_id(name):
                 entry = chosen.index[name] = read_entry(store, name)
                 seeds.update([name] if wanted(entry, named, chosen.cutoff) else [])
+    for name, mtime in list(chosen.retired.items()):
+        folder = objects / name
+        if folder.is_dir() and folder.stat().st_mtime_ns != mtime:  # built again
+            del chosen.retired[name]
+            entry = chosen.index[name] = read_entry(store, name)
+            seeds.update([name] if wanted(entry, named, chosen.cutoff) else [])
     if seeds:
         chosen.kept = closure(seeds, lambda o: _inputs(store, chosen, o), chosen.kept)
 

@@ -88,11 +88,16 @@ def _raw_inputs(store: OutputStore, output_id: str, generation: int | None) -> A
         return None
 
 
-def survey(store: OutputStore, objects: Path) -> tuple[dict[str, Entry], list[Unknown]]:
-    """One pass over ``objects/``: every output folder's entry, and the names there
-    that are not output folders (kept, and reported)."""
+def survey(
+    store: OutputStore, objects: Path
+) -> tuple[dict[str, Entry], list[Unknown], dict[str, int]]:
+    """One pass over ``objects/``: every output folder's entry, the names there that
+    are not output folders (kept, and reported), and the folders holding tombstones
+    only (what gc took before) with their mtimes: a build into one of them adds a
+    generation without changing ``objects/``, so it is watched by its own mtime."""
     index: dict[str, Entry] = {}
     strays: list[Unknown] = []
+    retired: dict[str, int] = {}
     for path in sorted(objects.iterdir()) if objects.is_dir() else ():
         where = f"objects/{path.name}"
         if as_output_id(path.name) is None:
@@ -102,11 +107,12 @@ def survey(store: OutputStore, objects: Path) -> tuple[dict[str, Entry], list[Un
             strays.append(Unknown(where, "not a folder"))
             continue
         if not any(child.name.isdigit() for child in path.iterdir()):
-            continue  # tombstones only: what gc took before, nothing left to take
+            retired[path.name] = path.stat().st_mtime_ns  # nothing left to take
+            continue
         index[path.name] = entry = read_entry(store, path.name)
         if entry.unknown:
             strays.append(Unknown(where, entry.unknown, entry.task))
-    return index, strays
+    return index, strays, retired
 
 
 def closure(

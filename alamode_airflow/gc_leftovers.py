@@ -149,18 +149,26 @@ def _lock_free(root: Path, output_id: str) -> bool:
 def discard(root: Path, path: Path, name: str) -> bool:
     """Move ``path`` into ``trash/`` with one rename, then delete it; False if it was
     gone already (another gc took it)."""
+    trash = to_trash(root, path, name)
+    if trash is not None:
+        remove(trash)
+    return trash is not None
+
+
+def to_trash(root: Path, path: Path, name: str) -> Path | None:
+    """Move ``path`` into ``trash/`` with one rename (deleting it can wait, and the
+    next gc finishes it); None if it was gone already (another gc took it)."""
     trash = root / "trash" / f"{name}.{uuid.uuid4().hex[:8]}"
     trash.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(path, trash)
     except FileNotFoundError:
-        return False
+        return None
     except PermissionError:
         # Moving a folder to another parent rewrites its "..", so it must be writable.
         _writable(path)
         os.rename(path, trash)
-    remove(trash)
-    return True
+    return trash
 
 
 def _writable(folder: Path) -> None:

@@ -44,7 +44,7 @@ def commit(store: OutputStore, task, inputs: dict[str, str], end: str, **kw) -> 
     ``interval`` makes it a partition): records as the engine writes them."""
     interval = kw.get("interval")
     output_id = partition_id(task.output, *interval) if interval else task.output
-    generation = max(store.generations(output_id), default=-1) + 1
+    generation = store.lookup(output_id).next_generation
     staging = store.stage(output_id)
     (staging / "data" / "out.txt").write_text(f"{task.name} {generation}")
     record = SuccessRecord(
