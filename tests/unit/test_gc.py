@@ -226,3 +226,17 @@ def assert_consistent(store: OutputStore) -> None:
             for entry in found.record.manifest:
                 data = Path(store.location(folder.name, found.generation).path)
                 assert os.path.getsize(data / entry.path) == entry.size
+
+
+def test_gc_numbers_a_rebuilt_output_after_every_generation_it_ever_had(tmp_path):
+    """Generation 1 was quarantined (tombstone) and 0 is what gc takes: built again,
+    the output is generation 2; 1 named the quarantined bytes."""
+    store = OutputStore(str(tmp_path / "store"))
+    task = load(chain(1, "q").bencode())["t0"]
+    output = commit(store, task, {}, OLD)
+    commit(store, task, {}, OLD)
+    store.quarantine(output, 1)
+    assert store.newest_generation(output) == 1
+    assert gc.collect(store, gc.plan(store, set(), gc.parse_age("1d"))).deleted == [output]
+    assert store.generations(output) == []
+    assert store.lookup(output).next_generation == 2

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import shutil
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -97,7 +98,9 @@ def test_damaged_objects_are_misses_and_can_be_quarantined(store, tmp_path, dama
     staging, record = attempt(store)
     store.commit(staging, record)
     damage(tmp_path / "root/objects" / OUTPUT / "0")
-    assert store.lookup(OUTPUT).status is status
+    found = store.lookup(OUTPUT)
+    assert (found.status, found.generation) == (status, 0)
+    assert found.reason
     store.quarantine(OUTPUT, 0)
     assert store.lookup(OUTPUT).status is Found.MISSING
     (kept,) = (tmp_path / "root/quarantine").iterdir()
@@ -162,7 +165,7 @@ def test_a_record_found_in_another_generations_folder_is_not_a_success(store, tm
     folder = tmp_path / "root/objects" / OUTPUT
     shutil.copytree(folder / "0", folder / "1")  # generation 1's folder, 0's record
     found = store.lookup(OUTPUT)
-    assert found.status is Found.CORRUPT
+    assert (found.status, found.generation) == (Found.CORRUPT, 1)
     assert "names another output" in found.reason
 
 
@@ -276,9 +279,21 @@ def test_a_producer_holds_the_output_exclusively(store, tmp_path):
             time.sleep(0.05)
         with store.try_locked(OUTPUT) as free:
             assert not free
+        # A second producer (the default hold) waits for the first.
+        entered = threading.Event()
+
+        def second():
+            with store.locked(OUTPUT):
+                entered.set()
+
+        waiter = threading.Thread(target=second, daemon=True)
+        waiter.start()
+        assert not entered.wait(0.5)
     finally:
         holder.kill()
         holder.wait()
+    assert entered.wait(10)  # the first let go: the second holds it now
+    waiter.join(10)
     with store.try_locked(OUTPUT) as free:
         assert free
 
