@@ -239,7 +239,8 @@ class Seen:
 
 
 def look(store: OutputStore) -> Seen:
-    """Every output at once (on an object store each look is a few round trips)."""
+    """Every output, at once on an object store (where each look is a few round trips;
+    on a local root threads only add their overhead)."""
 
     def one(oid: str, scratch: Path):
         lookup, generations = store.lookup(oid), {}
@@ -251,9 +252,10 @@ def look(store: OutputStore) -> Seen:
 
     with (
         tempfile.TemporaryDirectory(prefix="alamode-model-") as scratch,
-        ThreadPoolExecutor(len(OUTPUTS)) as pool,
+        ThreadPoolExecutor(1 if store.local else len(OUTPUTS)) as pool,
     ):
-        looks = list(pool.map(lambda oid: one(oid, Path(scratch)), OUTPUTS.values()))
+        each = map if store.local else pool.map
+        looks = list(each(lambda oid: one(oid, Path(scratch)), OUTPUTS.values()))
     return Seen(
         {name: lookup for name, (lookup, _) in zip(TASKS, looks, strict=True)},
         {name: held for name, (_, held) in zip(TASKS, looks, strict=True)},
