@@ -281,10 +281,35 @@ def staged_partially(store: OutputStore, name: str, files: Mapping[str, bytes]) 
     return staging
 
 
+def check_provenance(seen: Seen, model: Model) -> None:
+    """What ``currency.assess`` calls current is what the model calls current, and read
+    each input's current generation; and every record's inputs, while the store holds
+    the generation it names, are the very bytes the output was made from."""
+    verdicts = assess(OUTPUTS, INPUTS, lambda oid: seen.lookups[TASK_OF[oid]])
+    current = {name for name, verdict in verdicts.items() if verdict.current}
+    assert current == {name for name in TASKS if model.is_current(name)}
+    for name in current:
+        record = verdicts[name].found.record
+        for input_name in INPUTS[name]:
+            now = seen.lookups[input_name]
+            assert now.done, (name, input_name, now)
+            assert record.read_generation(input_name) == now.generation, (name, input_name)
+    # Every record, current or not: the input generation it names, while the store
+    # holds it, is the very bytes the output was made from.
+    for name, generations in seen.generations.items():
+        for generation, (found, _files, _problems) in generations.items():
+            commit = model.held[name][generation]
+            for input_name, oid in found.record.inputs.items():
+                assert oid == OUTPUTS[input_name]
+                named = seen.generations[input_name].get(found.record.read_generation(input_name))
+                if named is not None:
+                    assert named[1] == commit.reads[input_name].files, (name, input_name)
+
+
 # --- garbage collection -------------------------------------------------------------------
 
 
-def held(store: OutputStore) -> dict[str, list[int]]:
+def holding(store: OutputStore) -> dict[str, list[int]]:
     """Output ID -> generations, for each output of the pipeline holding one (a folder
     of tombstones alone is an output gc reclaimed)."""
     return {oid: found for oid in OUTPUTS.values() if (found := store.generations(oid))}
@@ -329,10 +354,10 @@ def killed(chosen: gc.Plan, stop_after: int | None) -> gc.Plan:
 
 
 def check_collected(store: OutputStore, before, kept: set[str], whole: bool) -> set[str]:
-    """What gc may have done, given what ``held`` said ``before`` it and what it had to
+    """What gc may have done, given what ``holding`` said ``before`` it and what it had to
     keep; returns the outputs it took. It took nothing kept, nor anything a record it
     left names; and unless killed (not ``whole``) it took everything else."""
-    after = held(store)
+    after = holding(store)
     for oid in kept & set(before):
         assert after.get(oid) == before[oid], f"gc removed {TASK_OF[oid]}"
     for oid in after:

@@ -45,7 +45,6 @@ from hypothesis.stateful import (
 
 from alamode_airflow import gc
 from alamode_airflow.claims import Claimant
-from alamode_airflow.currency import assess
 from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.manifests import remove
 from alamode_airflow.store import Found, OutputStore
@@ -226,28 +225,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def records_name_what_they_were_made_from(self):
-        seen = self.seen()
-        verdicts = assess(m.OUTPUTS, m.INPUTS, lambda oid: seen.lookups[m.TASK_OF[oid]])
-        current = {name for name, verdict in verdicts.items() if verdict.current}
-        assert current == {name for name in m.TASKS if self.model.is_current(name)}
-        for name in current:
-            record = verdicts[name].found.record
-            for input_name in m.INPUTS[name]:
-                now = seen.lookups[input_name]
-                assert now.done, (name, input_name, now)
-                assert record.read_generation(input_name) == now.generation, (name, input_name)
-        # Every record, current or not: the input generation it names, while the store
-        # holds it, is the very bytes the output was made from.
-        for name, generations in seen.generations.items():
-            for generation, (found, _files, _problems) in generations.items():
-                commit = self.model.held[name][generation]
-                for input_name, oid in found.record.inputs.items():
-                    assert oid == m.OUTPUTS[input_name]
-                    named = seen.generations[input_name].get(
-                        found.record.read_generation(input_name)
-                    )
-                    if named is not None:
-                        assert named[1] == commit.reads[input_name].files, (name, input_name)
+        m.check_provenance(self.seen(), self.model)
 
     @invariant()
     def superseded_generations_never_come_back(self):
@@ -327,7 +305,7 @@ class GcMachine(LocalMachine):
         in_use = {m.OUTPUTS[name] for name in set.union(*self.held())}
         recent = {m.OUTPUTS[name] for name in self.model.recent(last or 0)}
         kept = m.closure(store, roots | gc.pins(store) | in_use | recent)
-        before = m.held(store)
+        before = m.holding(store)
         chosen = gc.plan(store, roots, m.older_than(self.model.clock, last))
         outcome = gc.collect(store, m.killed(chosen, stop_after))
         assert all(live.staging.is_dir() for live in self.live)
@@ -345,6 +323,8 @@ class GcPinMachine(GcMachine):
 
 
 class GcCutShortMachine(GcMachine):
+    """gc killed part way, and cut-offs between commits."""
+
     cut_short = True
 
 
