@@ -6,6 +6,9 @@ hold, the bytes committed as it, and *which commit of each input it was made fro
 an output is current while each input's current commit is the very one it read. The
 store decides by generation numbers; the two agree only if a generation number, once
 named by a record, never comes to mean other bytes.
+
+Each commit's record ends at a tick of a model clock (an hour a commit, from 2020), so
+gc's cut-off can fall between any two commits.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from a_la_mode import Dag, load
+from alamode_airflow import gc
 from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest, remove, verify
 from alamode_airflow.records import SuccessRecord
@@ -41,6 +45,29 @@ TASKS = PIPELINE.order
 OUTPUTS = {task.name: task.output for task in PIPELINE}
 INPUTS = {task.name: tuple(task.inputs) for task in PIPELINE}
 TASK_OF = {oid: name for name, oid in OUTPUTS.items()}
+EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def at(tick: float) -> datetime:
+    """The time of the model clock's ``tick``."""
+    return EPOCH + timedelta(hours=tick)
+
+
+def dags_folder(folder: Path, names) -> Path:
+    """A dags folder whose one encoded file holds ``names`` and everything they read
+    (the same tasks, so the same output IDs, as the pipeline's); empty for no names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kept.alamode").unlink(missing_ok=True)
+    if names:
+        dag = Dag({"dag_id": "kept"})
+        chosen = [name for name in TASKS if name in ancestors(names)]
+        for name in chosen:
+            dag.task(name, {"command": f"make {name}"})
+        for name in chosen:
+            for input_name in INPUTS[name]:
+                getattr(dag, input_name) >> getattr(dag, name)
+        (folder / "kept.alamode").write_bytes(dag.bencode())
+    return folder
 
 
 def ancestors(names) -> set[str]:
@@ -62,6 +89,7 @@ class Commit:
     generation: int
     files: dict[str, bytes]
     reads: dict[str, Commit]
+    tick: int = 0  # its record's end, on the model clock
 
 
 @dataclass
@@ -72,8 +100,9 @@ class Model:
     held: dict[str, dict[int, Commit]] = field(default_factory=lambda: {t: {} for t in TASKS})
     current: dict[str, Commit | None] = field(default_factory=lambda: dict.fromkeys(TASKS))
     # The generation the next producer writes: one past the newest ever committed (or
-    # lost); 0 again only once gc reclaimed the whole output.
+    # lost), even once gc reclaimed the whole output (it leaves a tombstone).
     next_generation: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
+    clock: int = 0  # the tick of the next commit
 
     def is_current(self, task: str) -> bool:
         commit = self.current[task]
@@ -89,6 +118,15 @@ class Model:
         self.held[commit.task][commit.generation] = commit
         self.current[commit.task] = commit
         self.next_generation[commit.task] = commit.generation + 1
+        self.clock = max(self.clock, commit.tick + 1)
+
+    def recent(self, last: int) -> set[str]:
+        """Tasks holding one of the ``last`` commits (the newest ``last`` ticks)."""
+        return {
+            task
+            for task, held in self.held.items()
+            if any(c.tick >= self.clock - last for c in held.values())
+        }
 
     def lost(self, task: str) -> None:
         """The current generation's data vanished and a reader moved it aside."""
@@ -96,8 +134,9 @@ class Model:
         self.current[task] = None
 
     def collected(self, task: str) -> None:
-        """gc reclaimed the whole output: nothing of it is left."""
-        self.held[task], self.current[task], self.next_generation[task] = {}, None, 0
+        """gc reclaimed the whole output: nothing of it is left but the tombstone of its
+        newest generation, so the next build is the one after it."""
+        self.held[task], self.current[task] = {}, None
 
 
 # --- the store side ------------------------------------------------------------------------
@@ -200,7 +239,8 @@ class Seen:
 
 
 def look(store: OutputStore) -> Seen:
-    """Every output at once (on an object store each look is a few round trips)."""
+    """Every output, at once on an object store (where each look is a few round trips;
+    on a local root threads only add their overhead)."""
 
     def one(oid: str, scratch: Path):
         lookup, generations = store.lookup(oid), {}
@@ -212,28 +252,14 @@ def look(store: OutputStore) -> Seen:
 
     with (
         tempfile.TemporaryDirectory(prefix="alamode-model-") as scratch,
-        ThreadPoolExecutor(len(OUTPUTS)) as pool,
+        ThreadPoolExecutor(1 if store.local else len(OUTPUTS)) as pool,
     ):
-        looks = list(pool.map(lambda oid: one(oid, Path(scratch)), OUTPUTS.values()))
+        each = map if store.local else pool.map
+        looks = list(each(lambda oid: one(oid, Path(scratch)), OUTPUTS.values()))
     return Seen(
         {name: lookup for name, (lookup, _) in zip(TASKS, looks, strict=True)},
         {name: held for name, (_, held) in zip(TASKS, looks, strict=True)},
     )
-
-
-def closure(store: OutputStore, outputs) -> set[str]:
-    """``outputs`` and every output a record of theirs names, recursively (every
-    generation's record): what must be kept so each kept record's inputs stay."""
-    found, stack = set(), list(outputs)
-    while stack:
-        oid = stack.pop()
-        if oid in found:
-            continue
-        found.add(oid)
-        for lookup in store.history(oid):
-            if lookup.record is not None:
-                stack.extend(lookup.record.inputs.values())
-    return found
 
 
 @dataclass
@@ -255,7 +281,94 @@ def staged_partially(store: OutputStore, name: str, files: Mapping[str, bytes]) 
     return staging
 
 
-# --- the examples of what gc gets wrong ----------------------------------------------------
+def check_provenance(seen: Seen, model: Model) -> None:
+    """What ``currency.assess`` calls current is what the model calls current, and read
+    each input's current generation; and every record's inputs, while the store holds
+    the generation it names, are the very bytes the output was made from."""
+    verdicts = assess(OUTPUTS, INPUTS, lambda oid: seen.lookups[TASK_OF[oid]])
+    current = {name for name, verdict in verdicts.items() if verdict.current}
+    assert current == {name for name in TASKS if model.is_current(name)}
+    for name in current:
+        record = verdicts[name].found.record
+        for input_name in INPUTS[name]:
+            now = seen.lookups[input_name]
+            assert now.done, (name, input_name, now)
+            assert record.read_generation(input_name) == now.generation, (name, input_name)
+    # Every record, current or not: the input generation it names, while the store
+    # holds it, is the very bytes the output was made from.
+    for name, generations in seen.generations.items():
+        for generation, (found, _files, _problems) in generations.items():
+            commit = model.held[name][generation]
+            for input_name, oid in found.record.inputs.items():
+                assert oid == OUTPUTS[input_name]
+                named = seen.generations[input_name].get(found.record.read_generation(input_name))
+                if named is not None:
+                    assert named[1] == commit.reads[input_name].files, (name, input_name)
+
+
+# --- garbage collection -------------------------------------------------------------------
+
+
+def holding(store: OutputStore) -> dict[str, list[int]]:
+    """Output ID -> generations, for each output of the pipeline holding one (a folder
+    of tombstones alone is an output gc reclaimed)."""
+    return {oid: found for oid in OUTPUTS.values() if (found := store.generations(oid))}
+
+
+def named_by(store: OutputStore, output_id: str) -> set[str]:
+    """The outputs any generation's record of ``output_id`` names as inputs."""
+    return {
+        input_id
+        for lookup in store.history(output_id)
+        if lookup.record is not None
+        for input_id in lookup.record.inputs.values()
+    }
+
+
+def closure(store: OutputStore, outputs) -> set[str]:
+    """``outputs`` and every output a record of theirs names, recursively: what must be
+    kept so each kept record's inputs stay."""
+    found, stack = set(), list(outputs)
+    while stack:
+        oid = stack.pop()
+        if oid not in found:
+            found.add(oid)
+            stack.extend(named_by(store, oid))
+    return found
+
+
+def older_than(clock: int, last: int | None) -> timedelta:
+    """The ``--older-than`` whose cut-off falls just before the ``last`` commits of the
+    model clock (all commits are older than a cut-off of now when ``last`` is None)."""
+    if last is None:
+        return timedelta(0)
+    return datetime.now(UTC) - at(clock - last - 0.5)
+
+
+def killed(chosen: gc.Plan, stop_after: int | None) -> gc.Plan:
+    """The plan as far as a gc killed after ``stop_after`` outputs gets through it (it
+    never reaches the leftovers, which come last)."""
+    if stop_after is None:
+        return chosen
+    return replace(chosen, reclaimable=chosen.reclaimable[:stop_after], leftovers=[])
+
+
+def check_collected(store: OutputStore, before, kept: set[str], whole: bool) -> set[str]:
+    """What gc may have done, given what ``holding`` said ``before`` it and what it had to
+    keep; returns the outputs it took. It took nothing kept, nor anything a record it
+    left names; and unless killed (not ``whole``) it took everything else."""
+    after = holding(store)
+    for oid in kept & set(before):
+        assert after.get(oid) == before[oid], f"gc removed {TASK_OF[oid]}"
+    for oid in after:
+        taken = named_by(store, oid) & (set(before) - set(after))
+        assert not taken, f"gc took {[TASK_OF[t] for t in taken]}, named by {TASK_OF[oid]}"
+    if whole:
+        assert set(after) <= kept, [TASK_OF[oid] for oid in set(after) - kept]
+    return set(before) - set(after)
+
+
+# --- the examples --------------------------------------------------------------------------
 
 
 def make(store: OutputStore, name: str, data: bytes, end: str | None = None):
@@ -267,18 +380,11 @@ def make(store: OutputStore, name: str, data: bytes, end: str | None = None):
 
 
 def made_from_old_a(store: OutputStore) -> None:
-    """Make a, and b from it."""
-    make(store, "a", b"old a", end="2020-01-01T00:00:00+00:00")
+    """Make a long ago, and b from it now."""
+    make(store, "a", b"old a", end=at(0).isoformat())
     make(store, "b", b"made from old a")
 
 
-def remade_a_leaves_b_stale(store: OutputStore) -> None:
-    """a was reclaimed while b stayed: made again with other bytes, a must not count as
-    what b was made from, or the engine skips b and serves what the old a made."""
-    assert store.lookup(OUTPUTS["b"]).done
-    assert store.lookup(OUTPUTS["a"]).status is Found.MISSING
-    make(store, "a", b"new a")
-    verdicts = assess(OUTPUTS, INPUTS, store.lookup)
-    assert verdicts["a"].current
-    assert store.lookup(OUTPUTS["b"]).record.read_generation("a") == 0
-    assert not verdicts["b"].current, "b counts as made from the new a"
+def current(store: OutputStore) -> set[str]:
+    """The tasks ``currency.assess`` calls current."""
+    return {name for name, v in assess(OUTPUTS, INPUTS, store.lookup).items() if v.current}

@@ -9,17 +9,19 @@ lost data, pins and garbage collection, checked after every step against a model
    generation (done), and every record's inputs still hold the bytes it was made from;
 4. a superseded generation never becomes current again: the current generation is the
    newest committed, and after a loss the output is missing until the next one;
-5. gc never removes a root, a pin's closure, or what a live attempt holds.
+5. gc never removes a root, a pin, an output newer than its cut-off, what a live
+   attempt holds, nor anything a record of what it keeps names; killed part way, it
+   leaves no record naming what it took; left to finish, it takes everything else; and
+   an output it took, built again, never reuses a generation number.
 
 Producers act as the operator does: under the output's exclusive hold and the inputs'
 shared locks, settle the output, look up the inputs, skip when current, else commit
 ``next_generation`` naming the inputs' generations. Airflow's ordering is a
 precondition: a task runs only once its inputs are current.
 
-gc (local roots only) is searched in two ways the store gets wrong today, each
-pinned by a failing example below and searched by a skipped machine: an output gc
-leaves behind (killed part way, in use, recent) naming one it reclaimed (``REUSED``),
-and a pin's inputs (gc keeps only the IDs it is given).
+gc (local roots only) runs on a dags folder of some of the tasks, with live attempts
+holding locks, killed part way (the plan cut short), and with a cut-off between any two
+commits; the examples at the end show the paths that once lost inputs.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -43,8 +45,6 @@ from hypothesis.stateful import (
 
 from alamode_airflow import gc
 from alamode_airflow.claims import Claimant
-from alamode_airflow.currency import assess
-from alamode_airflow.listing import child_names
 from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.manifests import remove
 from alamode_airflow.store import Found, OutputStore
@@ -122,9 +122,10 @@ class StoreMachine(RuleBasedStateMachine):
             assert now.done, (input_name, now)
             assert now.generation == self.model.current[input_name].generation
         staging = staging or self.store.stage(m.OUTPUTS[name])
-        made = m.commit(self.store, staging, name, found, reads, files)
+        tick = self.model.clock
+        made = m.commit(self.store, staging, name, found, reads, files, m.at(tick).isoformat())
         read = {n: self.model.current[n] for n in reads}
-        self.model.committed(m.Commit(name, made.generation, dict(files), read))
+        self.model.committed(m.Commit(name, made.generation, dict(files), read, tick))
 
     # --- rules ---------------------------------------------------------------------------
 
@@ -224,28 +225,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def records_name_what_they_were_made_from(self):
-        seen = self.seen()
-        verdicts = assess(m.OUTPUTS, m.INPUTS, lambda oid: seen.lookups[m.TASK_OF[oid]])
-        current = {name for name, verdict in verdicts.items() if verdict.current}
-        assert current == {name for name in m.TASKS if self.model.is_current(name)}
-        for name in current:
-            record = verdicts[name].found.record
-            for input_name in m.INPUTS[name]:
-                now = seen.lookups[input_name]
-                assert now.done, (name, input_name, now)
-                assert record.read_generation(input_name) == now.generation, (name, input_name)
-        # Every record, current or not: the input generation it names, while the store
-        # holds it, is the very bytes the output was made from.
-        for name, generations in seen.generations.items():
-            for generation, (found, _files, _problems) in generations.items():
-                commit = self.model.held[name][generation]
-                for input_name, oid in found.record.inputs.items():
-                    assert oid == m.OUTPUTS[input_name]
-                    named = seen.generations[input_name].get(
-                        found.record.read_generation(input_name)
-                    )
-                    if named is not None:
-                        assert named[1] == commit.reads[input_name].files, (name, input_name)
+        m.check_provenance(self.seen(), self.model)
 
     @invariant()
     def superseded_generations_never_come_back(self):
@@ -297,12 +277,8 @@ class LocalMachine(StoreMachine):
 class GcMachine(LocalMachine):
     """A local root with pins and garbage collection too."""
 
-    # The promise: gc keeps every output a kept record names. While gc does not keep
-    # them itself, its caller here adds them to ``keep``, so the other checks still run.
-    gc_keeps_closures = False
-    # gc killed part way, and gc while an output in use names one it may take: the
-    # paths to the known defect ``REUSED``, searched by ``GcReuseMachine``.
-    reuse_paths = False
+    dags_files = True  # the dags folder describes some tasks (else none: pins alone)
+    cut_short = False  # gc killed part way, and cut-offs between commits
 
     @rule(name=st.sampled_from(m.TASKS))
     def pin(self, name):
@@ -312,50 +288,44 @@ class GcMachine(LocalMachine):
     def unpin(self, name):
         gc.unpin(self.store, m.OUTPUTS[name])
 
-    @rule(files=st.sets(st.sampled_from(m.TASKS)), stop_after=st.none() | st.integers(1, 2))
-    def collect_garbage(self, files, stop_after):
-        """gc with the dags folder as it is now (``files``: the tasks its files
-        describe; a file holding a task holds what it reads too), killed after
-        ``stop_after`` outputs unless None."""
+    @rule(
+        files=st.sets(st.sampled_from(m.TASKS)),
+        stop_after=st.none() | st.integers(0, 2),
+        last=st.none() | st.integers(1, 4),
+    )
+    def collect_garbage(self, files, stop_after, last):
+        """gc with the dags folder as it is now (``files``: the tasks its file holds,
+        with what they read), killed after ``stop_after`` outputs unless None, keeping
+        the ``last`` commits as newer than its cut-off unless None."""
         self._seen = None
-        store = self.store
-        stop_after = stop_after if self.reuse_paths else None
-        keep = {m.OUTPUTS[name] for name in m.ancestors(files)} | gc.pins(store)
-        wanted = m.closure(store, keep)
-        if not self.gc_keeps_closures:
-            keep = wanted
-        producing, reading = self.held()
-        in_use = {m.OUTPUTS[name] for name in producing | reading}
-        assume(self.reuse_paths or m.closure(store, in_use) <= wanted | in_use)
-        before = {oid: store.generations(oid) for oid in wanted | in_use}
-        present = set(child_names(store.root / "objects"))
-        reclaimed = []
-
-        def advance():
-            reclaimed.append(None)
-            if len(reclaimed) == stop_after:
-                raise m.Killed
-
-        with contextlib.suppress(m.Killed):
-            gc.collect(store, gc.candidates(store, keep, timedelta(0)), advance)
-        for oid, generations in before.items():
-            assert store.generations(oid) == generations, f"gc removed {m.TASK_OF[oid]}"
+        store, files = self.store, files if self.dags_files else set()
+        stop_after, last = (stop_after, last) if self.cut_short else (None, None)
+        roots = gc.roots(m.dags_folder(self.folder / "dags", files), any_folder=True)
+        assert roots == {m.OUTPUTS[name] for name in m.ancestors(files)}
+        in_use = {m.OUTPUTS[name] for name in set.union(*self.held())}
+        recent = {m.OUTPUTS[name] for name in self.model.recent(last or 0)}
+        kept = m.closure(store, roots | gc.pins(store) | in_use | recent)
+        before = m.holding(store)
+        chosen = gc.plan(store, roots, m.older_than(self.model.clock, last))
+        outcome = gc.collect(store, m.killed(chosen, stop_after))
         assert all(live.staging.is_dir() for live in self.live)
-        left = set(child_names(store.root / "objects"))
-        if stop_after is None:  # and it reclaims what nothing wants
-            assert left <= m.closure(store, keep | in_use), left
-        for oid in present - left:
+        taken = m.check_collected(store, before, kept, whole=stop_after is None)
+        assert taken == set(outcome.deleted), outcome
+        assert set(outcome.busy) <= in_use, outcome
+        for oid in taken:
             self.model.collected(m.TASK_OF[oid])
 
 
-class GcClosureMachine(GcMachine):
-    """gc alone keeps what kept records name."""
+class GcPinMachine(GcMachine):
+    """No encoded files: the pins alone, with their closures, are kept."""
 
-    gc_keeps_closures = True
+    dags_files = False
 
 
-class GcReuseMachine(GcMachine):
-    reuse_paths = True
+class GcCutShortMachine(GcMachine):
+    """gc killed part way, and cut-offs between commits."""
+
+    cut_short = True
 
 
 class S3Machine(StoreMachine):
@@ -371,12 +341,6 @@ LOCAL = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-REUSED = (
-    "gc reclaims an input while an output whose record names it stays (gc killed part "
-    "way, the output in use, or newer than --older-than); made again, the input starts "
-    "over at generation 0, so the record names a generation that now holds other bytes, "
-    "and the output made from the old bytes counts as current"
-)
 
 
 def test_a_local_store_keeps_its_promises():
@@ -387,52 +351,43 @@ def test_gc_keeps_what_is_wanted():
     run_state_machine_as_test(GcMachine, settings=LOCAL)
 
 
-@pytest.mark.skip(reason=f"{REUSED} (the tests below show each way)")
-def test_gc_never_lets_a_generation_mean_other_bytes():
-    run_state_machine_as_test(GcReuseMachine, settings=LOCAL)
-
-
-@pytest.mark.skip(
-    reason="gc does not keep a pin's closure yet: gc.candidates spares only the IDs in "
-    "keep, so an input of a pinned output is reclaimed"
-)
 def test_gc_keeps_every_output_a_pins_records_name():
-    run_state_machine_as_test(GcClosureMachine, settings=LOCAL)
+    run_state_machine_as_test(GcPinMachine, settings=LOCAL)
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED)
+def test_gc_never_lets_a_generation_mean_other_bytes():
+    run_state_machine_as_test(GcCutShortMachine, settings=LOCAL)
+
+
 def test_gc_older_than_keeps_what_recent_outputs_were_made_from(tmp_path):
     store = OutputStore(str(tmp_path / "root"))
     m.made_from_old_a(store)
-    chosen = gc.candidates(store, set(), gc.parse_age("30d"))
-    assert [c.output_id for c in chosen] == [m.OUTPUTS["a"]]
-    gc.collect(store, chosen)
-    m.remade_a_leaves_b_stale(store)
+    m.make(store, "e", b"old e", end=m.at(0).isoformat())
+    chosen = gc.plan(store, set(), gc.parse_age("30d"))
+    assert [c.output_id for c in chosen.reclaimable] == [m.OUTPUTS["e"]]
+    assert gc.collect(store, chosen).deleted == [m.OUTPUTS["e"]]
+    assert m.current(store) == {"a", "b"}
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED)
 def test_a_gc_killed_part_way_leaves_no_record_naming_what_it_took(tmp_path):
     store = OutputStore(str(tmp_path / "root"))
     m.made_from_old_a(store)
-    chosen = gc.candidates(store, set(), timedelta(0))
-    assert [c.output_id for c in chosen] == [m.OUTPUTS["a"], m.OUTPUTS["b"]]  # ID order
-
-    def killed():
-        raise m.Killed
-
-    with pytest.raises(m.Killed):
-        gc.collect(store, chosen, killed)
-    m.remade_a_leaves_b_stale(store)
+    chosen = gc.plan(store, set(), timedelta(0))
+    assert [c.output_id for c in chosen.reclaimable] == [m.OUTPUTS["b"], m.OUTPUTS["a"]]
+    assert gc.collect(store, m.killed(chosen, 1)).deleted == [m.OUTPUTS["b"]]
+    assert m.current(store) == {"a"}
+    assert m.make(store, "b", b"b again").generation == 1  # never generation 0 again
+    assert m.current(store) == {"a", "b"}
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED)
 def test_gc_keeps_what_an_output_in_use_was_made_from(tmp_path):
     store = OutputStore(str(tmp_path / "root"))
     m.made_from_old_a(store)
     with store.locked(m.OUTPUTS["b"], shared=True):  # d's attempt is reading b
-        deleted, busy = gc.collect(store, gc.candidates(store, set(), timedelta(0)))
-    assert (deleted, busy) == ([m.OUTPUTS["a"]], [m.OUTPUTS["b"]])
-    m.remade_a_leaves_b_stale(store)
+        outcome = gc.collect(store, gc.plan(store, set(), timedelta(0)))
+    assert (outcome.deleted, outcome.busy) == ([], [m.OUTPUTS["b"]])
+    assert [oid for oid, _why in outcome.spared] == [m.OUTPUTS["a"]]
+    assert m.current(store) == {"a", "b"}
 
 
 @pytest.fixture(scope="module")
