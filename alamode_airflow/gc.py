@@ -200,8 +200,8 @@ def collect(
                 outcome.busy.append(output_id)
             elif why:
                 outcome.spared.append((output_id, why))
-            elif trash := _take(store, chosen, output_id):
-                trashed.append(trash)
+            elif taken := _take(store, chosen, output_id):
+                trashed += taken
                 # Lock files are unlinked only by a holder of their exclusive flock, and
                 # store.locked re-opens a lock file whose path no longer names the inode
                 # it locked: a task waiting on this one takes a fresh file.
@@ -216,25 +216,26 @@ def collect(
     return outcome
 
 
-def _take(store: OutputStore, chosen: Plan, output_id: str) -> Path | None:
-    """Move an output out of ``objects/`` (one rename: records and data together) and
-    leave a tombstone of its newest generation in its place, so that, built again, it
-    never reuses a generation number for other bytes. Our own change to ``objects/``
-    is no news, and ``objects/`` keeps its link count through it (one folder out, one
-    in): a count that moved meanwhile is another output's, seen at the next check."""
-    objects = local_root(store) / "objects"
+def _take(store: OutputStore, chosen: Plan, output_id: str) -> list[Path]:
+    """Move an output's generations out of ``objects/`` (one rename each: a record and
+    its data together), after leaving a tombstone of its newest generation: built
+    again, the output never reuses a generation number for other bytes, even when gc
+    is killed half way (what is left behind the tombstone is never current, and the
+    next gc takes it). ``objects/`` itself does not change: the output's folder stays
+    with its tombstone, watched for a build again."""
     newest = store.newest_generation(output_id)
-    before = changed_at(objects)
-    trash = gc_leftovers.to_trash(local_root(store), objects / output_id, output_id)
-    if trash is None:
-        return None
-    store.retire(output_id, 0 if newest is None else newest)
-    after = changed_at(objects)
-    if before == chosen.stamp:
-        chosen.stamp = (after[0], before[1])
-    folder = objects / output_id
+    if newest is None:
+        return []
+    folder = local_root(store) / "objects" / output_id
+    gc_leftovers.writable(folder)
+    store.retire(output_id, newest)
+    taken = []
+    for generation in store.generations(output_id):
+        name = f"{output_id}.{generation}"
+        trash = gc_leftovers.to_trash(local_root(store), folder / str(generation), name)
+        taken += [trash] if trash is not None else []
     chosen.retired[output_id] = folder.stat().st_mtime_ns
-    return trash
+    return taken
 
 
 def _why_keep_now(store: OutputStore, chosen: Plan, output_id: str) -> str:

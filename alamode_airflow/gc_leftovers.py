@@ -166,12 +166,13 @@ def to_trash(root: Path, path: Path, name: str) -> Path | None:
         return None
     except PermissionError:
         # Moving a folder to another parent rewrites its "..", so it must be writable.
-        _writable(path)
+        writable(path)
         os.rename(path, trash)
     return trash
 
 
-def _writable(folder: Path) -> None:
+def writable(folder: Path) -> None:
+    """Let its owner add and remove entries in ``folder`` (a sealed one is 0555)."""
     mode = stat.S_IMODE(os.lstat(folder).st_mode)
     if mode & stat.S_IRWXU != stat.S_IRWXU:
         os.chmod(folder, mode | stat.S_IRWXU)
