@@ -7,6 +7,7 @@ Layout under the storage root::
     objects/<output id>/<generation>.void          a quarantined generation's tombstone
     staging/<output id>.<random>/                  an attempt in progress (local)
     locks/<output id>.lock                         held while producing or reading (local)
+    gates/<output id>                              where producers queue ahead of readers
     claims/<output id>/<n>                         who produces an output (object stores)
     quarantine/<output id>.<generation>.<random>/  bad records or vanished data, kept
     pins/<output id>                               outputs garbage collection keeps

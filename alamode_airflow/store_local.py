@@ -11,6 +11,9 @@ written once.
 Producers of an output hold its exclusive ``flock`` (``locks/<id>.lock``) while they
 stage, run and commit; readers hold it shared while a command reads the output, so
 garbage collection (which takes it exclusively, without waiting) leaves both alone.
+Both first pass the output's gate (``gates/<id>``, held for a moment); a producer keeps
+the gate until it has the lock, so readers arriving meanwhile wait behind it instead of
+keeping it out for ever.
 gc may unlink the lock file of an output that no longer exists while holding it; a
 locker therefore checks, once it has the lock, that the path still names the file it
 locked, and locks the new file otherwise.
@@ -51,8 +54,23 @@ class LocalBackend:
 
     @contextlib.contextmanager
     def locked(self, output_id: str, shared: bool, claimant, waiting, presumed_dead):
-        with self._flock(output_id, fcntl.LOCK_SH if shared else fcntl.LOCK_EX) as held:
+        with contextlib.ExitStack() as holding:
+            # Everyone passes the output's gate; a producer keeps it until it holds the
+            # lock, so readers that come after it queue behind it. flock alone keeps
+            # granting shared locks while an exclusive one waits: a widely read output
+            # could wait for ever to be rebuilt.
+            with self._gate(output_id):
+                mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+                held = holding.enter_context(self._flock(output_id, mode))
             assert held
+            yield
+
+    @contextlib.contextmanager
+    def _gate(self, output_id: str) -> Iterator[None]:
+        gates = self.path / "gates"
+        gates.mkdir(parents=True, exist_ok=True)
+        with open(gates / output_id, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
             yield
 
     def busy(self, output_id: str, claimant, presumed_dead) -> None:

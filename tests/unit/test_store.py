@@ -319,3 +319,43 @@ def test_a_record_of_a_newer_format_is_left_alone(store, tmp_path):
     assert "upgrade alamode-airflow" in found.reason
     assert path.exists()
     assert not (tmp_path / "root/quarantine").exists()
+
+
+def test_a_producer_is_not_kept_out_by_readers_that_keep_coming(store, tmp_path):
+    """A reader holds the output; a producer waits; a reader that comes after the
+    producer waits behind it (with flock alone it would be let in, and readers that
+    overlap would keep a rebuild out for ever)."""
+    import subprocess
+    import sys
+
+    ready, order = tmp_path / "ready", []
+    code = (
+        "import time, pathlib\n"
+        "from alamode_airflow.store import OutputStore\n"
+        f"with OutputStore({store.url!r}).locked({OUTPUT!r}, shared=True):\n"
+        f"    pathlib.Path({str(ready)!r}).touch(); time.sleep(30)\n"
+    )
+    first_reader = subprocess.Popen([sys.executable, "-c", code])
+
+    def hold(name: str, shared: bool) -> None:
+        with store.locked(OUTPUT, shared=shared):
+            order.append(name)
+
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        producer = threading.Thread(target=hold, args=("producer", False), daemon=True)
+        producer.start()
+        time.sleep(0.3)  # the producer waits for the first reader
+        reader = threading.Thread(target=hold, args=("reader", True), daemon=True)
+        reader.start()
+        time.sleep(0.3)
+        assert order == []  # the later reader queues behind the producer
+    finally:
+        first_reader.kill()
+        first_reader.wait()
+    producer.join(10)
+    reader.join(10)
+    assert order == ["producer", "reader"]
