@@ -17,7 +17,7 @@ from alamode_airflow.store import OutputStore
 
 #: The folders a store's root holds (``trash`` is gc's, ``pins`` pinned outputs).
 STORE_FOLDERS = frozenset(
-    {"objects", "staging", "locks", "quarantine", "claims", "pins", "trash", "partitions"}
+    {"objects", "staging", "locks", "gates", "quarantine", "claims", "pins", "trash", "partitions"}
 )
 
 store_option = click.option(
