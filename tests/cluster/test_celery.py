@@ -74,9 +74,25 @@ def record(deployment, output_id: str, generation: int = 0) -> dict:
 
 
 def committed(deployment, output_id: str) -> list[str]:
-    """The keys of an output in the bucket (relative to its folder)."""
+    """The keys of an output in the bucket (relative to its folder), the data path a
+    generation's record names written ``data`` (each attempt uploads under a prefix of
+    its own): any other attempt's leftovers show as they are."""
     prefix = f"{deployment.store_prefix}objects/{output_id}/"
-    return sorted(key[len(prefix) :] for key in deployment.s3.keys(prefix))
+    keys = sorted(key[len(prefix) :] for key in deployment.s3.keys(prefix))
+    named = {
+        key.split("/")[0]: record(deployment, output_id, int(key.split("/")[0]))["data_path"]
+        for key in keys
+        if key.endswith("/record.json")
+    }
+
+    def plain(key: str) -> str:
+        generation, rest = key.split("/", 1)
+        data = named.get(generation)
+        if data and rest.startswith(f"{data}/"):
+            return f"{generation}/data/{rest[len(data) + 1 :]}"
+        return key
+
+    return sorted(plain(key) for key in keys)
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +235,8 @@ def test_a_worker_killed_mid_task_commits_nothing_and_the_retry_recomputes(deplo
     assert executed(base).count("victim-done") == 1
     assert committed(deployment, output) == ["0/data/out.txt", "0/record.json"]
     assert record(deployment, output)["try_number"] == 2
-    data = f"{deployment.store_prefix}objects/{output}/0/data/out.txt"
+    data_path = record(deployment, output)["data_path"]
+    data = f"{deployment.store_prefix}objects/{output}/0/{data_path}/out.txt"
     body = deployment.s3.client().get_object(Bucket=deployment.s3.bucket, Key=data)["Body"]
     assert body.read() == b"ok\n"
 
