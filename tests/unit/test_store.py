@@ -4,9 +4,12 @@ killed, raced or its records damaged."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -261,37 +264,19 @@ def test_an_attempt_stages_under_its_output_id(store, tmp_path):
 
 def test_a_producer_holds_the_output_exclusively(store, tmp_path):
     """While a producer (another process) holds the output, nobody else can take it."""
-    import subprocess
-    import sys
+    entered = threading.Event()
 
-    ready = tmp_path / "ready"
-    code = (
-        "import sys, time, pathlib\n"
-        "from alamode_airflow.store import OutputStore\n"
-        f"with OutputStore({store.url!r}).locked({OUTPUT!r}):\n"
-        f"    pathlib.Path({str(ready)!r}).touch(); time.sleep(30)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    def second():
+        with store.locked(OUTPUT):
+            entered.set()
+
+    with held_elsewhere(store, tmp_path):
         with store.try_locked(OUTPUT) as free:
             assert not free
         # A second producer (the default hold) waits for the first.
-        entered = threading.Event()
-
-        def second():
-            with store.locked(OUTPUT):
-                entered.set()
-
         waiter = threading.Thread(target=second, daemon=True)
         waiter.start()
         assert not entered.wait(0.5)
-    finally:
-        holder.kill()
-        holder.wait()
     assert entered.wait(10)  # the first let go: the second holds it now
     waiter.join(10)
     with store.try_locked(OUTPUT) as free:
@@ -325,27 +310,13 @@ def test_a_producer_is_not_kept_out_by_readers_that_keep_coming(store, tmp_path)
     """A reader holds the output; a producer waits; a reader that comes after the
     producer waits behind it (with flock alone it would be let in, and readers that
     overlap would keep a rebuild out for ever)."""
-    import subprocess
-    import sys
-
-    ready, order = tmp_path / "ready", []
-    code = (
-        "import time, pathlib\n"
-        "from alamode_airflow.store import OutputStore\n"
-        f"with OutputStore({store.url!r}).locked({OUTPUT!r}, shared=True):\n"
-        f"    pathlib.Path({str(ready)!r}).touch(); time.sleep(30)\n"
-    )
-    first_reader = subprocess.Popen([sys.executable, "-c", code])
+    order = []
 
     def hold(name: str, shared: bool) -> None:
         with store.locked(OUTPUT, shared=shared):
             order.append(name)
 
-    try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with held_elsewhere(store, tmp_path, shared=True):
         producer = threading.Thread(target=hold, args=("producer", False), daemon=True)
         producer.start()
         time.sleep(0.3)  # the producer waits for the first reader
@@ -353,9 +324,29 @@ def test_a_producer_is_not_kept_out_by_readers_that_keep_coming(store, tmp_path)
         reader.start()
         time.sleep(0.3)
         assert order == []  # the later reader queues behind the producer
-    finally:
-        first_reader.kill()
-        first_reader.wait()
     producer.join(10)
     reader.join(10)
     assert order == ["producer", "reader"]
+
+
+@contextlib.contextmanager
+def held_elsewhere(store, tmp_path, shared: bool = False):
+    """The output held by another process (a producer, or a reader when ``shared``)
+    until the block ends."""
+    ready = tmp_path / f"ready-{time.monotonic_ns()}"
+    code = (
+        "import time, pathlib\n"
+        "from alamode_airflow.store import OutputStore\n"
+        f"with OutputStore({store.url!r}).locked({OUTPUT!r}, shared={shared}):\n"
+        f"    pathlib.Path({str(ready)!r}).touch(); time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
