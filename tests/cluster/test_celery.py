@@ -190,10 +190,16 @@ def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, ap
     logs = task_logs(deployment, "race", "shared")
     deferred = [log for log in logs if "waiting in the triggerer" in log]
     # A task that found the claim between the check and its own claim waits in its
-    # slot instead ("waiting for"); none skipped without waiting.
+    # slot instead ("waiting for"); one that started after the commit (a loaded
+    # scheduler can start it late) skips at once, finding the record.
     in_slot = [log for log in logs if "waiting for race/" in log and log not in deferred]
+    late = [
+        log
+        for log in logs
+        if "already produced by" in log and log not in deferred and log not in in_slot
+    ]
     assert deferred, "no task waited in the triggerer"
-    assert len(deferred) + len(in_slot) == 7
+    assert len(deferred) + len(in_slot) + len(late) == 7
     assert all("claim ended (committed)" in log for log in deferred)
 
 
