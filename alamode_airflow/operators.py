@@ -169,7 +169,8 @@ class AlamodeOperator(BaseOperator):
         if outcome is Committed.ALREADY:
             raise AirflowSkipException(f"output {target[:12]} {outcome.value}")
         context["ti"].xcom_push(RECORD_XCOM, record.to_json())
-        self.committed_location = store.where(target, generation)
+        # From the record just committed: no second lookup (a request on object stores).
+        self.committed_location = store.shown(store.data_of(record))
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {
                 "output_id": target,

@@ -143,13 +143,20 @@ class OutputStore:
         """Where a committed generation's data is (the current one unless named)."""
         found = self.lookup(output_id) if generation is None else self.read(output_id, generation)
         if found.record is not None:
-            return self.object_dir(output_id, found.record.generation) / found.record.data_path
+            return self.data_of(found.record)
         return self.object_dir(output_id, found.generation or 0) / DATA
+
+    def data_of(self, record: SuccessRecord) -> ObjectStoragePath:
+        """Where the data a record describes is (no lookup: the record says)."""
+        return self.object_dir(record.output_id, record.generation) / record.data_path
+
+    def shown(self, location: ObjectStoragePath) -> str:
+        """A location as people write it: a path, or a URL."""
+        return location.path if self.local else str(location)
 
     def where(self, output_id: str, generation: int | None = None) -> str:
         """The committed output's location as people write it: a path, or a URL."""
-        location = self.location(output_id, generation)
-        return location.path if self.local else str(location)
+        return self.shown(self.location(output_id, generation))
 
     def lookup(self, output_id: str) -> Lookup:
         """The current generation of ``output_id``: the newest one, unless it is still
@@ -274,5 +281,4 @@ class OutputStore:
         """A local folder with the committed output ``record`` describes: the output
         itself on a local root, else a copy of the files it names downloaded ``into``
         a new folder (commands read local files)."""
-        data = self.object_dir(record.output_id, record.generation) / record.data_path
-        return self.backend.fetch(record.output_id, data, into, record)
+        return self.backend.fetch(record.output_id, self.data_of(record), into, record)
