@@ -20,7 +20,7 @@ from alamode_airflow._compat import (
 )
 from alamode_airflow.containers import RUNNERS
 from alamode_airflow.links import output_asset
-from alamode_airflow.meta import dag_settings, report_unknown
+from alamode_airflow.meta import dag_settings, report_spec_settings, report_unknown
 from alamode_airflow.operating import TaskSettings, spec_settings, task_settings
 from alamode_airflow.operators import AlamodeCommandOperator
 from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
@@ -68,6 +68,8 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
     operator_class = runner_class(pipeline.meta.get("runner"))
     specs = {task.name: task_spec(task) for task in pipeline}
+    for task in pipeline:
+        report_spec_settings(str(path), task.name, task.spec)
     settings_of = task_settings(
         pipeline.meta,
         pipeline.order,

@@ -163,9 +163,28 @@ def dag_settings(
     return DagSettings(dag_id, kwargs, unknown)
 
 
+def report_once(file: str, key: str, message: str) -> None:
+    """Log ``message`` about ``key`` of ``file`` once per process (files are re-parsed
+    every few seconds; the log would otherwise say it every time)."""
+    if (file, key) not in _reported:
+        _reported.add((file, key))
+        log.warning("%s: %s", file, message)
+
+
 def report_unknown(file: str, settings: DagSettings) -> None:
-    """Log each unknown meta key of a file once per process (files are re-parsed often)."""
+    """Log each unknown meta key of a file once per process."""
     for key in settings.unknown:
-        if (file, key) not in _reported:
-            _reported.add((file, key))
-            log.warning("%s: meta key %r is not used by the Airflow engine; ignored", file, key)
+        report_once(file, key, f"meta key {key!r} is not used by the Airflow engine; ignored")
+
+
+def report_spec_settings(file: str, task: str, spec: Mapping[str, Any]) -> None:
+    """Say once where a spec's ``retries`` or ``timeout`` belongs from now on."""
+    for key in ("retries", "timeout"):
+        if key in spec:
+            setting = "execution_timeout" if key == "timeout" else key
+            report_once(
+                file,
+                f"tasks.{task}.{key}",
+                f"task {task!r}: spec key {key!r} is part of its output ID; change it through"
+                f" meta tasks.{task}.{setting}, which recomputes nothing (see the README)",
+            )

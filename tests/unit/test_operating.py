@@ -206,3 +206,15 @@ def test_dsl_settings_and_written_meta_settings_merge_but_never_collide(collage)
     collage.blur.settings["queue"] = "cpu"
     with pytest.raises(SpecValueError, match=r"task 'blur': .*set both in meta and as task"):
         collage.encode()
+
+
+def test_spec_retries_are_pointed_to_meta_once_per_file(collage, tmp_path, caplog):
+    collage.blur.spec["retries"] = 2
+    path = collage.save(tmp_path / "dags" / "said.alamode")
+    for _ in range(3):  # the DAG processor parses a file again and again
+        build_dag(load(path), path)
+    said = [r.getMessage() for r in caplog.records if "spec key 'retries'" in r.getMessage()]
+    assert said == [
+        f"{path}: task 'blur': spec key 'retries' is part of its output ID; change it through"
+        " meta tasks.blur.retries, which recomputes nothing (see the README)"
+    ]
