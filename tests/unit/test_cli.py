@@ -164,7 +164,7 @@ def test_encode_refuses_what_airflow_would_refuse_and_keeps_the_old_file(workdir
     capsys.readouterr()
     assert main(["encode", "typo.py", "-o", str(target)]) == 4
     said = " ".join(capsys.readouterr().err.split())
-    assert "typo.py: task 'blur': key 'meta.tasks.blur.retires': is not an execution setting" in said
+    assert "typo.py: task 'blur': key 'meta.tasks.blur.retires': is not an execution" in said
     assert target.read_bytes() == good
 
 
