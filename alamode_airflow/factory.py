@@ -21,7 +21,12 @@ from alamode_airflow._compat import (
 from alamode_airflow.containers import RUNNERS
 from alamode_airflow.links import output_asset
 from alamode_airflow.meta import dag_settings, report_spec_settings, report_unknown
-from alamode_airflow.operating import TaskSettings, spec_settings, task_settings
+from alamode_airflow.operating import (
+    TaskSettings,
+    plan_settings,
+    spec_settings,
+    task_settings,
+)
 from alamode_airflow.operators import AlamodeCommandOperator
 from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
 from alamode_airflow.spec import TaskSpec, task_spec
@@ -86,6 +91,7 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
         partitioned=parts,
         storage_root=storage_root,
         dag=dag,
+        **plan_settings(pipeline.meta).arguments,
     )
     operators = {}
     for task in pipeline:

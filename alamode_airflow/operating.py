@@ -202,7 +202,7 @@ def spec_settings(name: str, retries: int | None, timeout: int | None) -> dict[s
 SPEC_TIMEOUT = "spec timeout"
 
 
-def _email_by_notifier(merged: dict[str, tuple], task: str) -> None:
+def _email_by_notifier(merged: dict[str, tuple], task: str | None) -> None:
     """Replace ``email`` in ``merged`` by an SMTP notifier among the ``on_failure`` ones."""
     if "email" not in merged:
         return
@@ -231,15 +231,28 @@ def task_settings(
         where = f"meta.{TASKS}.{name}"
         own = _section(per_task.get(name, {}), where, name)
         merged = {**defaults, **specs.get(name, {}), **_checked(own, where, name)}
-        timeout = merged.get("execution_timeout", (None, None))
-        command_timeout = None
-        if timeout[1] == SPEC_TIMEOUT:
-            del merged["execution_timeout"]
-            command_timeout = int(timeout[0].total_seconds())
-        _email_by_notifier(merged, name)
-        result[name] = TaskSettings(
-            arguments={ARGUMENT.get(k, k): value for k, (value, _) in merged.items()},
-            sources={k: source for k, (_, source) in merged.items()},
-            command_timeout=command_timeout,
-        )
+        result[name] = _settled(merged, name)
     return result
+
+
+def plan_settings(meta: Mapping[str, Any]) -> TaskSettings:
+    """The engine's own plan task runs as the file's defaults say (a deployment whose
+    workers listen only to the file's queue must run it too), without their docs."""
+    defaults = file_defaults(meta)
+    defaults.pop("doc_md", None)
+    return _settled(defaults, None)
+
+
+def _settled(merged: dict[str, tuple], task: str | None) -> TaskSettings:
+    """``merged`` (setting -> (value, source)) as the arguments Airflow takes."""
+    timeout = merged.get("execution_timeout", (None, None))
+    command_timeout = None
+    if timeout[1] == SPEC_TIMEOUT:
+        del merged["execution_timeout"]
+        command_timeout = int(timeout[0].total_seconds())
+    _email_by_notifier(merged, task)
+    return TaskSettings(
+        arguments={ARGUMENT.get(k, k): value for k, (value, _) in merged.items()},
+        sources={k: source for k, (_, source) in merged.items()},
+        command_timeout=command_timeout,
+    )

@@ -88,6 +88,10 @@ def test_defaults_then_spec_then_task_settings(collage, tmp_path):
     assert (blur.pool, blur.retries, blur.queue) == ("gpu", 2, "io")
     assert (edge.pool, edge.retries) == ("db", 5)
     assert (dl.pool, dl.retries, dl.owner) == ("db", 1, "alamode")
+    # The engine's plan task runs where the file's tasks run: a deployment whose
+    # workers listen only to "io" must run it too.
+    plan = dag.task_dict["alamode_plan"]
+    assert (plan.pool, plan.queue, plan.retries) == ("db", "io", 1)
 
 
 def test_older_top_level_retries_and_owner_still_apply(collage, tmp_path):
