@@ -82,18 +82,32 @@ def diff(old: Pipeline, new: Pipeline) -> DiffResult:
         added=tuple(name for name in new.order if name not in old.tasks),
         removed=tuple(name for name in old.order if name not in new.tasks),
         changed=changed,
-        meta_changes=key_changes(thaw(old.meta), thaw(new.meta)),
+        meta_changes=key_changes(thaw(old.meta), thaw(new.meta), nested=True),
     )
 
 
-def key_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[KeyChange, ...]:
-    """Top-level keys whose values differ between two dictionaries, sorted."""
-    keys = sorted(set(old) | set(new))
-    return tuple(
-        KeyChange(key, old.get(key), new.get(key))
-        for key in keys
-        if old.get(key, _MISSING) != new.get(key, _MISSING)
-    )
+def key_changes(
+    old: dict[str, Any], new: dict[str, Any], *, nested: bool = False, prefix: str = ""
+) -> tuple[KeyChange, ...]:
+    """Keys whose values differ between two dictionaries, sorted. ``nested``: where
+    both sides (or the one present) are dictionaries, the keys inside them instead,
+    as dotted paths (meta ``tasks.blur.pool``, not the whole ``tasks``).
+
+    >>> key_changes({"tasks": {"a": {"pool": "db"}}}, {"tasks": {"a": {"pool": "gpu"}}},
+    ...             nested=True)
+    (KeyChange(key='tasks.a.pool', old='db', new='gpu'),)
+    """
+    changes: list[KeyChange] = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _MISSING), new.get(key, _MISSING)
+        if before == after:
+            continue
+        if nested and {type(before), type(after)} <= {dict, type(_MISSING)}:
+            inner = {} if before is _MISSING else before, {} if after is _MISSING else after
+            changes.extend(key_changes(*inner, nested=True, prefix=f"{prefix}{key}."))
+        else:
+            changes.append(KeyChange(prefix + key, old.get(key), new.get(key)))
+    return tuple(changes)
 
 
 def _task_change(old, new) -> TaskChange:

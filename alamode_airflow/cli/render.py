@@ -81,3 +81,5 @@ def diff_report(result: DiffResult) -> None:
             console.print(f"    no longer reads {dep}")
     for key in result.meta_changes:
         console.print(f"[blue]meta[/] {key.key}: {key.old!r} -> {key.new!r}")
+    if not (result.added or result.removed or result.changed):
+        console.print("every output ID is unchanged: nothing will be computed again")

@@ -67,6 +67,23 @@ def test_meta_changes_are_reported_but_move_no_id(collage):
     assert not result.equal
 
 
+def test_settings_changes_are_named_by_their_path_and_move_no_id(collage):
+    collage.meta["defaults"] = {"retries": 1}
+    collage.blur.settings["pool"] = "db"
+    before = load(collage.bencode())
+    collage.meta["defaults"] = {"retries": 3, "queue": "io"}
+    collage.blur.settings["pool"] = "gpu"
+    collage.collage.settings["priority_weight"] = 5
+    result = diff(before, load(collage.bencode()))
+    assert (result.added, result.removed, result.changed) == ((), (), ())
+    assert result.meta_changes == (
+        KeyChange("defaults.queue", None, "io"),
+        KeyChange("defaults.retries", 1, 3),
+        KeyChange("tasks.blur.pool", "db", "gpu"),
+        KeyChange("tasks.collage.priority_weight", None, 5),
+    )
+
+
 def test_json_form_uses_plain_values(collage):
     before = load(collage.bencode())
     collage.blur.spec["sha"] = "qwetr3"
