@@ -11,7 +11,9 @@ import click
 from a_la_mode import AlamodeError, load
 from a_la_mode import diff as diff_pipelines
 from a_la_mode.discover import find_dags
+from a_la_mode.files import atomic_write
 from alamode_airflow.cli import render
+from alamode_airflow.factory import build_dag
 
 SUFFIX = ".alamode"
 
@@ -32,7 +34,8 @@ def cli() -> None:
     help="Write NAME.alamode here for every Dag (default: the current folder).",
 )
 def encode(pipeline: Path, output: Path | None, dags_folder: Path | None) -> int:
-    """Encode the Dags defined in PIPELINE (a Python file) to .alamode files."""
+    """Encode the Dags defined in PIPELINE (a Python file) to .alamode files, each
+    checked first as the Airflow engine will build it."""
     if output and dags_folder:
         raise click.UsageError("give -o or --dags-folder, not both")
     dags = find_dags(pipeline)
@@ -44,7 +47,11 @@ def encode(pipeline: Path, output: Path | None, dags_folder: Path | None) -> int
     for name, dag in dags.items():
         target = output or folder / f"{name}{SUFFIX}"
         try:
-            dag.save(target)
+            data = dag.bencode()
+            # What the DAG processor will build from the file: a bad schedule or
+            # setting is refused here, before the file replaces a working one.
+            build_dag(load(data), target)
+            atomic_write(target, data)
         except AlamodeError as exc:
             exc.in_file(str(pipeline))
             raise

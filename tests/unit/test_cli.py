@@ -154,6 +154,20 @@ def test_exit_codes_per_error_class(workdir, capsys):
         assert message in " ".join(capsys.readouterr().err.split()), argv
 
 
+def test_encode_refuses_what_airflow_would_refuse_and_keeps_the_old_file(workdir, capsys):
+    target = encode_example(workdir)
+    good = target.read_bytes()
+    (workdir / "typo.py").write_text(
+        "from a_la_mode import Dag\nd = Dag({'dag_id': 'collage'})\n"
+        "d.task('blur', {'command': 'true'}, retires=3)\n"
+    )
+    capsys.readouterr()
+    assert main(["encode", "typo.py", "-o", str(target)]) == 4
+    said = " ".join(capsys.readouterr().err.split())
+    assert "typo.py: task 'blur': key 'meta.tasks.blur.retires': is not an execution" in said
+    assert target.read_bytes() == good
+
+
 def test_console_script_runs_in_a_real_process(workdir):
     target = encode_example(workdir)
     script = Path(sys.executable).parent / "alamode"
