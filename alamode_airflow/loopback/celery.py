@@ -38,11 +38,20 @@ class Cluster:
         """Where outputs go in the bucket."""
         return "store/"
 
-    def start_worker(self, name: str, concurrency: int = 4) -> None:
-        """A Celery worker ``name``: its own hostname and log-server port."""
+    def start_worker(
+        self, name: str, concurrency: int = 4, queues: tuple[str, ...] | None = None
+    ) -> None:
+        """A Celery worker ``name``: its own hostname and log-server port, serving
+        ``queues`` (by default Airflow's default queue only). Every command it runs
+        finds ``name`` in ``CLUSTER_WORKER``: all workers share one host name here."""
         args = ["celery", "worker", "--concurrency", str(concurrency)]
         args += ["--celery-hostname", f"{name}@%h"]
-        env = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        if queues:
+            args += ["--queues", ",".join(queues)]
+        env = {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "CLUSTER_WORKER": name,
+        }
         self.workers[name] = start(self.home, f"worker-{name}", args, env)
 
     def kill_worker_running(self, pid: int) -> str:

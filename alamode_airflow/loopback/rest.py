@@ -1,5 +1,5 @@
-"""Airflow's REST API (v2), as a user's script drives it: unpause, trigger, wait, read
-task states. The deployments here run the simple auth manager with every user an
+"""Airflow's REST API (v2), as a user's script drives it: create pools, unpause, trigger,
+wait, read task states. The deployments here run the simple auth manager with every user an
 admin, so requests carry no token."""
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ class Api:
             if time.monotonic() > deadline:
                 raise RestError(f"DAGs {sorted(set(dag_ids) - known)} not parsed in {timeout} s")
             time.sleep(2)
+
+    def set_pool(self, name: str, slots: int, description: str = "") -> None:
+        """Create pool ``name`` with ``slots`` slots, as the UI's Admin > Pools does."""
+        body = {"name": name, "slots": slots, "description": description}
+        self.call("POST", "/pools", json=body)
 
     def unpause(self, dag_id: str) -> None:
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})

@@ -1,6 +1,7 @@
 """The same encoded files on a cluster: CeleryExecutor with two workers, PostgreSQL,
 Redis, outputs in an S3 bucket, driven through the REST API. The tests run in order
-on one deployment, each leaving the runs the next one looks at."""
+on one deployment, each leaving the runs the next one looks at. The last ones add a
+worker for the queue ``gpu`` and a pool, as an operator routes tasks to a GPU machine."""
 
 from __future__ import annotations
 
@@ -56,6 +57,45 @@ def write_dags(dags: Path, base: Path) -> None:
     )
     victim.task("victim", {"command": command})
     victim.save(dags / "victim.alamode")
+    write_gpu_dags(dags, base)
+
+
+GPU_POOL = "gpu_pool"
+GPU_DAGS = ["gpu", "gpu_free"]
+
+
+def spans(base: Path) -> Path:
+    """Where each command of the gpu DAGs appends: task, worker, start, end."""
+    return base / "gpu-spans.txt"
+
+
+def span_command(base: Path, name: str, middle: str) -> str:
+    """Record when task ``name`` ran, around ``middle``, and on which worker (the
+    literal name keeps each task's spec, hence its output, its own)."""
+    return (
+        f"start=$(date +%s.%N); {middle}; "
+        f'echo "{name} $CLUSTER_WORKER $start $(date +%s.%N)" >> {spans(base)}; '
+        f'echo {name} > "$ALAMODE_OUTPUT/x"'
+    )
+
+
+def write_gpu_dags(dags: Path, base: Path) -> None:
+    # Two independent tasks for the one-slot pool, the second defined with the higher
+    # priority: it takes the slot first.
+    gpu = Dag({"dag_id": "gpu"})
+    for name, weight in (("a", 1), ("b", 10)):
+        command = span_command(base, name, "sleep 3")
+        gpu.task(name, {"command": command}, queue="gpu", pool=GPU_POOL, priority_weight=weight)
+    gpu.save(dags / "gpu.alamode")
+    # The same queue, no pool: each waits (at most two minutes) for the other to start,
+    # so both succeed only if they ran at the same time.
+    free = Dag({"dag_id": "gpu_free"})
+    for name in ("c", "d"):
+        started = base / f"started-{name}"
+        both = f"[ -e {base / 'started-c'} ] && [ -e {base / 'started-d'} ]"
+        wait = f"touch {started}; for i in $(seq 600); do {both} && break; sleep 0.2; done; {both}"
+        free.task(name, {"command": span_command(base, name, wait)}, queue="gpu")
+    free.save(dags / "gpu_free.alamode")
 
 
 def base_of(deployment) -> Path:
@@ -98,7 +138,7 @@ def committed(deployment, output_id: str) -> list[str]:
 @pytest.fixture(scope="module")
 def api(deployment) -> Api:
     api = Api(deployment.url)
-    api.wait_dags(["collage", "gen50", "race", "victim"])
+    api.wait_dags(["collage", "gen50", "race", "victim", *GPU_DAGS])
     return api
 
 
@@ -260,3 +300,52 @@ def test_the_grid_view_shows_the_skipped_tasks(deployment, api, tmp_path):
     picture = screenshot(f"{deployment.url}/dags/gen50", tmp_path / "gen50-grid.png")
     print(f"grid view screenshot: {picture}")
     assert count_squares(picture, SKIPPED) == skipped
+
+
+@pytest.fixture(scope="module")
+def gpu_worker(deployment, api) -> None:
+    """A third worker that serves only the queue ``gpu`` (the others serve only the
+    default queue), with room for two tasks, and a pool of one slot."""
+    deployment.start_worker("gpu", concurrency=2, queues=("gpu",))
+    api.set_pool(GPU_POOL, 1, "one GPU")
+
+
+def ran(base: Path) -> dict[str, tuple[str, float, float]]:
+    """Task → (worker, start, end) of every gpu DAG command that finished."""
+    lines = spans(base).read_text().splitlines() if spans(base).exists() else []
+    return {
+        name: (worker, float(start), float(end))
+        for name, worker, start, end in (line.split() for line in lines)
+    }
+
+
+def test_tasks_on_a_queue_run_on_its_worker_and_a_pool_of_one_runs_them_in_turn(
+    deployment, api, gpu_worker
+):
+    base = base_of(deployment)
+    api.unpause("gpu")
+    run = api.trigger("gpu", DAY1)
+    assert api.wait_run("gpu", run) == "success"
+    instances = {ti["task_id"]: ti for ti in api.task_instances("gpu", run)}
+    for name in ("a", "b"):
+        assert instances[name]["state"] == "success"
+        assert (instances[name]["queue"], instances[name]["pool"]) == ("gpu", GPU_POOL)
+    assert instances["alamode_plan"]["queue"] == "default"
+    seen = ran(base)
+    assert {name: seen[name][0] for name in ("a", "b")} == {"a": "gpu", "b": "gpu"}
+    # The worker had room for both, the pool for one: b (the higher priority) ran
+    # first, and a started only after b had finished.
+    assert seen["b"][2] <= seen["a"][1], seen
+
+
+def test_the_same_queue_without_a_pool_runs_tasks_at_the_same_time(deployment, api, gpu_worker):
+    base = base_of(deployment)
+    api.unpause("gpu_free")
+    run = api.trigger("gpu_free", DAY1)
+    # Each command succeeds only if it saw the other one start while it was running.
+    assert api.wait_run("gpu_free", run) == "success"
+    seen = ran(base)
+    assert {name: seen[name][0] for name in ("c", "d")} == {"c": "gpu", "d": "gpu"}
+    (c_start, c_end), (d_start, d_end) = seen["c"][1:], seen["d"][1:]
+    assert c_start < d_end, seen
+    assert d_start < c_end, seen

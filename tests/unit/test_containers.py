@@ -1,11 +1,18 @@
 """Container runners: the Docker container and the Kubernetes pod a task would start,
-rendered by Airflow's own providers (no container engine runs here)."""
+and the worker pod the KubernetesExecutor would start for a task, all rendered by
+Airflow's own providers (no container engine runs here)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from airflow.providers.cncf.kubernetes import kubernetes_executor_templates
+from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+from airflow.serialization.serialized_objects import DagSerialization
+from kubernetes.client import ApiClient
+from kubernetes.client import models as k8s
 
 from a_la_mode import Dag, SpecValueError, load
 from alamode_airflow.containers import AlamodeDockerOperator, AlamodeKubernetesOperator
@@ -100,3 +107,82 @@ def test_runner_from_config_and_unknown_runner(monkeypatch):
     assert runner_class("docker") is AlamodeDockerOperator
     with pytest.raises(SpecValueError, match="unknown runner 'podman'"):
         runner_class("podman")
+
+
+#: What a user writes for a GPU task, as in a pod's YAML.
+GPU_POD = {
+    "spec": {
+        "containers": [{"name": "base", "resources": {"limits": {"nvidia.com/gpu": 1}}}],
+        "nodeSelector": {"accelerator": "nvidia-a100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+}
+#: The worker pod template the KubernetesExecutor starts from (the provider's example).
+POD_TEMPLATE = Path(kubernetes_executor_templates.__file__).parent / "basic_template.yaml"
+
+
+def worker_pod(task) -> dict:
+    """The pod the KubernetesExecutor would create to run ``task``, as sent to the
+    Kubernetes API: its executor_config read and reconciled as the executor does."""
+    pod = PodGenerator.construct_pod(
+        dag_id=task.dag_id,
+        task_id=task.task_id,
+        pod_id=f"{task.dag_id}-{task.task_id}",
+        try_number=1,
+        kube_image="apache/airflow:3",
+        date=None,
+        args=["airflow", "tasks", "run", task.dag_id, task.task_id, "manual__1"],
+        pod_override_object=PodGenerator.from_obj(task.executor_config),
+        base_worker_pod=PodGenerator.deserialize_model_file(str(POD_TEMPLATE)),
+        namespace="pipelines",
+        scheduler_job_id="1",
+        run_id="manual__1",
+    )
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+def trainer(tmp_path: Path):
+    """A DAG whose ``train`` task asks for a GPU pod; ``prepare`` asks for nothing."""
+    dag = Dag({"dag_id": "trainer"})
+    prepare = dag.task("prepare", {"command": "python prepare.py"})
+    config = {"pod_override": GPU_POD}
+    dag.task("train", {"command": "python train.py"}, executor_config=config).add_dep(prepare)
+    path = dag.save(tmp_path / "trainer.alamode")
+    return build_dag(load(path), path, storage_root=str(tmp_path / "store"))
+
+
+def test_kubernetes_executor_pod_gets_the_files_pod_override(tmp_path):
+    """A task's executor_config in the file's meta reaches the pod its command runs in
+    (a GPU, the node that has one, the taint it tolerates), merged into the worker pod
+    template; a task without one gets the template's pod."""
+    built = trainer(tmp_path)
+    assert isinstance(built.get_task("train").executor_config["pod_override"], k8s.V1Pod)
+    pod = worker_pod(built.get_task("train"))
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "apache/airflow:3"
+    assert container["args"][:5] == ["airflow", "tasks", "run", "trainer", "train"]
+    limits = container["resources"]["limits"]
+    assert {key: str(value) for key, value in limits.items()} == {"nvidia.com/gpu": "1"}
+    assert pod["spec"]["nodeSelector"] == {"accelerator": "nvidia-a100"}
+    assert pod["spec"]["tolerations"] == GPU_POD["spec"]["tolerations"]
+    # The template's volumes, mounts and service account stay.
+    volumes = {volume["name"] for volume in pod["spec"]["volumes"]}
+    assert volumes == {"airflow-logs", "airflow-config"}
+    assert len(container["volumeMounts"]) == 3
+    assert pod["spec"]["serviceAccountName"] == "airflow-worker"
+    plain = worker_pod(built.get_task("prepare"))
+    assert "nodeSelector" not in plain["spec"]
+    assert "tolerations" not in plain["spec"]
+    assert plain["spec"]["containers"][0]["resources"] == {}
+
+
+def test_pod_override_survives_dag_serialization(tmp_path):
+    """The scheduler, which hands executor_config to the executor, reads the DAG the
+    dag-processor serialized to JSON: the override is still a pod, rendering the same."""
+    built = trainer(tmp_path)
+    stored = json.loads(json.dumps(DagSerialization.to_dict(built)))
+    restored = DagSerialization.from_dict(stored).get_task("train")
+    assert isinstance(restored.executor_config["pod_override"], k8s.V1Pod)
+    pod = worker_pod(restored)
+    assert pod == worker_pod(built.get_task("train"))
+    assert pod["spec"]["nodeSelector"] == {"accelerator": "nvidia-a100"}
