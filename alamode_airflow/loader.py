@@ -1,4 +1,6 @@
-"""Turning every ``*.alamode`` file under the dags folder into an Airflow DAG.
+"""Turning ``*.alamode`` files under the dags folder into Airflow DAGs: one file's
+through its own generated module (``dag_module``, ``dag_from``), or every file without
+one through the folder loader ``dags/alamode_dags.py`` (``load_dags``).
 
 One bad file must not hide the others. Airflow 3.3 records import errors per Python
 file, so an error raised here would hide every DAG of the loader module; instead a bad
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from a_la_mode import AlamodeError, load
 from alamode_airflow._compat import DAG, BaseOperator
+from alamode_airflow.dag_module import has_module
 from alamode_airflow.factory import build_dag
 
 log = logging.getLogger(__name__)
@@ -45,19 +48,34 @@ def find_files(folder: str | Path) -> list[Path]:
 
 
 def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, DAG]:
-    """One DAG per file under ``folder``: a built DAG, or a broken one for a bad file."""
+    """One DAG per file under ``folder`` that has no generated module of its own: a
+    built DAG, or a broken one for a bad file."""
     dags: dict[str, DAG] = {}
     for path in find_files(folder):
-        try:
-            dag = build_dag(load(path), path, storage_root)
-        except AlamodeError as exc:
-            exc.in_file(str(path.relative_to(folder)))
-            log.error("alamode: %s", exc)
-            dag = broken_dag(path, str(exc))
+        if has_module(path):
+            continue
+        dag = _built(path, str(path.relative_to(folder)), storage_root)
         if dag.dag_id in dags:
             dag = broken_dag(path, f"{path.name}: dag_id {dag.dag_id!r} is used by another file")
         dags[dag.dag_id] = dag
     return dags
+
+
+def dag_from(module_file: str, encoded_name: str) -> DAG:
+    """The DAG of the encoded file ``encoded_name`` beside ``module_file`` (its
+    generated module's ``__file__``), or its broken DAG."""
+    path = Path(module_file).parent / encoded_name
+    return _built(path, encoded_name, None)
+
+
+def _built(path: Path, shown: str, storage_root: str | None) -> DAG:
+    """The DAG of ``path``; for a bad file, its broken DAG naming it as ``shown``."""
+    try:
+        return build_dag(load(path), path, storage_root)
+    except AlamodeError as exc:
+        exc.in_file(shown)
+        log.error("alamode: %s", exc)
+        return broken_dag(path, str(exc))
 
 
 def broken_dag(path: Path, reason: str) -> DAG:

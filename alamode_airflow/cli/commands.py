@@ -13,6 +13,7 @@ from a_la_mode import diff as diff_pipelines
 from a_la_mode.discover import find_dags
 from a_la_mode.files import atomic_write
 from alamode_airflow.cli import render
+from alamode_airflow.dag_module import write_module
 from alamode_airflow.factory import build_dag
 
 SUFFIX = ".alamode"
@@ -31,7 +32,10 @@ def cli() -> None:
 @click.option(
     "--dags-folder",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write NAME.alamode here for every Dag (default: the current folder).",
+    help=(
+        "Write NAME.alamode here for every Dag, and NAME.py, the Airflow DAG file that"
+        " builds it (default: NAME.alamode in the current folder)."
+    ),
 )
 def encode(pipeline: Path, output: Path | None, dags_folder: Path | None) -> int:
     """Encode the Dags defined in PIPELINE (a Python file) to .alamode files, each
@@ -48,10 +52,13 @@ def encode(pipeline: Path, output: Path | None, dags_folder: Path | None) -> int
         target = output or folder / f"{name}{SUFFIX}"
         try:
             data = dag.bencode()
+            encoded = load(data)
             # What the DAG processor will build from the file: a bad schedule or
             # setting is refused here, before the file replaces a working one.
-            build_dag(load(data), target)
+            build_dag(encoded, target)
             atomic_write(target, data)
+            if dags_folder:
+                write_module(target, encoded)
         except AlamodeError as exc:
             exc.in_file(str(pipeline))
             raise

@@ -75,7 +75,9 @@ def test_encode_to_dags_folder_names_files_by_dag_id_or_variable(workdir, capsys
     assert main(["encode", "two.py", "--dags-folder", "dags"]) == 0
     assert sorted(p.name for p in (workdir / "dags").iterdir()) == [
         "first.alamode",
+        "first.py",  # its Airflow DAG file (see test_dag_module.py)
         "second.alamode",
+        "second.py",
     ]
     assert main(["encode", "two.py", "-o", "one.alamode"]) == 2
     assert "defines 2 Dags (first, second); use --dags-folder" in capsys.readouterr().err

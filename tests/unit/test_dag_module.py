@@ -1,0 +1,105 @@
+"""One generated Airflow DAG file per encoded file, parsed by Airflow's own DagBag."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from alamode_airflow.cli import main
+
+REPO = Path(__file__).parents[2]
+PIPELINES = """
+from a_la_mode import Dag
+
+first = Dag({"dag_id": "first"})
+first.task("a", {"command": "echo a"}) >> first.task("b", {"command": "echo b"})
+second = Dag({"dag_id": "second"})
+second.task("c", {"command": "echo COMMAND"})
+"""
+
+
+@pytest.fixture
+def dags(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pipes.py").write_text(PIPELINES)
+    folder = tmp_path / "dags"
+    assert main(["encode", "pipes.py", "--dags-folder", str(folder)]) == 0
+    # The folder loader too, as a deployment that had it keeps it.
+    shutil.copy(REPO / "dags" / "alamode_dags.py", folder)
+    return folder
+
+
+def bag(folder: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(folder), load_op_links=False)
+
+
+def test_each_encoded_file_gets_its_own_dag_file(dags):
+    assert sorted(p.name for p in dags.iterdir()) == [
+        "alamode_dags.py",
+        "first.alamode",
+        "first.py",
+        "second.alamode",
+        "second.py",
+    ]
+    found = bag(dags)
+    assert found.import_errors == {}
+    # Built once each, by its own module: the folder loader leaves them alone.
+    assert {dag_id: Path(dag.fileloc).name for dag_id, dag in found.dags.items()} == {
+        "first": "first.py",
+        "second": "second.py",
+    }
+    # What the Code tab shows: the tasks and their output IDs.
+    text = (dags / "first.py").read_text()
+    assert "\n    a  " in text
+    assert "<- a\n" in text  # b reads a
+
+
+def test_a_module_alone_builds_only_its_own_dag(dags, tmp_path):
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for name in ("second.alamode", "second.py"):
+        shutil.copy(dags / name, alone)
+    assert list(bag(alone).dags) == ["second"]
+
+
+def test_changing_one_pipeline_rewrites_only_its_own_module(dags, tmp_path):
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in dags.glob("*.py")}
+    pipes = tmp_path / "pipes.py"
+    pipes.write_text(PIPELINES.replace("echo COMMAND", "echo CHANGED"))
+    assert main(["encode", "pipes.py", "--dags-folder", str(dags)]) == 0
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in dags.glob("*.py")}
+    assert after["first.py"] == before["first.py"]  # not even touched
+    assert after["second.py"][0] != before["second.py"][0]
+    assert after["alamode_dags.py"] == before["alamode_dags.py"]
+
+
+def test_a_broken_file_breaks_only_its_own_dag(dags):
+    (dags / "second.alamode").write_bytes(b"d4:meta")  # truncated
+    found = bag(dags)
+    assert "first" in found.dags
+    broken = found.dags["alamode_broken__second"]
+    assert Path(broken.fileloc).name == "second.py"
+    assert broken.description.startswith("BROKEN: ")
+    assert f"{dags / 'second.alamode'}: not a bencoded file" in broken.description
+
+
+def test_encoded_file_without_module_is_still_built_by_the_folder_loader(dags):
+    (dags / "first.py").unlink()
+    found = bag(dags)
+    assert Path(found.dags["first"].fileloc).name == "alamode_dags.py"
+    assert Path(found.dags["second"].fileloc).name == "second.py"
+
+
+def test_the_repository_demo_module_matches_its_file():
+    from a_la_mode import load
+    from alamode_airflow.dag_module import module_path, module_text
+
+    encoded = REPO / "dags" / "collage.alamode"
+    import hashlib
+
+    digest = hashlib.sha256(encoded.read_bytes()).hexdigest()
+    assert module_path(encoded).read_text() == module_text(load(encoded), encoded.name, digest)
