@@ -1,6 +1,7 @@
 """The main job end to end on a real Airflow (SQLite home in ``.airflow/``):
 
-1. encode the collage pipeline into ``dags/collage.alamode``;
+1. encode the collage pipeline into ``dags/collage.alamode`` (and its Airflow DAG file
+   ``dags/collage.py``);
 2. run the DAG: all 4 tasks run;
 3. run it again: all 4 are skipped (their outputs are recorded);
 4. change blur's ``sha``: only blur and collage run;
@@ -27,12 +28,13 @@ from alamode_airflow.store import OutputStore
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "examples" / "collage" / "pipeline.py"
 ENCODED = REPO / "dags" / "collage.alamode"
+MODULE = ENCODED.with_suffix(".py")
 TASKS = ("download_images", "blur", "edge_enhance", "collage")
 console = Console(highlight=False)
 
 
 def encode(pipeline: Path) -> None:
-    if alamode(["encode", str(pipeline), "-o", str(ENCODED)]) != 0:
+    if alamode(["encode", str(pipeline), "--dags-folder", str(ENCODED.parent)]) != 0:
         sys.exit("encoding failed")
 
 
@@ -67,7 +69,7 @@ def main() -> None:
     airflow = AirflowHome(home, REPO / "dags")
     console.print(f"Airflow home: {home} (SQLite); outputs under {airflow.store}")
     airflow.migrate()
-    original = ENCODED.read_bytes() if ENCODED.exists() else None
+    originals = {path: path.read_bytes() for path in (ENCODED, MODULE) if path.exists()}
     encode(PIPELINE)
     first = load(ENCODED)["collage"].output
     show_run("1. first run: every task computes", airflow, "2026-01-01", set(TASKS))
@@ -78,8 +80,8 @@ def main() -> None:
         second = load(ENCODED)["collage"].output
         show_run("3. blur's sha changed", airflow, "2026-01-03", {"blur", "collage"})
     finally:
-        if original is not None:
-            ENCODED.write_bytes(original)
+        for path, data in originals.items():
+            path.write_bytes(data)
     for label, output in (("original", first), ("after the change", second)):
         png = Path(OutputStore(str(airflow.store)).location(output).path) / "collage.png"
         console.print(f"collage ({label}): {png}")
