@@ -86,7 +86,19 @@ class AlamodeDockerOperator(AlamodeContainerOperator):
 
 
 class AlamodeKubernetesOperator(AlamodeContainerOperator):
+    """Runs the command in a pod of its own. A file's ``executor_config.pod_override``
+    (GPU limits, node selectors, tolerations) is for the pod the command runs in, so it
+    is taken out of what the executor sees (a KubernetesExecutor would otherwise give
+    it to the worker pod too, which then holds a GPU while it waits) and merged into
+    the command's pod, the provider's ``full_pod_spec``."""
+
     runner_name = "kubernetes"
+
+    def __init__(self, *, executor_config: dict | None = None, **kwargs: Any) -> None:
+        config = dict(executor_config or {})
+        pod_override = config.pop("pod_override", None)
+        super().__init__(executor_config=config, **kwargs)
+        self.pod_override = pod_override
 
     def container_operator(self, output: Path, inputs: Mapping[str, str], run: RunInfo):
         pod = _provider("airflow.providers.cncf.kubernetes.operators.pod", "cncf-kubernetes")
@@ -121,6 +133,7 @@ class AlamodeKubernetesOperator(AlamodeContainerOperator):
                 )
                 for rel, read_only in shared
             ],
+            full_pod_spec=self.pod_override,
             on_finish_action="delete_succeeded_pod",
         )
 

@@ -186,3 +186,31 @@ def test_pod_override_survives_dag_serialization(tmp_path):
     pod = worker_pod(restored)
     assert pod == worker_pod(built.get_task("train"))
     assert pod["spec"]["nodeSelector"] == {"accelerator": "nvidia-a100"}
+
+
+def test_kubernetes_runner_gives_the_pod_override_to_the_command_pod_only(tmp_path):
+    dag = Dag({"dag_id": "gpu", "runner": "kubernetes"})
+    override = {
+        "spec": {
+            "nodeSelector": {"accelerator": "a100"},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "base", "resources": {"limits": {"nvidia.com/gpu": 1}}}],
+        }
+    }
+    dag.task("download", {"image": IMAGE, "command": "python dl.py"})
+    dag.task(
+        "blur",
+        {"image": IMAGE, "command": "python blur.py"},
+        executor_config={"pod_override": override},
+    ).add_dep("download")
+    path = dag.save(tmp_path / "dags" / "gpu.alamode")
+    pipeline = load(path)
+    blur = build_dag(pipeline, path, storage_root=str(tmp_path / "store")).get_task("blur")
+    # The worker pod a KubernetesExecutor starts stays plain: no GPU held while waiting.
+    assert "pod_override" not in blur.executor_config
+    pod = blur.container_operator(*attempt(tmp_path, pipeline)).build_pod_request_obj(dry_run=True)
+    (container,) = pod.spec.containers
+    assert container.resources.limits == {"nvidia.com/gpu": "1"}
+    assert container.args == ["python blur.py"]  # the command's container, merged
+    assert pod.spec.node_selector == {"accelerator": "a100"}
+    assert [t.key for t in pod.spec.tolerations] == ["gpu"]
