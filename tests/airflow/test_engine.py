@@ -196,7 +196,7 @@ def test_ui_link_and_asset_events_carry_the_output(airflow, counter):
     )
     assert len(events) == 1
     uri, extra = events[0]
-    assert uri == f"alamode://outputs/{c_id}"
+    assert uri == f"x-alamode://outputs/{c_id}"
     assert json.loads(extra)["output_id"] == c_id
     # A cached run produces nothing, so it announces nothing.
     airflow.run("chain", "2026-01-02")
