@@ -84,7 +84,21 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     built = f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}"
     kwargs["doc_md"] = "\n\n".join(filter(None, [kwargs.get("doc_md"), built]))
     with _refused_by_airflow():
-        dag = DAG(**kwargs, params=_params(len(pipeline)))
+        dag = DAG(**kwargs)
+    operators = {}
+    for task in pipeline:
+        operators[task.name] = op = _operator(
+            operator_class,
+            (task, specs[task.name], settings_of[task.name]),
+            dag,
+            (base_cwd, storage_root),
+            parts,
+        )
+        for dep in task.inputs:
+            operators[dep] >> op
+    # Every operator made takes a deep copy of the DAG's params, and only the plan
+    # reads the rebuild form's field: added now, it is copied once, not once a task.
+    dag.params.update(_params(len(pipeline)))
     plan = AlamodePlanOperator(
         task_id=PLAN_TASK,
         outputs={task.name: task.output for task in pipeline},
@@ -93,21 +107,7 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
         dag=dag,
         **plan_settings(pipeline.meta).arguments,
     )
-    operators = {}
-    for task in pipeline:
-        op = _operator(
-            operator_class,
-            (task, specs[task.name], settings_of[task.name]),
-            dag,
-            (base_cwd, storage_root),
-            parts,
-        )
-        operators[task.name] = op
-        if task.inputs:
-            for dep in task.inputs:
-                operators[dep] >> op
-        else:
-            plan >> op
+    plan >> [operators[task.name] for task in pipeline if not task.inputs]
     with _refused_by_airflow():
         # What Airflow's DAG bag checks before accepting a DAG: failing there would file
         # the error against the loader module, naming no .alamode file.
