@@ -20,15 +20,20 @@ class Task:
     """One step of a pipeline: a name, a spec (any bencode dictionary) and dependencies.
 
     Create tasks with ``Dag.task``; ``spec`` stays a plain dictionary that may be
-    changed until the Dag is encoded.
+    changed until the Dag is encoded. ``settings`` says how an engine runs the task
+    (pool, queue, retries, ...): it is written to meta ``tasks.<name>`` and, like all
+    meta, never changes an output ID.
     """
 
-    __slots__ = ("dag", "deps", "name", "spec")
+    __slots__ = ("dag", "deps", "name", "settings", "spec")
 
-    def __init__(self, dag: Dag, name: str, spec: dict[str, Any]) -> None:
+    def __init__(
+        self, dag: Dag, name: str, spec: dict[str, Any], settings: dict[str, Any] | None = None
+    ) -> None:
         self.dag = dag
         self.name = name
         self.spec = spec
+        self.settings = {} if settings is None else settings
         self.deps: dict[str, Task] = {}
 
     def add_dep(self, *tasks: Task | Iterable[Task]) -> Task:
@@ -100,14 +105,25 @@ class Dag:
         self.meta = {} if meta is None else meta
         self.tasks: dict[str, Task] = {}
 
-    def task(self, name: str, spec: dict[str, Any] | None = None) -> Task:
-        """Add a task called ``name`` with ``spec``; returns it (also ``dag.<name>``)."""
+    def task(self, name: str, spec: dict[str, Any] | None = None, **settings: Any) -> Task:
+        """Add a task called ``name`` with ``spec``; returns it (also ``dag.<name>``).
+
+        Keyword arguments are the task's execution settings (``pool="gpu"``,
+        ``retries=3``): how it is run, not what it computes, so they go to meta
+        ``tasks.<name>`` and change no output ID.
+
+        >>> dag = Dag({"defaults": {"retries": 1}})
+        >>> blur = dag.task("blur", {"command": "python blur.py"}, pool="gpu", retries=3)
+        >>> dag.encode()["meta"]["tasks"]
+        {'blur': {'pool': 'gpu', 'retries': 3}}
+        """
         check_name(name)
         if name in self.tasks:
             raise TaskNameError("a task of this name already exists in the Dag", task=name)
         spec = {} if spec is None else spec
         check_spec(spec, name)
-        self.tasks[name] = task = Task(self, name, spec)
+        check_value(settings, f"meta.tasks.{name}", name)
+        self.tasks[name] = task = Task(self, name, spec, settings)
         return task
 
     def __getattr__(self, name: str) -> Task:
@@ -143,7 +159,29 @@ class Dag:
             record["output"] = output_id(task.spec, inputs)
             records[name] = record
         tasks = {name: records[name] for name in self.tasks}
-        return {"meta": dict(self.meta), "tasks": tasks}
+        return {"meta": self._meta_with_settings(), "tasks": tasks}
+
+    def _meta_with_settings(self) -> dict[str, Any]:
+        """Meta, with each task's ``settings`` merged into meta ``tasks.<name>``."""
+        meta = dict(self.meta)
+        given = meta.get("tasks", {})
+        if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
+            raise SpecValueError("must be a dictionary: task name -> settings", key="meta.tasks")
+        written = {name: dict(value) for name, value in given.items()}
+        for task in self.tasks.values():
+            check_value(task.settings, f"meta.tasks.{task.name}", task.name)
+            both = sorted(set(task.settings) & set(written.get(task.name, {})))
+            if both:
+                raise SpecValueError(
+                    f"set both in meta and as task settings: {', '.join(both)}",
+                    task=task.name,
+                    key=f"meta.tasks.{task.name}",
+                )
+            if task.settings:
+                written[task.name] = {**written.get(task.name, {}), **task.settings}
+        if written:
+            meta["tasks"] = written
+        return meta
 
     def bencode(self) -> bytes:
         """The file's bytes: ``encode()`` bencoded, meta carrying the file digest."""

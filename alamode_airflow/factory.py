@@ -21,9 +21,10 @@ from alamode_airflow._compat import (
 from alamode_airflow.containers import RUNNERS
 from alamode_airflow.links import output_asset
 from alamode_airflow.meta import dag_settings, report_unknown
+from alamode_airflow.operating import TaskSettings, spec_settings, task_settings
 from alamode_airflow.operators import AlamodeCommandOperator
 from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
-from alamode_airflow.spec import task_spec
+from alamode_airflow.spec import TaskSpec, task_spec
 
 REBUILD_PARAM = Param(
     [],
@@ -66,12 +67,17 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
         raise TaskNameError(f"{PLAN_TASK!r} is reserved by the Airflow engine", task=PLAN_TASK)
     base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
     operator_class = runner_class(pipeline.meta.get("runner"))
+    specs = {task.name: task_spec(task) for task in pipeline}
+    settings_of = task_settings(
+        pipeline.meta,
+        pipeline.order,
+        {name: spec_settings(name, spec.retries, spec.timeout_s) for name, spec in specs.items()},
+    )
+    kwargs = dict(dag_args.kwargs)
+    built = f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}"
+    kwargs["doc_md"] = "\n\n".join(filter(None, [kwargs.get("doc_md"), built]))
     with _refused_by_airflow():
-        dag = DAG(
-            **dag_args.kwargs,
-            doc_md=f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}",
-            params=_params(len(pipeline)),
-        )
+        dag = DAG(**kwargs, params=_params(len(pipeline)))
     plan = AlamodePlanOperator(
         task_id=PLAN_TASK,
         outputs={task.name: task.output for task in pipeline},
@@ -81,7 +87,13 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     )
     operators = {}
     for task in pipeline:
-        op = _operator(operator_class, task, dag, (base_cwd, storage_root), parts)
+        op = _operator(
+            operator_class,
+            (task, specs[task.name], settings_of[task.name]),
+            dag,
+            (base_cwd, storage_root),
+            parts,
+        )
         operators[task.name] = op
         if task.inputs:
             for dep in task.inputs:
@@ -97,15 +109,18 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
 
 
 @contextlib.contextmanager
-def _refused_by_airflow() -> Iterator[None]:
-    """Airflow's refusal of the DAG's arguments as a SpecValueError: the meta keys are
-    checked one by one first (``meta.dag_settings``), so this is the net for the rest."""
+def _refused_by_airflow(task: str | None = None) -> Iterator[None]:
+    """Airflow's refusal of the DAG's (or ``task``'s operator's) arguments as a
+    SpecValueError: the meta keys are checked one by one first (``meta.dag_settings``,
+    ``operating``), so this is the net for the rest."""
     try:
         yield
     except AirflowTimetableInvalid as exc:
         raise SpecValueError(f"Airflow refuses the schedule: {exc}", key="meta.schedule") from None
     except (AirflowException, ValueError, TypeError) as exc:
-        raise SpecValueError(f"Airflow refuses the DAG: {exc}", key="meta") from None
+        what = "the DAG" if task is None else "the task"
+        key = "meta" if task is None else f"meta.tasks.{task}"
+        raise SpecValueError(f"Airflow refuses {what}: {exc}", task=task, key=key) from None
 
 
 def runner_class(name: Any) -> type[AlamodeCommandOperator]:
@@ -120,38 +135,37 @@ def runner_class(name: Any) -> type[AlamodeCommandOperator]:
 
 def _operator(
     operator_class: type[AlamodeCommandOperator],
-    task: PipelineTask,
+    described: tuple[PipelineTask, TaskSpec, TaskSettings],
     dag: DAG,
     places: tuple[str, str | None],
     parts: frozenset[str],
 ) -> AlamodeCommandOperator:
-    spec = task_spec(task)
-    extra: dict[str, Any] = {}
-    if spec.retries is not None:
-        extra["retries"] = spec.retries
+    task, spec, operated = described
     base_cwd, storage_root = places
     if operator_class is not AlamodeCommandOperator and spec.image is None:
         raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
-    return operator_class(
-        task_id=task.name,
-        dag=dag,
-        trigger_rule=TriggerRule.NONE_FAILED,
-        output_id=task.output,
-        inputs=task.inputs,
-        partitioned=task.name in parts,
-        partitioned_inputs=frozenset(dep for dep in task.inputs if dep in parts),
-        preimage_source=task.preimage,
-        command=spec.command,
-        image=spec.image,
-        sha=spec.sha,
-        cwd=_cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
-        env=dict(spec.env),
-        timeout_s=spec.timeout_s,
-        storage_root=storage_root,
-        doc_md=_doc(task),
-        outlets=[output_asset(task.output)],
-        **extra,
-    )
+    arguments = dict(operated.arguments)
+    arguments["doc_md"] = "\n\n".join(filter(None, [arguments.get("doc_md"), _doc(task)]))
+    with _refused_by_airflow(task.name):
+        return operator_class(
+            task_id=task.name,
+            dag=dag,
+            trigger_rule=TriggerRule.NONE_FAILED,
+            output_id=task.output,
+            inputs=task.inputs,
+            partitioned=task.name in parts,
+            partitioned_inputs=frozenset(dep for dep in task.inputs if dep in parts),
+            preimage_source=task.preimage,
+            command=spec.command,
+            image=spec.image,
+            sha=spec.sha,
+            cwd=_cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
+            env=dict(spec.env),
+            timeout_s=operated.command_timeout,
+            storage_root=storage_root,
+            outlets=[output_asset(task.output)],
+            **arguments,
+        )
 
 
 def _cwd(base: str, value: Any, key: str) -> str:

@@ -2,9 +2,12 @@
 
 Known keys (all optional): ``dag_id``, ``schedule`` (cron string or preset such as
 ``@daily``; absent means manual runs only), ``start_date`` (ISO date), ``catchup`` (0/1),
-``tags`` (list), ``description``, ``max_active_runs``, ``retries``, ``owner``, and ``cwd``
-(where commands run, relative to the encoded file's folder). Other keys are kept in the
-file, ignored, and reported once in the log.
+``tags`` (list), ``description``, ``doc_md``, ``max_active_runs``, ``max_active_tasks``,
+``dagrun_timeout`` (seconds), ``on_failure`` (notifiers of a failed run), ``deadline``
+(deadline alerts), and ``cwd`` (where commands run, relative to the encoded file's
+folder). The task settings (``defaults``, ``tasks``, and the older ``retries`` and
+``owner``) are read by ``operating``. Other keys are kept in the file, ignored, and
+reported once in the log.
 
 Every value Airflow would refuse is refused here, naming the key, so that the file
 becomes its own broken DAG instead of an import error of the loader module that names
@@ -32,12 +35,16 @@ from alamode_airflow._compat import (
     CronDataIntervalTimetable,
     CronTriggerTimetable,
 )
+from alamode_airflow.operating import DEFAULTS, LEGACY_DEFAULTS, TASKS, at_least, seconds, text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_START = "2024-01-01"
 TAG = "alamode"
-ENGINE_KEYS = frozenset({"cwd", "runner", "partition", DIGEST_KEY})
+#: Meta keys read elsewhere: by the factory, by ``partitions``, and by ``operating``.
+ENGINE_KEYS = frozenset(
+    {"cwd", "runner", "partition", DIGEST_KEY, DEFAULTS, TASKS, *LEGACY_DEFAULTS}
+)
 _DAG_ID = re.compile(r"[A-Za-z0-9_.-]+")
 #: Schedules with no period: their runs have a zero-width data interval.
 NOT_PERIODIC = frozenset({"@once", "@continuous"})
@@ -63,13 +70,6 @@ def _typed(meta: Mapping[str, Any], key: str, kind: type, default: Any = None) -
     return value
 
 
-def _at_least(meta: Mapping[str, Any], key: str, least: int) -> int | None:
-    value = _typed(meta, key, int)
-    if value is not None and value < least:
-        raise SpecValueError(f"must be at least {least}, not {value}", key=f"meta.{key}")
-    return value
-
-
 def schedule(meta: Mapping[str, Any], partitioned: bool, timezone: Any) -> Any:
     """The DAG's ``schedule``: meta ``schedule`` checked as Airflow's timetable would
     check it, and for a partitioned pipeline a data-interval timetable of it."""
@@ -91,6 +91,31 @@ def schedule(meta: Mapping[str, Any], partitioned: bool, timezone: Any) -> Any:
             f"{value!r} is not a cron expression or preset: {exc}", key="meta.schedule"
         ) from None
     return timetable if partitioned else value
+
+
+def _notifiers(value: Any, key: str, task: None) -> list[Any]:
+    from alamode_airflow.notify import notifiers
+
+    return notifiers(value, key=key)
+
+
+def _deadlines(value: Any, key: str, task: None) -> list[Any]:
+    from alamode_airflow.notify import deadline_alerts
+
+    return deadline_alerts(value, key=key)
+
+
+#: DAG-level settings of how runs are operated: meta key -> its check, which returns
+#: the DAG argument's value (``ARGUMENT`` renames).
+RUN_SETTINGS = {
+    "max_active_runs": at_least(1),
+    "max_active_tasks": at_least(1),
+    "dagrun_timeout": seconds(1),
+    "doc_md": text,
+    "on_failure": _notifiers,
+    "deadline": _deadlines,
+}
+ARGUMENT = {"on_failure": "on_failure_callback"}
 
 
 def _tags(meta: Mapping[str, Any]) -> list[str]:
@@ -119,10 +144,6 @@ def dag_settings(
         raise SpecValueError(f"not a date: {exc}", key="meta.start_date") from None
     if not isinstance(start_date, pendulum.DateTime):
         raise SpecValueError(f"{start!r} is not a date", key="meta.start_date")
-    default_args = {"owner": _typed(meta, "owner", str, "alamode")}
-    retries = _at_least(meta, "retries", 0)
-    if retries is not None:
-        default_args["retries"] = retries
     catchup = _typed(meta, "catchup", int, 0)
     if catchup not in (0, 1):
         raise SpecValueError(f"must be 0 or 1, not {catchup}", key="meta.catchup")
@@ -133,12 +154,11 @@ def dag_settings(
         "catchup": bool(catchup),
         "tags": _tags(meta),
         "description": _typed(meta, "description", str),
-        "default_args": default_args,
     }
-    max_runs = _at_least(meta, "max_active_runs", 1)
-    if max_runs is not None:
-        kwargs["max_active_runs"] = max_runs
-    known = set(kwargs) | set(default_args) | {"start_date", "retries"} | ENGINE_KEYS
+    for key, check in RUN_SETTINGS.items():
+        if key in meta:
+            kwargs[ARGUMENT.get(key, key)] = check(meta[key], f"meta.{key}", None)
+    known = set(kwargs) | set(RUN_SETTINGS) | {"start_date"} | ENGINE_KEYS
     unknown = tuple(sorted(set(meta) - known))
     return DagSettings(dag_id, kwargs, unknown)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pendulum
 import pytest
 
@@ -43,8 +45,18 @@ def test_every_known_key():
     assert kwargs["tags"] == ["alamode", "images"]
     assert kwargs["description"] == "make a collage"
     assert kwargs["max_active_runs"] == 2
-    assert kwargs["default_args"] == {"owner": "ana", "retries": 3}
+    # retries and owner are file-wide task settings, read by ``operating``.
+    assert "default_args" not in kwargs
     assert settings.unknown == ("colour",)
+
+
+def test_run_settings_become_dag_arguments():
+    kwargs = dag_settings(
+        {"max_active_tasks": 4, "dagrun_timeout": 3600, "doc_md": "Owned by *images*."}, "f"
+    ).kwargs
+    assert kwargs["max_active_tasks"] == 4
+    assert kwargs["dagrun_timeout"] == datetime.timedelta(hours=1)
+    assert kwargs["doc_md"] == "Owned by *images*."
 
 
 @pytest.mark.parametrize(
@@ -52,7 +64,9 @@ def test_every_known_key():
     [
         ({"schedule": 5}, "key 'meta.schedule': must be a str, not int"),
         ({"start_date": "soon"}, "key 'meta.start_date': not a date"),
-        ({"retries": "3"}, "key 'meta.retries': must be a int, not str"),
+        ({"max_active_tasks": 0}, "key 'meta.max_active_tasks': must be at least 1, not 0"),
+        ({"dagrun_timeout": "1h"}, "key 'meta.dagrun_timeout': must be an integer, not '1h'"),
+        ({"doc_md": ""}, "key 'meta.doc_md': must be a non-empty string"),
         ({"dag_id": "has space"}, "key 'meta.dag_id': 'has space' is not a valid Airflow dag_id"),
     ],
 )
