@@ -30,6 +30,8 @@ key (``meta.on_failure[0].conn_id``) and the task, so a bad file becomes its bro
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,10 +56,8 @@ SUMMARY: dict[str, str] = {
     "run_id": "run_id if run_id is defined else dag_run.dag_run_id",
     "task_id": "ti.task_id if ti is defined else ''",
     "output_id": "task.output_id if task is defined and task.output_id is defined else ''",
-    "state": (
-        "dag_run.state if deadline is defined"
-        " else ('failed' if reason is defined or ti is not defined else ti.state)"
-    ),
+    # A failure callback runs only on failure; Airflow's own state is an enum here.
+    "state": "dag_run.state if deadline is defined else 'failed'",
     "try_number": "ti.try_number if ti is defined else ''",
     "reason": (
         "exception if exception is defined and exception"
@@ -155,6 +155,28 @@ def notifiers(value: Any, *, key: str, task: str | None = None) -> list[BaseNoti
     return [_build(spec, where)[0] for spec, where in _specs(value, key, task)]
 
 
+class _RenderedPerCall:
+    """A notifier that renders a copy of itself at each call. Airflow renders a
+    notifier's templated fields in place, so one instance called twice in a process
+    (``defaults.on_failure`` shared by every task under ``airflow dags test``, or the
+    dag-processor running the callbacks of two failed runs) would send the first
+    call's summary again."""
+
+    def __call__(self, *args: Any) -> None:
+        if len(args) == 1 and not hasattr(args[0].get("dag"), "get_template_env"):
+            # `airflow dags test` (Airflow 3.3) gives a run's callbacks the serialized
+            # DAG, which cannot render templates (Airflow issue 64649): render without
+            # it, as the triggerer does; the summary reads the run's dag_id instead.
+            args = ({k: v for k, v in args[0].items() if k != "dag"},)
+        return super(_RenderedPerCall, copy.copy(self)).__call__(*args)
+
+
+@functools.cache
+def rendered_per_call(cls: type) -> type:
+    """``cls`` with ``_RenderedPerCall`` first in its method order."""
+    return type(cls.__name__, (_RenderedPerCall, cls), {"__module__": cls.__module__})
+
+
 def deadline_alerts(value: Any, *, key: str = "meta.deadline") -> list[DeadlineAlert]:
     """Airflow ``DeadlineAlert`` objects for a file's ``deadline`` value: one dictionary
     or a list of them, each ``{"reference": "queued" | "logical_date", "within":
@@ -188,14 +210,16 @@ def _deadline(value: Any, key: str) -> list[DeadlineAlert]:
         )
     alerts = []
     for spec, where in _specs(value["notify"], f"{key}.notify", None):
-        notifier, kwargs = _build(spec, where)
-        if type(notifier).async_notify is BaseNotifier.async_notify:
+        _, cls, kwargs = _build(spec, where)
+        if cls.async_notify is BaseNotifier.async_notify:
             raise SpecValueError(
                 f"notifier {spec[KIND_KEY]!r} cannot notify of a deadline: the triggerer"
                 " awaits deadline callbacks, and it has no async_notify",
                 key=f"{where}.{KIND_KEY}",
             )
-        callback = AsyncCallback(type(notifier), kwargs=kwargs)
+        # The provider's own class: the triggerer imports it by its path and makes a
+        # new instance for each missed deadline.
+        callback = AsyncCallback(cls, kwargs=kwargs)
         alerts.append(DeadlineAlert(references[reference], timedelta(seconds=within), callback))
     return alerts
 
@@ -208,9 +232,10 @@ def _specs(value: Any, key: str, task: str | None) -> list[tuple[Any, tuple[str,
     return [(spec, (f"{key}[{index}]", task)) for index, spec in enumerate(value)]
 
 
-def _build(spec: Any, where: tuple[str, str | None]) -> tuple[Any, dict[str, Any]]:
-    """The notifier for one spec, and the keyword arguments it was made with (plain,
-    JSON-serializable: a deadline's callback stores them in Airflow's database)."""
+def _build(spec: Any, where: tuple[str, str | None]) -> tuple[BaseNotifier, type, dict[str, Any]]:
+    """The notifier for one spec, its kind's class, and the keyword arguments it was
+    made with (plain, JSON-serializable: a deadline's callback stores them in Airflow's
+    database)."""
     key, task = where
     if not isinstance(spec, Mapping):
         raise SpecValueError(_wrong("a dictionary naming a notifier", spec), task=task, key=key)
@@ -223,10 +248,10 @@ def _build(spec: Any, where: tuple[str, str | None]) -> tuple[Any, dict[str, Any
         raise SpecValueError("'context' is Airflow's own argument", task=task, key=f"{key}.context")
     cls = kind.load(name, task)
     try:
-        notifier = cls(**kwargs)
+        notifier = rendered_per_call(cls)(**kwargs)
     except (TypeError, ValueError) as exc:
         raise SpecValueError(f"notifier {name!r} refuses it: {exc}", task=task, key=key) from None
-    return notifier, kwargs
+    return notifier, cls, kwargs
 
 
 def _kind(name: Any, key: str, task: str | None) -> Kind:
