@@ -39,6 +39,7 @@ from datetime import timedelta
 from typing import Any
 
 from a_la_mode import AlamodeError, SpecValueError
+from a_la_mode.values import thaw
 from alamode_airflow import settings
 from alamode_airflow._compat import AsyncCallback, BaseNotifier, DeadlineAlert, DeadlineReference
 
@@ -215,7 +216,7 @@ def _deadline(value: Any, key: str) -> list[DeadlineAlert]:
             raise SpecValueError(
                 f"notifier {spec[KIND_KEY]!r} cannot notify of a deadline: the triggerer"
                 " awaits deadline callbacks, and it has no async_notify",
-                key=f"{where}.{KIND_KEY}",
+                key=f"{where[0]}.{KIND_KEY}",
             )
         # The provider's own class: the triggerer imports it by its path and makes a
         # new instance for each missed deadline.
@@ -241,7 +242,7 @@ def _build(spec: Any, where: tuple[str, str | None]) -> tuple[BaseNotifier, type
         raise SpecValueError(_wrong("a dictionary naming a notifier", spec), task=task, key=key)
     name = spec.get(KIND_KEY)
     kind = _kind(name, f"{key}.{KIND_KEY}", task)
-    given = {k: _plain(v) for k, v in spec.items() if k != KIND_KEY}
+    given = {k: thaw(v) for k, v in spec.items() if k != KIND_KEY}
     kwargs = _checked(name, kind, given, where) if kind.args is not None else given
     kwargs.update(kind.fixed())
     if "context" in kwargs:
@@ -332,15 +333,6 @@ def _deployer_kinds() -> dict[str, Kind]:
             )
         kinds[name] = Kind(target)
     return kinds
-
-
-def _plain(value: Any) -> Any:
-    """A frozen meta value (mappings, tuples) as plain dictionaries and lists."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _wrong(wanted: str, value: Any) -> str:
