@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from a_la_mode import Dag, load
+from alamode_airflow.loopback.local import query, services, start, stop, wait_registered
 from tests.airflow.conftest import Airflow
+from tests.airflow.test_backfill import started
 
 #: The notifier a file names: the connection holds the receiver's address.
 HOOK = {"notifier": "http", "conn_id": "ops_alerts", "endpoint": "/hooks/airflow"}
@@ -126,3 +128,51 @@ def test_a_failed_run_posts_a_summary_of_the_run(alerted, receiver):
     assert body["event"] == "dag_run_failed"
     assert (body["dag_id"], body["run_id"], body["state"]) == ("alerting", result.run_id, "failed")
     assert body["task_id"] == "fails"  # the failed task that failed the run
+
+
+@pytest.mark.slow
+def test_a_deployment_tells_of_a_failed_run_and_of_a_missed_deadline(
+    tmp_path, migrated_db, receiver
+):
+    """What ``dags test`` cannot show: the scheduler hands a failed run's callbacks to
+    the dag-processor, and notices a missed deadline, whose notifier the triggerer
+    awaits. LocalExecutor on SQLite, all on loopback."""
+    home, port = started(tmp_path, migrated_db)
+    home = dataclasses.replace(home, extra_env=(*home.extra_env, receiver.connection))
+    failing = Dag({"dag_id": "failing", "on_failure": [{**HOOK, "endpoint": "/hooks/runs"}]})
+    failing.task("fails", {"command": "exit 3"})
+    path = failing.save(home.dags / "failing.alamode")
+    notify = [{**HOOK, "endpoint": "/hooks/deadlines"}]
+    late = Dag(
+        {"dag_id": "late", "deadline": {"reference": "queued", "within": 2, "notify": notify}}
+    )
+    late.task("sleeps", {"command": "sleep 120"})
+    late.save(home.dags / "late.alamode")
+    with services(home, port):
+        triggerer = start(home, "triggerer", ["triggerer"])
+        try:
+            wait_registered(home, ["failing", "late"])
+            for dag_id in ("failing", "late"):
+                home.cli("dags", "unpause", dag_id)
+                home.cli("dags", "trigger", dag_id)
+            receiver.wait(2, timeout=240)
+        finally:
+            stop([triggerer])
+    told = dict(receiver.posts)
+    assert sorted(told) == ["/hooks/deadlines", "/hooks/runs"], receiver.posts
+    runs = dict(query(home, "select dag_id, run_id from dag_run"))
+    run = told["/hooks/runs"]
+    assert (run["event"], run["dag_id"], run["run_id"]) == (
+        "dag_run_failed",
+        "failing",
+        runs["failing"],
+    )
+    assert (run["task_id"], run["output_id"]) == ("fails", load(path)["fails"].output)
+    missed = told["/hooks/deadlines"]
+    assert (missed["event"], missed["dag_id"], missed["run_id"]) == (
+        "deadline_missed",
+        "late",
+        runs["late"],
+    )
+    assert missed["state"] == "running"
+    assert missed["deadline"]
