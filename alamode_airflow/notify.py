@@ -99,7 +99,7 @@ class Arg:
 
 @dataclass(frozen=True)
 class Kind:
-    """A notifier kind: the class (``module:Name``, imported when first used), the
+    """A notifier kind: the class (``module.Name``, imported when first used), the
     arguments a file may give it (None: a deployer's kind, given its arguments as they
     are), and the arguments our code adds."""
 
@@ -199,7 +199,7 @@ def _deadline(value: Any, key: str) -> list[DeadlineAlert]:
         "queued": DeadlineReference.DAGRUN_QUEUED_AT,
         "logical_date": DeadlineReference.DAGRUN_LOGICAL_DATE,
     }
-    _keys(value, key, required=("reference", "within", "notify"), allowed=())
+    _keys(value, key, ("reference", "within", "notify"))
     reference = value["reference"]
     if reference not in references:
         choices = ", ".join(map(repr, references))
@@ -303,12 +303,13 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
-def _keys(value: Any, key: str, *, required: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+def _keys(value: Any, key: str, required: tuple[str, ...]) -> None:
+    """``value`` is a dictionary with exactly the keys ``required``."""
     if not isinstance(value, Mapping):
         raise SpecValueError(_wrong("a dictionary", value), key=key)
     for name in value:
-        if name not in required + allowed:
-            taken = ", ".join(required + allowed)
+        if name not in required:
+            taken = ", ".join(required)
             raise SpecValueError(f"unknown key {name!r}; the keys are {taken}", key=f"{key}.{name}")
     for name in required:
         if name not in value:
@@ -317,8 +318,8 @@ def _keys(value: Any, key: str, *, required: tuple[str, ...], allowed: tuple[str
 
 def _deployer_kinds() -> dict[str, Kind]:
     """``[alamode] notifiers``: ``name=module.Class`` entries, separated by commas or
-    new lines. A built-in name cannot be taken: a file's meaning must not depend on
-    which deployment reads it more than the deployer chose."""
+    new lines. A built-in name cannot be taken, so ``http`` and ``smtp`` mean the same
+    in every deployment."""
     text = settings.get(SETTING) or ""
     kinds = {}
     for entry in text.replace("\n", ",").split(","):
