@@ -24,6 +24,7 @@ def outputs(dag: Dag) -> dict[str, str]:
 
 
 OPERATED = {
+    "email": ["ops@example.com"],
     "pool": "gpu",
     "pool_slots": 2,
     "queue": "gpu_workers",
@@ -222,3 +223,20 @@ def test_spec_retries_are_pointed_to_meta_once_per_file(collage, tmp_path, caplo
         f"{path}: task 'blur': spec key 'retries' is part of its output ID; change it through"
         " meta tasks.blur.retries, which recomputes nothing (see the README)"
     ]
+
+
+def test_email_is_an_smtp_notifier_beside_the_other_failure_notifiers(collage, tmp_path):
+    from airflow.providers.http.notifications.http import HttpNotifier
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    collage.meta["defaults"] = {"on_failure": [{"notifier": "http", "conn_id": "ops_alerts"}]}
+    collage.blur.settings["email"] = ["ops@example.com", "ana@example.com"]
+    dag = built(collage, tmp_path)
+    http, smtp = dag.task_dict["blur"].on_failure_callback
+    assert isinstance(http, HttpNotifier)
+    assert isinstance(smtp, SmtpNotifier)
+    assert smtp.to == ["ops@example.com", "ana@example.com"]
+    # Not the operator's own email, which Airflow 3 deprecates.
+    assert not dag.task_dict["blur"].email
+    (only,) = dag.task_dict["collage"].on_failure_callback
+    assert isinstance(only, HttpNotifier)
