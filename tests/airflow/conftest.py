@@ -10,6 +10,7 @@ import pytest
 
 from a_la_mode import Dag
 from alamode_airflow.airflow_cli import AirflowHome
+from alamode_airflow.loopback.local import free_port, service_env
 
 REPO = Path(__file__).parents[2]
 LOADER = REPO / "dags" / "alamode_dags.py"
@@ -51,6 +52,17 @@ def airflow(tmp_path, migrated_db) -> Airflow:
     shutil.copy(migrated_db, home / "airflow.db")
     shutil.copy(LOADER, dags / LOADER.name)
     return Airflow(home, dags)
+
+
+def started(tmp_path, migrated_db) -> tuple[AirflowHome, int]:
+    """A fresh Airflow home for services (api-server, scheduler, ...) on a free port."""
+    port = free_port()
+    home = AirflowHome(tmp_path / "home", tmp_path / "dags", extra_env=service_env(port))
+    home.home.mkdir()
+    home.dags.mkdir()
+    shutil.copy(migrated_db, home.home / "airflow.db")
+    shutil.copy(LOADER, home.dags / LOADER.name)
+    return home, port
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ scheduler (LocalExecutor) with its api-server and dag-processor on loopback."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -14,15 +13,13 @@ from a_la_mode import Dag
 from alamode_airflow.airflow_cli import AirflowHome
 from alamode_airflow.history import records
 from alamode_airflow.loopback.local import (
-    free_port,
     query,
-    service_env,
     services,
     wait_backfill,
     wait_registered,
 )
 from alamode_airflow.store import OutputStore
-from tests.airflow.conftest import LOADER
+from tests.airflow.conftest import started
 
 pytestmark = pytest.mark.slow
 FINISHED = {"success", "failed"}
@@ -103,17 +100,6 @@ def unpause(home: AirflowHome, *dag_ids: str, timeout: float = 300.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"scheduled runs of {dag_ids} not finished: {runs}")
         time.sleep(1)
-
-
-def started(tmp_path, migrated_db) -> tuple[AirflowHome, int]:
-    """A fresh Airflow home for services on a free port."""
-    port = free_port()
-    home = AirflowHome(tmp_path / "home", tmp_path / "dags", extra_env=service_env(port))
-    home.home.mkdir()
-    home.dags.mkdir()
-    shutil.copy(migrated_db, home.home / "airflow.db")
-    shutil.copy(LOADER, home.dags / LOADER.name)
-    return home, port
 
 
 def test_backfills_compute_each_interval_once(tmp_path, migrated_db):

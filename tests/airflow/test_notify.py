@@ -14,8 +14,7 @@ import pytest
 
 from a_la_mode import Dag, load
 from alamode_airflow.loopback.local import query, services, start, stop, wait_registered
-from tests.airflow.conftest import Airflow
-from tests.airflow.test_backfill import started
+from tests.airflow.conftest import Airflow, started
 
 #: The notifier a file names: the connection holds the receiver's address.
 HOOK = {"notifier": "http", "conn_id": "ops_alerts", "endpoint": "/hooks/airflow"}
