@@ -94,8 +94,10 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
             (base_cwd, storage_root),
             parts,
         )
-        for dep in task.inputs:
-            operators[dep] >> op
+        if task.inputs:
+            # One call for all of a task's inputs: Airflow hashes the whole DAG (its
+            # task ids) once per call, so one call per edge would grow quadratically.
+            op.set_upstream([operators[dep] for dep in task.inputs])
     # Every operator made takes a deep copy of the DAG's params, and only the plan
     # reads the rebuild form's field: added now, it is copied once, not once a task.
     dag.params.update(_params(len(pipeline)))
