@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import table
+
 from alamode_airflow.manifests import manifest, remove, seal, sync_dir
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import RECORD, OutputStore
@@ -126,13 +128,6 @@ def bench(root: Path, runs: int) -> list[dict]:
             row[f"{way} flush"] = statistics.median(t["flush"] for t in measured) * 1000
         rows.append(row)
     return rows
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def report(rows: list[dict], runs: int) -> str:

@@ -23,7 +23,6 @@ import argparse
 import gc
 import hashlib
 import json
-import math
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import bencode
+from report import best_time
 from shapes import Graph, chain, fan, ladder, random_layered
 
 from a_la_mode import Dag, load
@@ -116,16 +116,6 @@ def naive_encode(graph: Graph, specs: dict[str, dict[str, Any]]) -> dict[str, An
 
 
 # --- measuring ------------------------------------------------------------------------
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def peak_bytes(fn: Callable[[], object]) -> int:

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import table
 from shapes import Graph, random_layered
 
 from a_la_mode import Dag
@@ -309,13 +310,6 @@ def scheduler_bench(n: int) -> dict[str, Any]:
 
 
 # --- report -------------------------------------------------------------------------------
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def parse_report(rows: list[dict[str, Any]]) -> str:

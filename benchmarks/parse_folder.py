@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import command_of, write_handwritten
+from report import table, verdict
 from shapes import random_layered
 
 from a_la_mode import Dag, load
@@ -125,12 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     row["ours"] = parse_folder(home, ours, args.repeats)
     row["hand"] = parse_folder(home, hand, args.repeats)
     row["ratio"] = row["ours"]["seconds"] / row["hand"]["seconds"]
-    print(f"{'files':>5}  {'tasks':>5}  {'ours s':>7}  {'hand s':>7}  {'ratio':>6}  target")
-    print(
-        f"{args.files:>5}  {args.tasks:>5}  {row['ours']['seconds']:>7.3f}"
-        f"  {row['hand']['seconds']:>7.3f}  {row['ratio']:>5.2f}x  <={TARGET}x"
-        f"  {'ok' if row['ratio'] <= TARGET else 'FAIL'}"
-    )
+    header = ["files", "tasks", "ours s", "hand s", "ratio", "target", ""]
+    cells = [str(args.files), str(args.tasks), f"{row['ours']['seconds']:.3f}"]
+    cells += [f"{row['hand']['seconds']:.3f}", f"{row['ratio']:.2f}x", f"<={TARGET}x"]
+    print(table(header, [[*cells, verdict(row["ratio"], TARGET)]]))
     if args.json:
         args.json.write_text(json.dumps(row, indent=2))
     return 0

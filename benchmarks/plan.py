@@ -22,9 +22,9 @@ import base64
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from report import timed
 from shapes import random_layered
 
 from a_la_mode import Dag, load
@@ -68,12 +68,6 @@ def fill(store: OutputStore, tasks) -> None:
             manifest=manifest(staging / "data"),
         )
         store.commit(staging, record)
-
-
-def timed(step) -> float:
-    began = time.perf_counter()
-    step()
-    return time.perf_counter() - began
 
 
 def main(argv: list[str] | None = None) -> int:
