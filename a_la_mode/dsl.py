@@ -164,6 +164,8 @@ class Dag:
     def _meta_with_settings(self) -> dict[str, Any]:
         """Meta, with each task's ``settings`` merged into meta ``tasks.<name>``."""
         meta = dict(self.meta)
+        if not any(task.settings for task in self.tasks.values()):
+            return meta  # meta is the engine's: left exactly as written
         given = meta.get("tasks", {})
         if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
             raise SpecValueError("must be a dictionary: task name -> settings", key="meta.tasks")
