@@ -11,7 +11,7 @@ from a_la_mode import load
 from a_la_mode.errors import NotAStoreError
 from alamode_airflow.cli import render_store
 from alamode_airflow.cli.commands import cli
-from alamode_airflow.history import Check, explain, lineage, status
+from alamode_airflow.history import Check, explain, lineage, occurrences, status
 from alamode_airflow.listing import child_names
 from alamode_airflow.store import OutputStore
 
@@ -104,5 +104,5 @@ def lineage_command(output_id: str, verify: bool, store_root: str | None, as_jso
     return 1 if verify and _bad(tree) else 0
 
 
-def _bad(node) -> bool:
-    return node.check not in (Check.OK, None) or any(_bad(n) for n in node.inputs.values())
+def _bad(tree) -> bool:
+    return any(o.node.check not in (Check.OK, None) for o in occurrences(tree) if not o.repeated)
