@@ -23,6 +23,7 @@ from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import verify
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, OutputStore
+from alamode_airflow.task_index import task_index
 
 
 @dataclass(frozen=True)
@@ -128,26 +129,36 @@ def preimage_parts(record: SuccessRecord) -> tuple[dict[str, Any], dict[str, str
     return body, inputs
 
 
-def explain(pipeline: Pipeline, name: str, store: OutputStore) -> Explanation:
+def explain(
+    pipeline: Pipeline, name: str, store: OutputStore, dag_id: str | None = None
+) -> Explanation:
     """Why task ``name`` will run (or not): compared with the nearest earlier output
-    of the same task, the one whose preimage differs in the fewest places."""
+    of the same task of the same DAG (``dag_id``, else the pipeline's meta ``dag_id``;
+    of any DAG when neither is known), the one whose preimage differs in the fewest
+    places. Only that task's records are read, found through the store's task index."""
     task = pipeline[name]
+    dag_id = dag_id or pipeline.meta.get("dag_id")
     if name in partitioned(pipeline):
         recorded = [oid for oid in store.partitions(task.output) if store.lookup(oid).done]
         if recorded:
             return Explanation(name, task.output, Verdict.PER_INTERVAL, intervals=len(recorded))
-        return _nearest(name, task, store)
+        return _nearest(name, task, store, dag_id)
     verdict = _assess_upto(pipeline, name, store)
     if verdict.current:
         return Explanation(name, task.output, Verdict.UP_TO_DATE)
     if verdict.stale:
         record = verdict.found.record
         return Explanation(name, task.output, Verdict.STALE, record, stale=verdict.stale)
-    return _nearest(name, task, store)
+    return _nearest(name, task, store, dag_id)
 
 
-def _nearest(name: str, task, store: OutputStore) -> Explanation:
-    candidates = [r for r in records(store) if r.task == name]
+def _nearest(name: str, task, store: OutputStore, dag_id: str | None) -> Explanation:
+    candidates = [
+        found.record
+        for output_id in sorted(task_index(store).outputs(name, dag_id))
+        for found in store.history(output_id)
+        if found.record and found.record.task == name and dag_id in (None, found.record.dag_id)
+    ]
     if not candidates:
         return Explanation(name, task.output, Verdict.NEVER_BUILT)
     current = (thaw(task.spec), dict(task.inputs), task.output)
