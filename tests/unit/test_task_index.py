@@ -51,6 +51,7 @@ def commit(store: OutputStore, pipeline, dag_id: str, run_id: str) -> None:
             input_generations={name: 0 for name in task.inputs},
             preimage_b64=base64.b64encode(task.preimage()).decode(),
             host="test",
+            data_path=store.data_path(staging),
             manifest=manifest(staging / "data"),
         )
         store.commit(staging, record)
@@ -80,11 +81,11 @@ def test_explain_compares_with_the_same_dags_task_not_a_namesake_in_another_dag(
         ["spec command: 'clean.py --v1' -> 'clean.py --v2 --fast'"],
     )
     # The command line names the DAG as the engine does: the file's name without meta.
-    path = tmp_path / "hr.alamode"
-    single(None, "clean.py --v1 --fast").save(path)
+    path = tmp_path / "sales.alamode"
+    single(None, "clean.py --v2 --fast").save(path)
     assert main(["explain", str(path), "clean", "--store", store.url, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["reasons"] == ["spec command: 'clean.py --v2' -> 'clean.py --v1 --fast'"]
+    assert printed["reasons"] == ["spec command: 'clean.py --v1' -> 'clean.py --v2 --fast'"]
 
 
 def test_explain_reads_only_the_records_of_that_task(store):
@@ -113,3 +114,20 @@ def test_the_index_follows_gc_and_survives_damage(store, tmp_path):
     assert task_index(store).outputs("clean", "sales") == {first["clean"].output}
     result = explain(load(single("sales", "clean.py --v2").bencode()), "clean", store)
     assert result.verdict is Verdict.CHANGED
+
+
+def test_explain_on_an_object_store_keeps_its_index_in_the_bucket(tmp_path, monkeypatch):
+    from alamode_airflow.loopback.servers import s3_server
+
+    (tmp_path / "s3").mkdir()
+    with s3_server(tmp_path / "s3") as server:
+        monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_TEST_S3", server.connection())
+        bucket = OutputStore("s3://alamode-outputs/store", conn_id="alamode_test_s3")
+        commit(bucket, load(single("sales", "clean.py --v1").bencode()), "sales", "2026-01-01")
+        commit(bucket, load(single("hr", "clean.py --v2").bencode()), "hr", "2026-01-02")
+        result = explain(load(single("sales", "clean.py --v2 -x").bencode()), "clean", bucket)
+        assert result.nearest.dag_id == "sales"
+        assert server.keys("store/index") == ["store/index/tasks.json"]
+        commit(bucket, load(single("sales", "clean.py --v4").bencode()), "sales", "2026-01-04")
+        again = explain(load(single("sales", "clean.py --v5").bencode()), "clean", bucket)
+        assert again.nearest.run_id == "2026-01-04"
