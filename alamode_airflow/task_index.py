@@ -22,64 +22,75 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 from alamode_airflow.listing import child_names
 from alamode_airflow.store import OutputStore, is_output_id
 
 INDEX = ("index", "tasks.json")
-FORMAT = 1
+FORMAT = 2
 
 
 class TaskIndex:
-    """Output IDs by (dag_id, task), refreshed from the store's records."""
+    """Output IDs by (dag_id, task), refreshed from the store's records. Kept as it is
+    stored, newline-joined IDs per task, and split only for the task asked or changed:
+    a use of the index pays for one task's list, not for every task's."""
 
-    def __init__(self, seen: Iterable[str] = (), tasks: dict[str, list[str]] | None = None):
-        self.seen = set(seen)
-        self.tasks: dict[str, set[str]] = {key: set(v) for key, v in (tasks or {}).items()}
+    def __init__(self, seen: str = "", tasks: dict[str, str] | None = None) -> None:
+        self.seen = set(seen.split("\n")) - {""}
+        self.tasks: dict[str, str] = dict(tasks or {})
 
     @staticmethod
     def key(dag_id: str, task: str) -> str:
-        return json.dumps([dag_id, task])
+        return f"{dag_id}\t{task}"  # neither Airflow id can hold a tab
 
     def outputs(self, task: str, dag_id: str | None = None) -> set[str]:
         """The outputs recorded for ``task`` of ``dag_id`` (of any DAG when None)."""
-        if dag_id is not None:
-            return set(self.tasks.get(self.key(dag_id, task), ()))
-        found: set[str] = set()
-        for key, outputs in self.tasks.items():
-            if json.loads(key)[1] == task:
-                found |= outputs
-        return found
+        keys = (
+            [self.key(dag_id, task)]
+            if dag_id is not None
+            else [k for k in self.tasks if k.partition("\t")[2] == task]
+        )
+        return {oid for key in keys for oid in self.tasks.get(key, "").split("\n") if oid}
 
     def refresh(self, store: OutputStore) -> bool:
         """Read the records of the outputs committed since, drop those gone; whether
         anything changed."""
         present = set(_output_ids(store))
         gone, new = self.seen - present, present - self.seen
-        for outputs in self.tasks.values():
-            outputs -= gone
-        self.seen -= gone
+        new = {name for name in new if is_output_id(name)}
+        if gone:
+            self.seen -= gone
+            for key, joined in list(self.tasks.items()):
+                self._set(key, {oid for oid in joined.split("\n") if oid not in gone})
+        added: dict[str, set[str]] = {}
         for output_id in sorted(new):
             records = [found.record for found in store.history(output_id) if found.record]
             # Not seen until a record is readable: one being committed is read next time.
             if records:
                 self.seen.add(output_id)
             for record in records:
-                self.tasks.setdefault(self.key(record.dag_id, record.task), set()).add(output_id)
+                added.setdefault(self.key(record.dag_id, record.task), set()).add(output_id)
+        for key, outputs in added.items():
+            self._set(key, outputs | set(self.tasks.get(key, "").split("\n")))
         return bool(gone or new)
 
+    def _set(self, key: str, outputs: set[str]) -> None:
+        joined = "\n".join(sorted(outputs - {""}))
+        if joined:
+            self.tasks[key] = joined
+        else:
+            self.tasks.pop(key, None)
+
     def to_json(self) -> dict:
-        tasks = {key: sorted(outputs) for key, outputs in sorted(self.tasks.items()) if outputs}
-        return {"format": FORMAT, "seen": sorted(self.seen), "tasks": tasks}
+        return {"format": FORMAT, "seen": "\n".join(sorted(self.seen)), "tasks": self.tasks}
 
 
 def task_index(store: OutputStore) -> TaskIndex:
     """The store's index, refreshed, and written back when it changed."""
     index = _load(store)
     if index.refresh(store):
-        with contextlib.suppress(OSError, PermissionError):
+        with contextlib.suppress(OSError):
             _save(store, index)
     return index
 
@@ -120,4 +131,4 @@ def _output_ids(store: OutputStore) -> list[str]:
             names = []
     else:
         names = child_names(objects)
-    return [name for name in names if is_output_id(name)]
+    return names  # what is not an output ID is left out when it is new
