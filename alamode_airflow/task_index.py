@@ -19,9 +19,11 @@ cannot be written (read-only credentials) is answered from a fresh index each ti
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from alamode_airflow.listing import child_names
@@ -36,9 +38,19 @@ class TaskIndex:
     stored, newline-joined IDs per task, and split only for the task asked or changed:
     a use of the index pays for one task's list, not for every task's."""
 
-    def __init__(self, seen: str = "", tasks: dict[str, str] | None = None) -> None:
-        self.seen = set(seen.split("\n")) - {""}
+    def __init__(
+        self, seen: str = "", tasks: dict[str, str] | None = None, stamp: int | None = None
+    ) -> None:
+        self._seen = seen
         self.tasks: dict[str, str] = dict(tasks or {})
+        # A local root: the mtime of ``objects/`` when it was listed, so an unchanged
+        # folder needs no listing (an output committed or removed changes it).
+        self.stamp = stamp
+
+    @functools.cached_property
+    def seen(self) -> set[str]:
+        """The outputs whose records were read (split only when a refresh needs it)."""
+        return set(self._seen.split("\n")) - {""}
 
     @staticmethod
     def key(dag_id: str, task: str) -> str:
@@ -56,6 +68,9 @@ class TaskIndex:
     def refresh(self, store: OutputStore) -> bool:
         """Read the records of the outputs committed since, drop those gone; whether
         anything changed."""
+        stamp = _stamp(store)
+        if stamp is not None and stamp == self.stamp:
+            return False
         present = set(_output_ids(store))
         gone, new = self.seen - present, present - self.seen
         new = {name for name in new if is_output_id(name)}
@@ -73,7 +88,12 @@ class TaskIndex:
                 added.setdefault(self.key(record.dag_id, record.task), set()).add(output_id)
         for key, outputs in added.items():
             self._set(key, outputs | set(self.tasks.get(key, "").split("\n")))
-        return bool(gone or new)
+        # Kept only once it is a second old: the mtime's clock ticks every few ms, and a
+        # commit in the tick of the listing would not move it ("racy git").
+        before, self.stamp = self.stamp, stamp
+        if stamp is not None and time.time_ns() - stamp < 1_000_000_000:
+            self.stamp = None
+        return bool(gone or new) or self.stamp != before
 
     def _set(self, key: str, outputs: set[str]) -> None:
         joined = "\n".join(sorted(outputs - {""}))
@@ -83,7 +103,8 @@ class TaskIndex:
             self.tasks.pop(key, None)
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "seen": "\n".join(sorted(self.seen)), "tasks": self.tasks}
+        seen = "\n".join(sorted(self.seen))
+        return {"format": FORMAT, "seen": seen, "tasks": self.tasks, "stamp": self.stamp}
 
 
 def task_index(store: OutputStore) -> TaskIndex:
@@ -100,7 +121,7 @@ def _load(store: OutputStore) -> TaskIndex:
         body = json.loads(store.root.joinpath(*INDEX).read_text())
         if body.get("format") != FORMAT:
             return TaskIndex()  # another version's: rebuilt from the records
-        return TaskIndex(body["seen"], body["tasks"])
+        return TaskIndex(body["seen"], body["tasks"], body.get("stamp"))
     except FileNotFoundError:
         return TaskIndex()
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -118,6 +139,16 @@ def _save(store: OutputStore, index: TaskIndex) -> None:
     with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as file:
         file.write(text)
     os.replace(file.name, folder / INDEX[-1])
+
+
+def _stamp(store: OutputStore) -> int | None:
+    """The mtime of a local root's ``objects/`` (None on an object store: no folders)."""
+    if not store.local:
+        return None
+    try:
+        return os.stat(store.root.joinpath("objects").path).st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _output_ids(store: OutputStore) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 
 import pytest
@@ -131,3 +132,16 @@ def test_explain_on_an_object_store_keeps_its_index_in_the_bucket(tmp_path, monk
         commit(bucket, load(single("sales", "clean.py --v4").bencode()), "sales", "2026-01-04")
         again = explain(load(single("sales", "clean.py --v5").bencode()), "clean", bucket)
         assert again.nearest.run_id == "2026-01-04"
+
+
+def test_an_unchanged_objects_folder_is_not_listed_again_and_a_commit_is_seen(store, tmp_path):
+    v1, v2 = (load(single("sales", f"clean.py --{v}").bencode()) for v in ("v1", "v2"))
+    commit(store, v1, "sales", "2026-01-01")
+    objects = tmp_path / "store/objects"
+    os.utime(objects, ns=(10**18, 10**18))  # listed long after its last change
+    assert task_index(store).stamp == 10**18
+    shutil.rmtree(objects / v1["clean"].output)
+    os.utime(objects, ns=(10**18, 10**18))  # a change the folder's mtime does not show
+    assert task_index(store).outputs("clean", "sales") == {v1["clean"].output}
+    commit(store, v2, "sales", "2026-01-02")  # moves the mtime: listed again
+    assert task_index(store).outputs("clean", "sales") == {v2["clean"].output}
