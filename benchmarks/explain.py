@@ -13,6 +13,9 @@ outputs (its spec changed 10 times); its current spec has none. Then:
 - floor: reading the records of those 10 outputs, nothing else;
 - explain, warm index: ``history.explain`` with the task index up to date (one listing
   of ``objects/``, the index file read, the task's records read and compared);
+- explain, one output committed since: the same after a new output appeared (timed
+  after the others, one new output before each run): the index lists ``objects/``
+  again and reads the new record;
 - index, first use: the index built from every record (once per store, then refreshed
   with what was committed since), timed once;
 - before: what explain did before the index, every record of the store read and
@@ -67,21 +70,26 @@ def record(output_id: str, dag_id: str, task: str, preimage: bytes, day: int) ->
     ).dumps()
 
 
-def fill(root: Path, n: int) -> None:
-    def write(output_id: str, text: str) -> None:
-        folder = root / "objects" / output_id / "0"
-        (folder / "data").mkdir(parents=True)
-        (folder / "record.json").write_text(text)
+def write(root: Path, output_id: str, text: str) -> None:
+    folder = root / "objects" / output_id / "0"
+    (folder / "data").mkdir(parents=True)
+    (folder / "record.json").write_text(text)
 
+
+def fake(i: int) -> tuple[str, str]:
+    """Output ``i`` of another DAG (``e..``), whose tasks have the explained one's names."""
+    preimage = bencode.encode({"command": f"echo {i}", "inputs": {}})
+    output_id = id_of(preimage)
+    dag_id, task = f"e{i % 100:02d}", f"t{i // 100 % 100:04d}"
+    return output_id, record(output_id, dag_id, task, preimage, i)
+
+
+def fill(root: Path, n: int) -> None:
     for v in range(VERSIONS):
         task = version(v)
-        write(task.output, record(task.output, DAG, TASK, task.preimage(), v))
+        write(root, task.output, record(task.output, DAG, TASK, task.preimage(), v))
     for i in range(n - VERSIONS):
-        preimage = bencode.encode({"command": f"echo {i}", "inputs": {}})
-        output_id = id_of(preimage)
-        # Other DAGs (``e..``) have tasks of the same names, the explained one among them.
-        dag_id, task = f"e{i % 100:02d}", f"t{i // 100 % 100:04d}"
-        write(output_id, record(output_id, dag_id, task, preimage, i))
+        write(root, *fake(i))
 
 
 def timed(step) -> float:
@@ -116,15 +124,20 @@ def main(argv: list[str] | None = None) -> int:
             before = timed(lambda: [r for r in records(store) if r.task == TASK])
         cold = timed(lambda: task_index(store))
         size = store.root.joinpath(*INDEX).stat().st_size
-        times: dict[str, list[float]] = {"floor": [], "warm": []}
+        times: dict[str, list[float]] = {"floor": [], "warm": [], "since": []}
         for run in range(args.runs):
             order = [("floor", floor), ("warm", warm)]
             for label, step in order if run % 2 else reversed(order):
                 times[label].append(timed(step))
-    base, ours = (statistics.median(times[k]) for k in ("floor", "warm"))
+        for run in range(args.runs):
+            write(Path(root) / "store", *fake(args.records + run))
+            times["since"].append(timed(warm))
+    base, ours, since = (statistics.median(times[k]) for k in ("floor", "warm", "since"))
     print(f"explain, a store of {args.records} records, local root, median of {args.runs} runs")
     print(f"  floor (the task's {VERSIONS} records read)        {base * 1000:9.1f} ms")
-    print(f"  explain, warm index                      {ours * 1000:9.1f} ms  ({ours / base:.1f}x)")
+    rows = (("explain, warm index", ours), ("explain, one output committed since", since))
+    for label, value in rows:
+        print(f"  {label:<40} {value * 1000:9.1f} ms  ({value / base:.1f}x)")
     print(f"  index, first use (every record, once)    {cold * 1000:9.1f} ms  ({size} bytes)")
     if before is None:
         print(f"  before (every record, each time): not timed above {args.before_max} records")
