@@ -23,6 +23,7 @@ from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import verify
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, OutputStore
+from alamode_airflow.task_index import task_index
 
 
 @dataclass(frozen=True)
@@ -128,26 +129,36 @@ def preimage_parts(record: SuccessRecord) -> tuple[dict[str, Any], dict[str, str
     return body, inputs
 
 
-def explain(pipeline: Pipeline, name: str, store: OutputStore) -> Explanation:
+def explain(
+    pipeline: Pipeline, name: str, store: OutputStore, dag_id: str | None = None
+) -> Explanation:
     """Why task ``name`` will run (or not): compared with the nearest earlier output
-    of the same task, the one whose preimage differs in the fewest places."""
+    of the same task of the same DAG (``dag_id``, else the pipeline's meta ``dag_id``;
+    of any DAG when neither is known), the one whose preimage differs in the fewest
+    places. Only that task's records are read, found through the store's task index."""
     task = pipeline[name]
+    dag_id = dag_id or pipeline.meta.get("dag_id")
     if name in partitioned(pipeline):
         recorded = [oid for oid in store.partitions(task.output) if store.lookup(oid).done]
         if recorded:
             return Explanation(name, task.output, Verdict.PER_INTERVAL, intervals=len(recorded))
-        return _nearest(name, task, store)
+        return _nearest(name, task, store, dag_id)
     verdict = _assess_upto(pipeline, name, store)
     if verdict.current:
         return Explanation(name, task.output, Verdict.UP_TO_DATE)
     if verdict.stale:
         record = verdict.found.record
         return Explanation(name, task.output, Verdict.STALE, record, stale=verdict.stale)
-    return _nearest(name, task, store)
+    return _nearest(name, task, store, dag_id)
 
 
-def _nearest(name: str, task, store: OutputStore) -> Explanation:
-    candidates = [r for r in records(store) if r.task == name]
+def _nearest(name: str, task, store: OutputStore, dag_id: str | None) -> Explanation:
+    candidates = [
+        found.record
+        for output_id in sorted(task_index(store).outputs(name, dag_id))
+        for found in store.history(output_id)
+        if found.record and found.record.task == name and dag_id in (None, found.record.dag_id)
+    ]
     if not candidates:
         return Explanation(name, task.output, Verdict.NEVER_BUILT)
     current = (thaw(task.spec), dict(task.inputs), task.output)
@@ -194,35 +205,75 @@ class LineageNode:
     inputs: dict[str, LineageNode] = field(default_factory=dict)
     generation: int | None = None
 
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """What makes two nodes the same: the output and its generation."""
+        return self.output_id, self.generation
+
 
 def lineage(
     store: OutputStore, output_id: str, verify: bool = False, generation: int | None = None
 ) -> LineageNode:
     """The tree of records that produced ``output_id`` (its current generation unless
     one is named), following the exact generation of each input its records say they
-    read. Each distinct (output, generation) is read and verified once: shared
-    ancestors are the same node."""
-    memo: dict[tuple[str, int | None], LineageNode] = {}
+    read. Each distinct (output, generation) is read and verified once: a shared
+    ancestor is one node, reached from every record that read it, so the work grows
+    with the distinct outputs, not with the paths to them (a DAG of diamonds has
+    exponentially many). The walk keeps its own queue, so a chain of any length fits."""
+    found = store.lookup(output_id) if generation is None else store.read(output_id, generation)
+    root = _node(store, output_id, found, verify)
+    nodes = {root.key: root}
+    queue = [root]
+    while queue:
+        parent = queue.pop()
+        if parent.record is None:
+            continue
+        for name, oid in sorted(parent.record.inputs.items()):
+            key = (oid, parent.record.read_generation(name))
+            if key not in nodes:
+                nodes[key] = _node(store, oid, store.read(*key), verify)
+                queue.append(nodes[key])
+            # Filled in place: the child may be reached again before its own inputs are.
+            parent.inputs[name] = nodes[key]
+    return root
 
-    def node(oid: str, gen: int | None) -> LineageNode:
-        if (oid, gen) not in memo:
-            found = store.lookup(oid) if gen is None else store.read(oid, gen)
-            memo[oid, gen] = _node(store, oid, found, verify, node)
-        return memo[oid, gen]
 
-    return node(output_id, generation)
+@dataclass(frozen=True)
+class Occurrence:
+    """One place a node takes in the tree as printed: under the occurrence numbered
+    ``parent`` (None for the root), as its input ``name``."""
+
+    parent: int | None
+    name: str
+    node: LineageNode
+    repeated: bool  # shown in full at an earlier occurrence: refer to it, do not repeat
 
 
-def _node(store, output_id, found, verify, node) -> LineageNode:
+def occurrences(tree: LineageNode) -> Iterator[Occurrence]:
+    """The tree as printed, depth first with inputs in name order, numbered from 0 in
+    the order yielded. A node met before is yielded once more, repeated, and its inputs
+    are not walked again, as tree printers refer back to a subtree shown above: the
+    printout grows with the distinct nodes and the records' inputs, not the paths."""
+    seen: set[tuple[str, int | None]] = set()
+    stack: list[tuple[int | None, str, LineageNode]] = [(None, "", tree)]
+    number = 0
+    while stack:
+        parent, name, node = stack.pop()
+        repeated = node.key in seen
+        yield Occurrence(parent, name, node, repeated)
+        if not repeated:
+            seen.add(node.key)
+            stack.extend((number, n, child) for n, child in reversed(node.inputs.items()))
+        number += 1
+
+
+def _node(store, output_id, found, verify) -> LineageNode:
     if found.record is None:
         reason = found.reason or "no record"
         return LineageNode(output_id, None, Check.MISSING, (reason,), generation=found.generation)
     record = found.record
     check, problems = _verify(store, record) if verify else (None, ())
-    inputs = {
-        name: node(oid, record.read_generation(name)) for name, oid in sorted(record.inputs.items())
-    }
-    return LineageNode(output_id, record, check, problems, inputs, record.generation)
+    return LineageNode(output_id, record, check, problems, {}, record.generation)
 
 
 def _verify(store: OutputStore, record: SuccessRecord) -> tuple[Check, tuple[str, ...]]:

@@ -9,7 +9,7 @@ from typing import Any
 from alamode_airflow._compat import BaseOperator, DownstreamTasksSkipped
 from alamode_airflow.currency import assess
 from alamode_airflow.operators import PLAN_TASK, PLAN_XCOM
-from alamode_airflow.runs import RunInfo, interval_of, requested_rebuilds
+from alamode_airflow.runs import ALL, RunInfo, expand_rebuilds, interval_of, requested_rebuilds
 from alamode_airflow.store import OutputStore
 
 __all__ = ["PLAN_TASK", "AlamodePlanOperator"]
@@ -38,15 +38,29 @@ class AlamodePlanOperator(BaseOperator):
 
     def execute(self, context: Any) -> None:
         store = OutputStore.configured(self.storage_root)
-        run = RunInfo(context["run_id"], interval_of(context), self._rebuilds(context))
+        inputs = self.inputs()
+        asked, rebuild = self.rebuilds(context, inputs)
+        run = RunInfo(context["run_id"], interval_of(context), rebuild)
         targets = {
             task_id: run.output_id(task_id, file_id, task_id in self.partitioned)
             for task_id, file_id in self.outputs.items()
         }
         verdicts = assess(
-            targets, self._inputs(), lambda oid: store.settle(oid, self.log.warning), run.rebuild
+            targets, inputs, lambda oid: store.settle(oid, self.log.warning), run.rebuild
         )
         cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
+        self._log(verdicts, cached, asked, rebuild)
+        stale = {task: v.stale for task, v in verdicts.items() if v.stale}
+        to_run = [t for t in self.outputs if t not in cached]
+        plan = {"skipped": cached, "to_run": to_run, "stale": stale, "interval": run.interval}
+        # ``rebuild_asked`` is what each task resolves against its own DAG (runs.rebuilds_for);
+        # the whole ``rebuild`` set stays for tasks that read it (an engine before it).
+        plan |= {"rebuild_asked": sorted(asked), "rebuild": sorted(rebuild)}
+        context["ti"].xcom_push(PLAN_XCOM, plan)
+        if cached:
+            raise DownstreamTasksSkipped(tasks=cached)
+
+    def _log(self, verdicts, cached: list[str], asked: frozenset[str], rebuild) -> None:
         for task, verdict in verdicts.items():
             if verdict.current:
                 self.log.info(
@@ -65,29 +79,28 @@ class AlamodePlanOperator(BaseOperator):
             len(cached),
             len(self.outputs),
             ", ".join(to_run) or "nothing",
-            f" (rebuilding {', '.join(sorted(run.rebuild))})" if run.rebuild else "",
+            f" (rebuilding {', '.join(sorted(asked))} and what is downstream: {len(rebuild)} tasks)"
+            if asked
+            else "",
         )
-        stale = {task: v.stale for task, v in verdicts.items() if v.stale}
-        plan = {"skipped": cached, "to_run": to_run, "rebuild": sorted(run.rebuild)}
-        context["ti"].xcom_push(PLAN_XCOM, {**plan, "stale": stale, "interval": run.interval})
-        if cached:
-            raise DownstreamTasksSkipped(tasks=cached)
 
-    def _inputs(self) -> dict[str, list[str]]:
-        """Each task's inputs: its upstream tasks in the DAG, but the plan task."""
-        return {
-            task_id: [up for up in self.dag.get_task(task_id).upstream_task_ids if up != PLAN_TASK]
-            for task_id in self.outputs
-        }
-
-    def _rebuilds(self, context: Any) -> frozenset[str]:
-        """The tasks to rebuild: those asked for, and everything downstream of them,
-        since their outputs were made from what is being replaced."""
+    def rebuilds(
+        self, context: Any, inputs: dict[str, list[str]]
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """What this run was asked to rebuild (task names, or ``{"all"}``), and the
+        tasks it rebuilds: those, and everything downstream of them."""
         # The trigger form's field when the DAG has one, else the run's conf.
         conf = getattr(context.get("dag_run"), "conf", None) or {}
         params = context.get("params") or {}
         asked = requested_rebuilds(params if params.get("rebuild") else conf, self.outputs)
-        expanded = set(asked)
-        for name in asked:
-            expanded |= self.dag.get_task(name).get_flat_relative_ids(upstream=False)
-        return frozenset(expanded)
+        if asked == frozenset(self.outputs):
+            return frozenset({ALL}), asked
+        return asked, expand_rebuilds(asked, inputs)
+
+    def inputs(self) -> dict[str, list[str]]:
+        """Each task's inputs: its upstream tasks in the DAG, but the plan task; in the
+        topological order of ``outputs``."""
+        return {
+            task_id: [up for up in self.dag.get_task(task_id).upstream_task_ids if up != PLAN_TASK]
+            for task_id in self.outputs
+        }

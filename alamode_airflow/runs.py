@@ -10,7 +10,7 @@ task refuses it with a message saying how to run it instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +72,33 @@ def requested_rebuilds(params: Mapping[str, Any], names: Iterable[str]) -> froze
     if unknown:
         raise AlamodeError(f"rebuild names unknown tasks: {', '.join(unknown)}")
     return frozenset(asked)
+
+
+def expand_rebuilds(asked: frozenset[str], inputs: Mapping[str, Sequence[str]]) -> frozenset[str]:
+    """The tasks a run rebuilds: those ``asked`` and everything downstream of them, since
+    their outputs were made from what is being replaced. ``inputs`` maps every task, in
+    topological order, to its inputs: one pass, each dependency looked at once, so the
+    cost grows with the DAG's size however many tasks are asked (``all`` costs a pass
+    over the names, with no dependency looked at)."""
+    rebuilt = set(asked)
+    for task, names in inputs.items():
+        if task not in rebuilt and any(name in rebuilt for name in names):
+            rebuilt.add(task)
+    return frozenset(rebuilt)
+
+
+def rebuilds_for(task: Any, plan: Mapping[str, Any]) -> frozenset[str]:
+    """What a task needs of the plan's rebuild set: ``{task_id}`` when this run rebuilds
+    ``task`` (an Airflow task of the DAG), else nothing. The plan passes only the names
+    asked (``rebuild_asked``, small whatever the DAG's size); the task resolves them
+    against its own ancestors, one walk up its DAG. A plan that does not say what was
+    asked (an older engine's) passes the whole set as ``rebuild``."""
+    asked = plan.get("rebuild_asked")
+    if asked is None:
+        return frozenset(plan.get("rebuild", ()))
+    mine = frozenset({task.task_id})
+    if not asked:
+        return frozenset()
+    if ALL in asked or task.task_id in asked:
+        return mine
+    return mine if task.get_flat_relative_ids(upstream=True) & set(asked) else frozenset()

@@ -10,7 +10,7 @@ from rich.tree import Tree
 
 from a_la_mode.ids import short
 from alamode_airflow.cli.render import console
-from alamode_airflow.history import Explanation, LineageNode, TaskStatus, Verdict
+from alamode_airflow.history import Explanation, LineageNode, TaskStatus, Verdict, occurrences
 
 STYLE = {
     "done": "green",
@@ -110,29 +110,50 @@ def explanation(result: Explanation) -> None:
         console.print(f"  - {line}")
 
 
-def lineage_json(node: LineageNode) -> dict[str, Any]:
-    record = node.record
-    return {
-        "output_id": node.output_id,
-        "task": record.task if record else None,
-        "record": record.to_json() if record else None,
-        "generation": node.generation,
-        "check": node.check.value if node.check else None,
-        "problems": list(node.problems),
-        "inputs": {name: lineage_json(child) for name, child in node.inputs.items()},
-    }
+def lineage_json(tree: LineageNode) -> dict[str, Any]:
+    """The tree as nested dictionaries. A node shown in full earlier (depth first,
+    inputs in name order) is repeated as a reference: its output ID, generation, task
+    and check with ``"repeat": true``, without its record and inputs."""
+    shown: list[dict[str, Any]] = []
+    for occurrence in occurrences(tree):
+        node = occurrence.node
+        record = node.record
+        entry: dict[str, Any] = {
+            "output_id": node.output_id,
+            "task": record.task if record else None,
+            "generation": node.generation,
+            "check": node.check.value if node.check else None,
+            "problems": list(node.problems),
+            "repeat": occurrence.repeated,
+        }
+        if not occurrence.repeated:
+            entry["record"] = record.to_json() if record else None
+            entry["inputs"] = {}
+        if occurrence.parent is not None:
+            shown[occurrence.parent]["inputs"][occurrence.name] = entry
+        shown.append(entry)
+    return shown[0]
 
 
-def lineage_tree(node: LineageNode) -> None:
-    console.print(_branch(Tree(_label("", node)), node))
-
-
-def _branch(tree: Tree, node: LineageNode) -> Tree:
-    for name, child in node.inputs.items():
+def lineage_tree(tree: LineageNode) -> None:
+    """The tree for people; a node shown in full above is one line saying so."""
+    branches: list[Tree] = []
+    for occurrence in occurrences(tree):
+        node = occurrence.node
         # The input's name is worth showing only where it is not its task's name.
-        prefix = "" if child.record and child.record.task == name else f"{name}: "
-        _branch(tree.add(_label(prefix, child)), child)
-    return tree
+        named = node.record and node.record.task == occurrence.name
+        prefix = "" if occurrence.parent is None or named else f"{occurrence.name}: "
+        label = _repeat(prefix, node) if occurrence.repeated else _label(prefix, node)
+        if occurrence.parent is None:
+            branches.append(Tree(label))
+        else:
+            branches.append(branches[occurrence.parent].add(label))
+    console.print(branches[0])
+
+
+def _repeat(prefix: str, node: LineageNode) -> str:
+    task = f"[bold]{node.record.task}[/] " if node.record else ""
+    return f"{prefix}{task}{short(node.output_id)} gen {node.generation} [dim](shown above)[/]"
 
 
 def _label(prefix: str, node: LineageNode) -> str:

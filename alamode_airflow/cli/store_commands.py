@@ -11,13 +11,25 @@ from a_la_mode import load
 from a_la_mode.errors import NotAStoreError
 from alamode_airflow.cli import render_store
 from alamode_airflow.cli.commands import cli
-from alamode_airflow.history import Check, explain, lineage, status
+from alamode_airflow.history import Check, explain, lineage, occurrences, status
 from alamode_airflow.listing import child_names
 from alamode_airflow.store import OutputStore
 
-#: The folders a store's root holds (``trash`` is gc's, ``pins`` pinned outputs).
+#: The folders a store's root holds (``trash`` is gc's, ``pins`` pinned outputs,
+#: ``index`` what ``task_index`` derives from the records).
 STORE_FOLDERS = frozenset(
-    {"objects", "staging", "locks", "gates", "quarantine", "claims", "pins", "trash", "partitions"}
+    {
+        "objects",
+        "staging",
+        "locks",
+        "gates",
+        "quarantine",
+        "claims",
+        "pins",
+        "trash",
+        "partitions",
+        "index",
+    }
 )
 
 store_option = click.option(
@@ -81,7 +93,9 @@ def explain_command(file: Path, task: str, store_root: str | None, as_json: bool
     pipeline = load(file)
     if task not in pipeline.tasks:
         raise click.UsageError(f"{file} has no task {task!r}")
-    result = explain(pipeline, task, open_store(store_root))
+    # The DAG's id as the engine names it: meta dag_id, else the file's name.
+    dag_id = pipeline.meta.get("dag_id") or file.stem
+    result = explain(pipeline, task, open_store(store_root), dag_id)
     if as_json:
         click.echo(json.dumps(render_store.explanation_json(result), indent=2, default=str))
     else:
@@ -104,5 +118,5 @@ def lineage_command(output_id: str, verify: bool, store_root: str | None, as_jso
     return 1 if verify and _bad(tree) else 0
 
 
-def _bad(node) -> bool:
-    return node.check not in (Check.OK, None) or any(_bad(n) for n in node.inputs.values())
+def _bad(tree) -> bool:
+    return any(o.node.check not in (Check.OK, None) for o in occurrences(tree) if not o.repeated)

@@ -146,3 +146,92 @@ def test_explain_compares_a_changed_partitioned_task_with_its_earlier_intervals(
     result = explain(load(new.bencode()), "raw", store)
     assert result.verdict is Verdict.CHANGED
     assert result.reasons() == ["spec command: 'echo v1' -> 'echo v2'"]
+
+
+class CountingStore(OutputStore):
+    """A real local store that counts the records it reads and the outputs it fetches."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.reads: list[tuple[str, int]] = []
+        self.fetches: list[str] = []
+
+    def read(self, output_id, generation):
+        self.reads.append((output_id, generation))
+        return super().read(output_id, generation)
+
+    def fetch(self, record, into):
+        self.fetches.append(record.output_id)
+        return super().fetch(record, into)
+
+
+def diamond_ladder(levels: int):
+    """top0 -> (l0, r0) -> top1 -> (l1, r1) -> ... -> top<levels>: 2**levels paths."""
+    from a_la_mode import Dag
+
+    dag = Dag({"dag_id": "ladder"})
+    top = dag.task("top0", {"command": "echo top0"})
+    for level in range(levels):
+        sides = [dag.task(f"{side}{level}", {"command": f"echo {side}{level}"}) for side in "lr"]
+        joined = dag.task(f"top{level + 1}", {"command": f"echo top{level + 1}"})
+        top >> sides >> joined
+        top = joined
+    return load(dag.bencode())
+
+
+def test_lineage_reads_and_verifies_each_shared_ancestor_once(tmp_path):
+    ladder = diamond_ladder(13)  # 40 tasks, 8192 paths from the top to top0
+    store = CountingStore(str(tmp_path / "store"))
+    produce(store, ladder, "2026-01-01")
+    store.reads.clear()
+    tree = lineage(store, ladder["top13"].output, verify=True)
+    assert len(set(store.reads)) == len(store.reads) == 40
+    assert sorted(store.fetches) == sorted(task.output for task in ladder)
+    assert tree.inputs["l12"].inputs["top12"] is tree.inputs["r12"].inputs["top12"]
+
+
+def test_lineage_of_a_long_chain(tmp_path):
+    from a_la_mode import Dag
+
+    dag = Dag({"dag_id": "chain"})
+    last = dag.task("t0", {"command": "echo 0"})
+    for n in range(1, 400):
+        last = last >> dag.task(f"t{n}", {"command": f"echo {n}"})
+    chain = load(dag.bencode())
+    store = OutputStore(str(tmp_path / "store"))
+    produce(store, chain, "2026-01-01")
+    node, depth = lineage(store, chain["t399"].output, verify=True), 1
+    while node.inputs:
+        (node,) = node.inputs.values()
+        depth += 1
+    assert (depth, node.record.task, node.check) == (400, "t0", Check.OK)
+
+
+def test_cli_lineage_shows_a_shared_ancestor_once_and_refers_back_to_it(tmp_path, capsys):
+    ladder = diamond_ladder(13)
+    store = OutputStore(str(tmp_path / "store"))
+    produce(store, ladder, "2026-01-01")
+    (tmp_path / "store/objects" / ladder["top0"].output / "0/data/out.txt").write_text("x")
+    argv = ["lineage", ladder["top13"].output, "--store", store.url, "--verify"]
+    assert main([*argv, "--json"]) == 1
+    shown, stack = [], [json.loads(capsys.readouterr().out)]
+    while stack:
+        shown.append(stack.pop())
+        stack.extend(shown[-1].get("inputs", {}).values())
+    full = [entry["task"] for entry in shown if not entry["repeat"]]
+    assert sorted(full) == sorted(task.name for task in ladder)
+    # One line per input a record names (53), not one per path (16,383 nodes).
+    assert len(shown) == 1 + sum(len(task.inputs) for task in ladder)
+    (top0,) = [entry for entry in shown if entry["task"] == "top0" and not entry["repeat"]]
+    assert top0["problems"] == ["out.txt: sha256 differs"]
+    assert {e["check"] for e in shown if e["task"] == "top0"} == {Check.BAD_DATA.value}
+
+
+def test_cli_lineage_tree_prints_each_record_once(store, tmp_path, capsys):
+    ladder = diamond_ladder(3)
+    produce(store, ladder, "2026-01-01")
+    assert main(["lineage", ladder["top3"].output, "--store", store.url]) == 0
+    printed = capsys.readouterr().out
+    for task in ladder:
+        assert printed.count(f"command='echo {task.name}'") == 1, task.name
+    assert printed.count("(shown above)") == 3  # top0, top1 and top2, each read twice
