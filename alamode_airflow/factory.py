@@ -48,15 +48,6 @@ REBUILD_DOC = (
     "Trigger with `rebuild` (a list of task names, or `all`) to compute those outputs "
     "again, and everything downstream of them, as new generations beside the old ones."
 )
-#: Airflow copies DAG params into every task and validates them each time it serializes
-#: the DAG (about 1 ms per task per parse), so large DAGs leave the form field out;
-#: ``-c '{"rebuild": [...]}'`` works for every DAG.
-DEFAULT_FORM_MAX_TASKS = 500
-
-
-def _params(tasks: int) -> dict[str, Param]:
-    limit = int(settings.get("rebuild_form_max_tasks") or DEFAULT_FORM_MAX_TASKS)
-    return {"rebuild": REBUILD_PARAM} if tasks <= limit else {}
 
 
 def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -> DAG:
@@ -98,9 +89,9 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
             # One call for all of a task's inputs: Airflow hashes the whole DAG (its
             # task ids) once per call, so one call per edge would grow quadratically.
             op.set_upstream([operators[dep] for dep in task.inputs])
-    # Every operator made takes a deep copy of the DAG's params, and only the plan
-    # reads the rebuild form's field: added now, it is copied once, not once a task.
-    dag.params.update(_params(len(pipeline)))
+    # Every operator made takes a deep copy of the DAG's params (about 1 ms a task),
+    # and only the plan reads the rebuild form's field: added now, it is copied once.
+    dag.params.update({"rebuild": REBUILD_PARAM})
     plan = AlamodePlanOperator(
         task_id=PLAN_TASK,
         outputs={task.name: task.output for task in pipeline},

@@ -137,12 +137,13 @@ def test_two_files_claiming_one_dag_id(tmp_path):
     assert "dag_id 'same' is used by another file" in dags["alamode_broken__two"].description
 
 
-def test_rebuild_form_field_only_up_to_the_configured_size(collage, tmp_path, monkeypatch):
+def test_rebuild_form_field_on_the_dag_copied_into_the_plan_only(collage, tmp_path):
     dag = built(collage, tmp_path)
     assert dag.params["rebuild"] == []
     assert "rebuild" in dag.doc_md
-    monkeypatch.setenv("AIRFLOW__ALAMODE__REBUILD_FORM_MAX_TASKS", "3")
-    assert "rebuild" not in built(collage, tmp_path).params
+    # The plan reads it; no other task pays for a copy of it.
+    assert "rebuild" in dag.task_dict["alamode_plan"].params
+    assert "rebuild" not in dag.task_dict["blur"].params
 
 
 def test_partitioned_pipeline_gets_real_intervals_or_a_broken_dag(tmp_path):
