@@ -7,10 +7,9 @@ for. See SPEC.md in the documentation for the rules every engine follows.
 
 from __future__ import annotations
 
-from pprint import pprint
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from a_la_mode.diff import ChangeKind, DiffResult, KeyChange, TaskChange, diff
-from a_la_mode.dsl import Dag, Task
 from a_la_mode.errors import (
     AlamodeError,
     CycleError,
@@ -25,6 +24,30 @@ from a_la_mode.errors import (
 )
 from a_la_mode.load import load
 from a_la_mode.pipeline import Pipeline, PipelineTask
+
+if TYPE_CHECKING:
+    from a_la_mode.diff import ChangeKind, DiffResult, KeyChange, TaskChange, diff
+    from a_la_mode.dsl import Dag, Task
+
+#: Imported when first used: an engine that only loads files (every DAG parse) never
+#: pays for the DSL and the differ.
+_LAZY = {
+    "Dag": "a_la_mode.dsl",
+    "Task": "a_la_mode.dsl",
+    "ChangeKind": "a_la_mode.diff",
+    "DiffResult": "a_la_mode.diff",
+    "KeyChange": "a_la_mode.diff",
+    "TaskChange": "a_la_mode.diff",
+    "diff": "a_la_mode.diff",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'a_la_mode' has no attribute {name!r}")
 
 __all__ = [
     "AlamodeError",
@@ -57,4 +80,6 @@ def pp(value: object) -> None:
     >>> pp({"meta": {"schedule": "@daily"}})
     {'meta': {'schedule': '@daily'}}
     """
+    from pprint import pprint
+
     pprint(value, indent=2)
