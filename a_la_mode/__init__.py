@@ -10,6 +10,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+# Eager: the function ``diff`` shares its name with its module, which would shadow it.
+from a_la_mode.diff import ChangeKind, DiffResult, KeyChange, TaskChange, diff
 from a_la_mode.errors import (
     AlamodeError,
     CycleError,
@@ -26,20 +28,11 @@ from a_la_mode.load import load
 from a_la_mode.pipeline import Pipeline, PipelineTask
 
 if TYPE_CHECKING:
-    from a_la_mode.diff import ChangeKind, DiffResult, KeyChange, TaskChange, diff
     from a_la_mode.dsl import Dag, Task
 
 #: Imported when first used: an engine that only loads files (every DAG parse) never
-#: pays for the DSL and the differ.
-_LAZY = {
-    "Dag": "a_la_mode.dsl",
-    "Task": "a_la_mode.dsl",
-    "ChangeKind": "a_la_mode.diff",
-    "DiffResult": "a_la_mode.diff",
-    "KeyChange": "a_la_mode.diff",
-    "TaskChange": "a_la_mode.diff",
-    "diff": "a_la_mode.diff",
-}
+#: pays for the DSL.
+_LAZY = {"Dag": "a_la_mode.dsl", "Task": "a_la_mode.dsl"}
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +41,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'a_la_mode' has no attribute {name!r}")
+
 
 __all__ = [
     "AlamodeError",
