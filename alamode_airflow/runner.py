@@ -104,9 +104,11 @@ def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
 SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
 # Imported, not run as a script: a script is compiled from source at every start, a
 # module's bytecode is cached (by pip at install time, or as this interpreter caches).
+# It leaves with os._exit once its report is written: nothing is left to flush, and
+# tearing the interpreter down would only delay the task.
 _LAUNCH = (
-    f"import sys; sys.path.insert(0, {os.path.dirname(SUPERVISOR)!r}); import supervise; "
-    "sys.exit(supervise.main(sys.argv))"
+    f"import os, sys; sys.path.insert(0, {os.path.dirname(SUPERVISOR)!r}); "
+    "import supervise; os._exit(supervise.main(sys.argv))"
 )
 PROTECTIONS = ("mount", "check")
 READ_ONLY = "Read-only file system"  # strerror(EROFS), as commands print it
