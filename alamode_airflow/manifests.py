@@ -21,8 +21,8 @@ Folders are not listed (an object store has none); a link to a folder is a link.
 
 **Sealing** (``seal``) makes a finished attempt durable and read-only before it is
 committed by rename. The order is what makes a record trustworthy after a power loss:
-the data and the record are flushed to disk first (every file, then every folder,
-children before parents), then the staging folder is renamed into place, then the
+the data and the record are flushed to disk first (every file and every folder, at
+once), then the staging folder is renamed into place, then the
 folder that received it is flushed (``sync_dir``). A rename flushed before its data
 could leave a record naming bytes that never reached the disk; a rename not flushed
 at all can vanish after the task was reported a success. A sealed tree is deleted
@@ -141,10 +141,10 @@ def verify(folder: str | os.PathLike[str], entries: Iterable[ManifestEntry]) -> 
 def seal(folder: str | os.PathLike[str], flushers: int = 16) -> None:
     """Flush everything under ``folder`` (the staging folder about to be renamed) to
     disk and make it read-only: files 0444 (0555 when executable), folders 0555, links
-    as they are (Linux has no link modes; a link is flushed with its folder). Children
-    are flushed before their parents, ``folder`` last.
+    as they are (Linux has no link modes; a link is flushed with its folder). Every
+    file and folder is flushed before it returns.
 
-    ``flushers`` threads fsync the files at once (1: one after another).
+    ``flushers`` threads fsync the files and folders at once (1: one after another).
 
     ``folder`` itself keeps its mode: moving a folder to another parent needs write
     permission on the folder (its ``..`` entry changes), so a sealed attempt can still
@@ -166,16 +166,23 @@ def seal(folder: str | os.PathLike[str], flushers: int = 16) -> None:
     for rel, st in folders:
         if rel and stat.S_IMODE(st.st_mode) != 0o555:  # ``folder`` itself is ""
             os.chmod(os.path.join(root, rel), 0o555)
-    # Files at once: ext4 and xfs join concurrent fsyncs into one journal commit, where
+    # All at once: ext4 and xfs join concurrent fsyncs into one journal commit, where
     # one after another each waits for its own (20 small files: ~6 ms, not ~80 ms).
-    if len(files) > 1 and flushers > 1:
-        with ThreadPoolExecutor(min(len(files), flushers)) as pool:
-            list(pool.map(_flush_file, files))
+    # Folders with their files: no order among them matters, as nothing names the tree
+    # until the rename that follows, and each fsync covers what it flushes when it ends.
+    jobs = [(_flush_file, file) for file in files]
+    jobs += [(_fsync, os.path.join(root, rel)) for rel, _st in folders]
+    if len(jobs) > 1 and flushers > 1:
+        with ThreadPoolExecutor(min(len(jobs), flushers)) as pool:
+            list(pool.map(_run, jobs))
     else:
-        for file in files:
-            _flush_file(file)
-    for rel, _st in folders:  # children before parents, as ``_tree`` lists them
-        _fsync(os.path.join(root, rel))
+        for job in jobs:
+            _run(job)
+
+
+def _run(job: tuple[Any, Any]) -> None:
+    function, argument = job
+    function(argument)
 
 
 def sync_dir(path: str | os.PathLike[str]) -> None:

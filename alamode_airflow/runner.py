@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import re
 import signal
@@ -101,6 +102,14 @@ def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
 
 
 SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
+# Imported, not run as a script: a script is compiled from source at every start, a
+# module's bytecode is cached (by pip at install time, or as this interpreter caches).
+# It leaves with os._exit once its report is written: nothing is left to flush, and
+# tearing the interpreter down would only delay the task.
+_LAUNCH = (
+    f"import os, sys; sys.path.insert(0, {os.path.dirname(SUPERVISOR)!r}); "
+    "import supervise; os._exit(supervise.main(sys.argv))"
+)
 PROTECTIONS = ("mount", "check")
 READ_ONLY = "Read-only file system"  # strerror(EROFS), as commands print it
 KILL_GRACE_S = 10.0  # for the supervisor to stop the command before its group is killed
@@ -126,21 +135,23 @@ class Command:
         mount = self._protection() == "mount"
         env = environment(call, os.environ)
         report_fd, result_fd = os.pipe()
-        spec = {
-            "parent": os.getpid(),
-            "argv": ["bash", "-c", call.command],
-            # Python sets LC_CTYPE at start-up in the C locale; the command must not see it.
-            "unset": [name for name in ("LC_CTYPE",) if name not in env],
-            "inputs": dict(call.inputs),
-            "read_only": list(call.read_only),
-            "mount": mount,
-            "result_fd": result_fd,
-        }
+        spec_text = marshal.dumps(
+            {
+                "parent": os.getpid(),
+                "argv": ["bash", "-c", call.command],
+                # Python sets LC_CTYPE at start-up in the C locale; the command must not see it.
+                "unset": [name for name in ("LC_CTYPE",) if name not in env],
+                "inputs": dict(call.inputs),
+                "read_only": list(call.read_only),
+                "mount": mount,
+                "result_fd": result_fd,
+            }
+        ).hex()
         try:
             self.process = subprocess.Popen(
                 # The standard library only (-S): it starts fast, whatever the
                 # command's environment says about Python (-I).
-                [sys.executable, "-I", "-S", SUPERVISOR, json.dumps(spec)],
+                [sys.executable, "-I", "-S", *_bytecode_flags(), "-c", _LAUNCH, spec_text],
                 cwd=call.cwd,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -177,7 +188,9 @@ class Command:
                         if READ_ONLY in line:
                             refused |= _named(call, line) or {""}
                 # Before waiting: the supervisor exits only once its report is read.
-                found = json.loads(report.read() or b"{}")
+                # Written by our own supervisor with this interpreter: marshal's format.
+                data = report.read()
+                found = marshal.loads(data) if data else {}
             return self.process.wait(), found, refused
         finally:
             if timer:
@@ -239,6 +252,16 @@ class Command:
         if self.process and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _bytecode_flags() -> list[str]:
+    """How this interpreter caches bytecode, for the supervisor (``-I`` ignores the
+    ``PYTHON*`` variables that say it): the same cache folder, and no writing where
+    this process writes none."""
+    flags = ["-B"] if sys.dont_write_bytecode else []
+    if sys.pycache_prefix:
+        flags += ["-X", f"pycache_prefix={sys.pycache_prefix}"]
+    return flags
 
 
 def _named(call: Invocation, line: str) -> set[str]:

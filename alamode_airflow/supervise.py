@@ -1,14 +1,18 @@
 """The supervisor between a task and its command.
 
-``runner.Command`` starts this file with the worker's interpreter (``python -I``, the
-standard library only, so it starts fast and whatever the command's environment), as
-the task process's direct child, in a process group of its own. It:
+``runner.Command`` starts this module with the worker's interpreter (``python -I -S``,
+the standard library only, so it starts fast and whatever the command's environment),
+as the task process's direct child, in a process group of its own. It starts once per
+task attempt, so it imports little (no ``json``: its regular expressions cost more than
+the rest of its start) and is imported from its cached bytecode, not compiled as a
+script. It:
 
 - dies with the task: the kernel sends it SIGTERM when the task process dies, SIGKILL
   included (``PR_SET_PDEATHSIG``; it also polls its parent once a second), and it then
   kills every process the command started. It is a *child subreaper*, so processes
   that left the command's process group (``setsid``, daemons) are re-parented to it and
-  found through ``/proc`` too;
+  found through ``/proc`` too (a walk down the command's tree, never a scan of every
+  process of the machine where the kernel lists each process's children);
 - kills whatever the command left running when its shell exits, so nothing writes into
   the output after the engine commits it;
 - makes the inputs read-only: in a private mount namespace each input folder is
@@ -16,10 +20,12 @@ the task process's direct child, in a process group of its own. It:
   containers not). Where that fails, it records a snapshot of every entry under every
   input (path, size, mtime, inode, mode) before the command and compares it after;
 - forwards the command's exit status and reports to the task, on the file descriptor
-  it was given, one JSON object: ``status`` (as ``Popen.returncode``), ``mounted``,
-  ``mount_error``, ``stopped`` (why it killed the command, if it did), ``modified``
-  (input name -> changed paths), ``leftovers`` (processes killed after the shell
-  exited) and ``error`` (the supervisor's own failure: status 125).
+  it was given, one dictionary in ``marshal``'s format (the same interpreter writes
+  and reads it, through a pipe only the two hold): ``status`` (as
+  ``Popen.returncode``), ``mounted``, ``mount_error``, ``stopped`` (why it killed the
+  command, if it did), ``modified`` (input name -> changed paths), ``leftovers``
+  (processes killed after the shell exited) and ``error`` (the supervisor's own
+  failure: status 125).
 
 Its own exit status is the command's (128 + N for signal N, like bash).
 """
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
+import marshal
 import os
 import signal
 import stat
@@ -102,7 +108,39 @@ def changes(before: dict, after: dict) -> list[str]:
 
 
 def descendants(root: int) -> list[int]:
-    """Every process below ``root``, read from ``/proc``."""
+    """Every process below ``root``: a walk down the kernel's lists of each thread's
+    children (``/proc/<pid>/task/<tid>/children``), which reads the command's own tree
+    and not every process of the machine; a scan of all of ``/proc`` where the kernel
+    keeps no such lists. A list may miss a process forked or re-parented meanwhile:
+    ``kill_all`` looks again until nothing is left."""
+    if not os.path.exists(f"/proc/{root}/task/{root}/children"):
+        return _scanned(root)
+    found, pending = [], [root]
+    while pending:
+        for child in _children(pending.pop()):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """The children of every thread of ``pid``; none once it is gone."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as listing:
+                found += [int(number) for number in listing.read().split()]
+        except OSError:
+            continue  # the thread or process ended meanwhile
+    return found
+
+
+def _scanned(root: int) -> list[int]:
+    """Every process below ``root``, from the parent of every process in ``/proc``."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -134,6 +172,17 @@ def reap() -> dict[int, int]:
         statuses[pid] = status
 
 
+def has_children() -> bool:
+    """Whether any child is left, running or exited and not yet reaped. As a child
+    subreaper we are the parent of every orphan below us, so no child means no
+    descendant: the kernel's answer, where a listing may miss a process in passing."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def kill_all(limit_s: float = 10.0) -> int:
     """SIGKILL every descendant until none is left (a process may fork between the
     scan and the kill: the next round finds the new one). How many were killed."""
@@ -141,9 +190,9 @@ def kill_all(limit_s: float = 10.0) -> int:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         reap()
-        pids = descendants(os.getpid())
-        if not pids:
+        if not has_children():
             break
+        pids = descendants(os.getpid())
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -225,7 +274,7 @@ def supervise(spec: dict, report: dict) -> int:
 
 
 def main(argv: list[str]) -> int:
-    spec = json.loads(argv[1])
+    spec = marshal.loads(bytes.fromhex(argv[1]))
     result = spec["result_fd"]
     os.set_inheritable(result, False)
     report: dict = {"mounted": False, "mount_error": None, "stopped": None, "error": None}
@@ -241,7 +290,7 @@ def main(argv: list[str]) -> int:
         with contextlib.suppress(OSError), open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 1)
             os.dup2(null.fileno(), 2)
-        data = json.dumps(report).encode()
+        data = marshal.dumps(report)
         with contextlib.suppress(OSError):  # the task may be gone
             while data:
                 data = data[os.write(result, data) :]

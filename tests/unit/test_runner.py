@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from alamode_airflow import supervise
 from alamode_airflow.runner import Command, CommandFailed, InputModified, Invocation, env_name
 
 
@@ -155,6 +156,26 @@ def test_processes_left_running_or_detached_are_killed_when_the_shell_exits(tmp_
     finally:
         for pid in running(token):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_supervisor_finds_every_process_below_it_without_scanning_all(tmp_path):
+    """The walk down the kernel's children lists finds what a scan of every process
+    finds: children, grandchildren, and processes that left the process group."""
+    token = f"5.{os.getpid()}{time.monotonic_ns() % 10**6:06d}"
+    command = f"sleep {token} & (sleep {token} & setsid sleep {token} & wait) & wait"
+    tree = subprocess.Popen(["bash", "-c", command])
+    try:
+        deadline = time.monotonic() + 20
+        while len(running(token)) < 3:
+            assert time.monotonic() < deadline, "the tree never started"
+            time.sleep(0.02)
+        walked = set(supervise.descendants(os.getpid()))
+        assert {tree.pid, *running(token)} <= walked
+        assert walked == set(supervise._scanned(os.getpid()))
+    finally:
+        for pid in running(token):
+            os.kill(pid, signal.SIGKILL)
+        tree.wait()
 
 
 def test_the_command_gets_the_environment_unchanged(tmp_path, monkeypatch):
