@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import SCRATCH, command_of, run_dag, save_encoded, table
+from engine import SCRATCH, command_of, run_dag, save_encoded
+from report import table
 from shapes import Graph, random_layered
 
 from a_la_mode import load
