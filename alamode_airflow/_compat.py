@@ -1,9 +1,14 @@
 """Every Airflow import the engine uses, in one place: Airflow 3's task SDK.
 
-When Airflow moves a name, only this module changes.
+When Airflow moves a name, only this module changes. Names that cost a parse or a task
+process time it rarely needs (triggers: only a deferring task; cron timetables: only
+where a schedule is checked) are imported when first used.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import (
     DAG,
@@ -12,8 +17,6 @@ from airflow.sdk import (
     BaseNotifier,
     BaseOperator,
     BaseOperatorLink,
-    CronDataIntervalTimetable,
-    CronTriggerTimetable,
     DeadlineAlert,
     DeadlineReference,
     ObjectStoragePath,
@@ -27,7 +30,26 @@ from airflow.sdk.exceptions import (
     AirflowTimetableInvalid,
     DownstreamTasksSkipped,
 )
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from airflow.sdk import CronDataIntervalTimetable, CronTriggerTimetable
+    from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+_LAZY = {
+    "BaseTrigger": "airflow.triggers.base",
+    "TriggerEvent": "airflow.triggers.base",
+    "CronDataIntervalTimetable": "airflow.sdk",
+    "CronTriggerTimetable": "airflow.sdk",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DAG",

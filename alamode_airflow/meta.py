@@ -30,11 +30,8 @@ import pendulum
 
 from a_la_mode import SpecValueError
 from a_la_mode.ids import DIGEST_KEY
-from alamode_airflow._compat import (
-    AirflowTimetableInvalid,
-    CronDataIntervalTimetable,
-    CronTriggerTimetable,
-)
+from alamode_airflow import _compat
+from alamode_airflow._compat import AirflowTimetableInvalid
 from alamode_airflow.operating import DEFAULTS, LEGACY_DEFAULTS, TASKS, at_least, seconds, text
 
 log = logging.getLogger(__name__)
@@ -82,7 +79,8 @@ def schedule(meta: Mapping[str, Any], partitioned: bool, timezone: Any) -> Any:
         )
     if value is None or value in NOT_PERIODIC:
         return value
-    kind = CronDataIntervalTimetable if partitioned else CronTriggerTimetable
+    # Looked up here, not imported with the module: only a cron schedule needs them.
+    kind = _compat.CronDataIntervalTimetable if partitioned else _compat.CronTriggerTimetable
     timetable = kind(value, timezone=timezone)
     try:
         timetable.validate()
