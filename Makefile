@@ -42,7 +42,7 @@ test-fast: venv
 
 ## The main job: the collage pipeline on a real Airflow, run, re-run, changed.
 demo: venv
-	$(BIN)/python examples/collage/demo.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python examples/collage/demo.py
 
 ## Airflow's UI (airflow standalone) on the demo's home: http://localhost:8080
 airflow-ui: venv
@@ -53,19 +53,19 @@ airflow-ui: venv
 ## A cluster on loopback (PostgreSQL, Redis, S3 server, CeleryExecutor, 2 workers)
 ## on the repository's dags folder, until Ctrl-C.
 cluster: venv system-packages
-	$(BIN)/python -m alamode_airflow.loopback.celery
+	$(BIN)/python -m loopback.celery
 
 bench: venv
-	$(BIN)/python benchmarks/encode.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/encode.py
 
 ## The store: what a durable (sealed) commit costs; the fully cached plan's staleness check.
 bench-store: venv
-	$(BIN)/python benchmarks/commit.py
-	$(BIN)/python benchmarks/plan.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/commit.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/plan.py
 
 ## The same 50-task pipeline on Celery (2 workers, S3) and on the LocalExecutor.
 bench-cluster: venv system-packages
-	$(BIN)/python benchmarks/cluster.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/cluster.py
 
 ## Mutation testing (mutmut, in its own virtualenv beside .venv): see [tool.mutmut].
 mutation: venv

@@ -1,7 +1,7 @@
 """Celery (2 workers, PostgreSQL, Redis, outputs in S3) against the LocalExecutor
 (SQLite, local store) on the same 50-task pipeline, driven through the REST API.
 
-Run it with ``make bench-cluster`` (or ``.venv/bin/python benchmarks/cluster.py``).
+Run it with ``make bench-cluster`` (or ``PYTHONPATH=. .venv/bin/python benchmarks/cluster.py``).
 For each executor: the 50-task DAG cold (every task computes), then fully cached (every
 task skipped), and a 1-task DAG cold and cached as the baseline. A run's time is the
 server's (queued -> end); cached figures are the median of 5 runs. Scheduler overhead
@@ -20,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alamode_airflow.airflow_cli import AirflowHome
-from alamode_airflow.loopback.celery import cluster
-from alamode_airflow.loopback.local import free_port, service_env, services
-from alamode_airflow.loopback.pipelines import generated
-from alamode_airflow.loopback.rest import Api
+from loopback.airflow_cli import AirflowHome
+from loopback.celery import cluster
+from loopback.local import free_port, service_env, services
+from loopback.pipelines import generated
+from loopback.rest import Api
 
 REPO = Path(__file__).resolve().parents[1]
 SCRATCH = Path(tempfile.gettempdir()) / "alamode-bench-cluster"

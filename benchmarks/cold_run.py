@@ -1,6 +1,6 @@
 """Cold run on a real scheduler: our DAG against a hand-written BashOperator DAG.
 
-Run it with ``.venv/bin/python benchmarks/cold_run.py`` from the repo root. Options:
+Run it with ``PYTHONPATH=. .venv/bin/python benchmarks/cold_run.py`` from the repo root. Options:
 ``--tasks N`` (default 200), ``--repeats N`` (cold runs of each DAG, default 1; the
 best counts), ``--json PATH``. Scratch files go to the temp folder
 (``alamode-bench-airflow/cold``).
@@ -32,9 +32,9 @@ from report import table
 from shapes import Graph, random_layered
 
 from a_la_mode import load
-from alamode_airflow.airflow_cli import AirflowHome
 from alamode_airflow.dag_module import write_module
-from alamode_airflow.loopback.local import (
+from loopback.airflow_cli import AirflowHome
+from loopback.local import (
     free_port,
     query,
     service_env,

@@ -1,6 +1,6 @@
 """The cost of a durable commit on this machine's disk: sealed commits against today's.
 
-Run it with ``.venv/bin/python benchmarks/commit.py`` from the repo root. Options:
+Run it with ``PYTHONPATH=. .venv/bin/python benchmarks/commit.py`` from the repo root. Options:
 ``--runs N`` (default 7; the median is printed), ``--root PATH`` (a fresh store is made
 inside it and deleted after; default the temp folder: use the disk the store uses).
 

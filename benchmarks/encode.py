@@ -1,6 +1,6 @@
 """Encode and load throughput of a-la-mode against a no-DSL floor.
 
-Run it with ``make bench`` or ``.venv/bin/python benchmarks/encode.py`` from the repo
+Run it with ``make bench`` or ``PYTHONPATH=. .venv/bin/python benchmarks/encode.py`` from the repo
 root. Options: ``--sizes 1000,10000,100000``, ``--shapes chain,fan,ladder,random``,
 ``--quick`` (sizes 1000 and 10000 only), ``--json PATH`` (write the rows),
 ``--check`` (exit 1 if any ratio ours/floor is over 2.0).

@@ -1,6 +1,6 @@
 """Airflow engine overhead: DAG parse time and scheduler wall time against baselines.
 
-Run it with ``.venv/bin/python benchmarks/engine.py`` from the repo root. Options:
+Run it with ``PYTHONPATH=. .venv/bin/python benchmarks/engine.py`` from the repo root. Options:
 ``--quick`` (parse 1k tasks only; scheduler part with 50 tasks), ``--skip-scheduler``,
 ``--json PATH`` (write every measurement). Scratch files go to the temp folder
 (``alamode-bench-airflow``).
@@ -38,8 +38,8 @@ from report import table
 from shapes import Graph, random_layered
 
 from a_la_mode import Dag
-from alamode_airflow.airflow_cli import AirflowHome
-from alamode_airflow.loopback.local import (
+from loopback.airflow_cli import AirflowHome
+from loopback.local import (
     free_port,
     query,
     service_env,

@@ -1,6 +1,7 @@
 """``alamode explain`` on a large store: does it read only the task's own records?
 
-Run it with ``.venv/bin/python benchmarks/explain.py`` from the repo root (``--records N``,
+Run it from the repo root with ``PYTHONPATH=. .venv/bin/python benchmarks/explain.py``
+(``--records N``,
 default 100000; ``--runs N``, default 5, the median is printed; ``--before-max N``,
 default 20000: the largest store the former full scan is timed on; ``--root PATH``, default
 the temp folder: where the store is made, e.g. ``/dev/shm`` where the disk is shared).

@@ -1,7 +1,7 @@
 """``alamode lineage --verify`` on a diamond ladder: is each shared ancestor visited once?
 
-Run it with ``.venv/bin/python benchmarks/lineage.py`` from the repo root (``--levels N``,
-default 60; ``--runs N``, default 5, the median is printed).
+Run it from the repo root with ``PYTHONPATH=. .venv/bin/python benchmarks/lineage.py``
+(``--levels N``, default 60; ``--runs N``, default 5, the median is printed).
 
 A diamond ladder of N levels (``top0 -> (l0, r0) -> top1 -> ... -> topN``, 3N + 1 tasks)
 has 2**N paths from its last task to its first, so a walk without a memo reads the first

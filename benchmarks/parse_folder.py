@@ -1,7 +1,7 @@
 """A dags folder of many pipelines, parsed as Airflow's DAG processor parses it.
 
-Run it with ``.venv/bin/python benchmarks/parse_folder.py`` from the repo root. Options:
-``--files 100 --tasks 100`` (the folder's size), ``--repeats 3``, ``--json PATH``.
+Run it from the repo root with ``PYTHONPATH=. .venv/bin/python benchmarks/parse_folder.py``
+Options: ``--files 100 --tasks 100`` (the folder's size), ``--repeats 3``, ``--json PATH``.
 
 Two folders of FILES pipelines of TASKS tasks each (seeded random layered shapes):
 
@@ -35,8 +35,8 @@ from report import table, verdict
 from shapes import random_layered
 
 from a_la_mode import Dag, load
-from alamode_airflow.airflow_cli import AirflowHome
 from alamode_airflow.dag_module import write_module
+from loopback.airflow_cli import AirflowHome
 
 SCRATCH = Path(tempfile.gettempdir()) / "alamode-bench-parse-folder"
 TARGET = 1.1

@@ -1,6 +1,6 @@
 """The plan of a fully cached DAG: is the generation check free?
 
-Run it with ``.venv/bin/python benchmarks/plan.py`` from the repo root (``--tasks N``,
+Run it with ``PYTHONPATH=. .venv/bin/python benchmarks/plan.py`` from the repo root (``--tasks N``,
 default 200; ``--runs N``, default 31, the median is printed).
 
 A store is filled as the engine fills it: every task of a layered random pipeline

@@ -1,7 +1,7 @@
 """``rebuild``: does expanding the asked tasks to everything downstream stay linear?
 
-Run it with ``.venv/bin/python benchmarks/rebuild.py`` from the repo root (``--tasks N``,
-default 10000; ``--runs N``, default 5, the median is printed; ``--before-max N``,
+Run it from the repo root with ``PYTHONPATH=. .venv/bin/python benchmarks/rebuild.py``
+(``--tasks N``, default 10000; ``--runs N``, default 5, the median is printed; ``--before-max N``,
 default 2000: the largest chain the former expansion is timed on).
 
 A chain of N tasks is encoded and built into a DAG by the factory, as the loader does.

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from a_la_mode import load
-from alamode_airflow.airflow_cli import AirflowHome
 from alamode_airflow.cli import main as alamode
 from alamode_airflow.store import OutputStore
+from loopback.airflow_cli import AirflowHome
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "examples" / "collage" / "pipeline.py"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from a_la_mode import Dag
-from alamode_airflow.airflow_cli import AirflowHome
-from alamode_airflow.loopback.local import free_port, service_env
+from loopback.airflow_cli import AirflowHome
+from loopback.local import free_port, service_env
 
 REPO = Path(__file__).parents[2]
 LOADER = REPO / "dags" / "alamode_dags.py"

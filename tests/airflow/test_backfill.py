@@ -10,15 +10,15 @@ from datetime import datetime, timedelta
 import pytest
 
 from a_la_mode import Dag
-from alamode_airflow.airflow_cli import AirflowHome
 from alamode_airflow.history import records
-from alamode_airflow.loopback.local import (
+from alamode_airflow.store import OutputStore
+from loopback.airflow_cli import AirflowHome
+from loopback.local import (
     query,
     services,
     wait_backfill,
     wait_registered,
 )
-from alamode_airflow.store import OutputStore
 from tests.airflow.conftest import started
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from a_la_mode import Dag
-from alamode_airflow.airflow_cli import AIRFLOW
 from alamode_airflow.history import lineage
 from alamode_airflow.store import OutputStore
+from loopback.airflow_cli import AIRFLOW
 
 pytestmark = pytest.mark.slow
 

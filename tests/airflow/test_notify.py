@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from a_la_mode import Dag, load
-from alamode_airflow.loopback.local import query, services, start, stop, wait_registered
+from loopback.local import query, services, start, stop, wait_registered
 from tests.airflow.conftest import Airflow, started
 
 #: The notifier a file names: the connection holds the receiver's address.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alamode_airflow.loopback.celery import cluster
+from loopback.celery import cluster
 
 REPO = Path(__file__).parents[2]
 

@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from a_la_mode import Dag, load
-from alamode_airflow.loopback.browser import SKIPPED, count_squares, screenshot
-from alamode_airflow.loopback.pipelines import generated
-from alamode_airflow.loopback.rest import Api
+from loopback.browser import SKIPPED, count_squares, screenshot
+from loopback.pipelines import generated
+from loopback.rest import Api
 from tests.cluster.conftest import REPO
 
 GEN_TASKS = 50

@@ -7,7 +7,7 @@ import pytest
 
 from a_la_mode import Dag, load
 from alamode_airflow.cli import main
-from alamode_airflow.loopback.servers import s3_server
+from loopback.servers import s3_server
 
 CONN_ID = "alamode_cli_s3"
 BUCKET_ROOT = "s3://alamode-outputs"

@@ -45,9 +45,9 @@ from hypothesis.stateful import (
 
 from alamode_airflow import gc
 from alamode_airflow.claims import Claimant
-from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.manifests import remove
 from alamode_airflow.store import Found, OutputStore
+from loopback.servers import s3_server
 from tests.unit import store_model as m
 
 CONN_ID = "alamode_model_s3"

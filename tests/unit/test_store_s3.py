@@ -16,9 +16,9 @@ import pytest
 from a_la_mode import AlamodeError
 from alamode_airflow import gc, history
 from alamode_airflow.claims import Claim, Claimant, Claims
-from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.store import Committed, Found, OutputStore
 from alamode_airflow.triggers import ClaimReleasedTrigger
+from loopback.servers import s3_server
 from tests.unit.test_store import OUTPUT, attempt, record_for
 
 CONN_ID = "alamode_test_s3"

@@ -118,12 +118,14 @@ def test_the_index_follows_gc_and_survives_damage(store, tmp_path):
 
 
 def test_explain_on_an_object_store_keeps_its_index_in_the_bucket(tmp_path, monkeypatch):
-    from alamode_airflow.loopback.servers import s3_server
+    from loopback.servers import s3_server
 
     (tmp_path / "s3").mkdir()
     with s3_server(tmp_path / "s3") as server:
-        monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_TEST_S3", server.connection())
-        bucket = OutputStore("s3://alamode-outputs/store", conn_id="alamode_test_s3")
+        monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_INDEX_S3", server.connection())
+        bucket = OutputStore(
+            "s3://alamode-outputs/store", conn_id="alamode_index_s3"
+        )  # its own: clients are cached by id
         commit(bucket, load(single("sales", "clean.py --v1").bencode()), "sales", "2026-01-01")
         commit(bucket, load(single("hr", "clean.py --v2").bencode()), "hr", "2026-01-02")
         result = explain(load(single("sales", "clean.py --v2 -x").bencode()), "clean", bucket)

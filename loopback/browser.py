@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from alamode_airflow.loopback.servers import ServerError
+from loopback.servers import ServerError
 
 #: Airflow 3.3's grid colour for skipped task instances, as Chromium renders it.
 SKIPPED = (230, 0, 118)

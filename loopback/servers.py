@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from a_la_mode import AlamodeError
-from alamode_airflow.loopback.local import free_port, stop, wait_for_port
+from loopback.local import free_port, stop, wait_for_port
 
 
 class ServerError(AlamodeError):

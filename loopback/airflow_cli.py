@@ -15,6 +15,9 @@ from typing import Any
 
 _RUN_ID = re.compile(r"DagRun Finished: dag_id=\S+, logical_date=[^,]+, run_id=([^,]+),")
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
+#: The checkout: Airflow's processes import ``loopback`` (its SQLite connect args)
+#: from here, since this package is not installed with the product.
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class AirflowHome:
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__ALAMODE__STORAGE_ROOT=str(self.store),
             PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])),
             # Airflow imports the dags folder's modules; keep bytecode out of it.
             PYTHONDONTWRITEBYTECODE="1",
         )

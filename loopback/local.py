@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from alamode_airflow.airflow_cli import AIRFLOW, AirflowHome
+from loopback.airflow_cli import AIRFLOW, AirflowHome
 
 #: SQLite connection settings for every process of the deployment (imported by Airflow
 #: through [database] sql_alchemy_connect_args): wait up to a minute for the write lock
@@ -43,7 +43,7 @@ def service_env(port: int) -> tuple[tuple[str, str], ...]:
         ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
         (
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
-            "alamode_airflow.loopback.local.SQLITE_CONNECT_ARGS",
+            "loopback.local.SQLITE_CONNECT_ARGS",
         ),
         # New files are found within 5 s; files already seen are re-parsed every 30 s.
         ("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "5"),

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import psutil
 
-from alamode_airflow.airflow_cli import AirflowHome
-from alamode_airflow.loopback.local import free_port, start, stop, wait_for_port
-from alamode_airflow.loopback.servers import S3Server, postgres, redis, s3_server
+from loopback.airflow_cli import AirflowHome
+from loopback.local import free_port, start, stop, wait_for_port
+from loopback.servers import S3Server, postgres, redis, s3_server
 
 STORE_CONN_ID = "alamode_store"
 
