@@ -4,7 +4,6 @@ workers, every one a separate process, as docker-compose.yaml deploys them."""
 
 from __future__ import annotations
 
-import secrets
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from loopback.airflow_cli import AirflowHome
-from loopback.local import free_port, start, stop, wait_for_port
+from loopback.local import api_env, free_port, start, stop, wait_for_port
 from loopback.servers import S3Server, postgres, redis, s3_server
 
 STORE_CONN_ID = "alamode_store"
@@ -72,20 +71,12 @@ class Cluster:
 
 def cluster_env(db_url: str, broker: str, s3: S3Server, port: int) -> tuple[tuple[str, str], ...]:
     return (
+        *api_env(port),
         ("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor"),
         ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", db_url),
         ("AIRFLOW__CELERY__BROKER_URL", broker),
         ("AIRFLOW__CELERY__RESULT_BACKEND", "db+" + db_url),
-        ("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://127.0.0.1:{port}/execution/"),
-        ("AIRFLOW__API__HOST", "127.0.0.1"),
-        ("AIRFLOW__API__PORT", str(port)),
-        ("AIRFLOW__API__BASE_URL", f"http://127.0.0.1:{port}"),
-        ("AIRFLOW__API__WORKERS", "1"),
-        ("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(24)),
-        ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"),
-        ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
         ("AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY", "5"),
-        ("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "5"),
         # A task whose worker died is failed (and retried) after 30 s without heartbeat.
         ("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "30"),
         ("AIRFLOW__ALAMODE__STORAGE_ROOT", f"s3://{s3.bucket}/store"),

@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from loopback.airflow_cli import AIRFLOW, AirflowHome
+from loopback.wait import until
 
 #: SQLite connection settings for every process of the deployment (imported by Airflow
 #: through [database] sql_alchemy_connect_args): wait up to a minute for the write lock
@@ -29,24 +30,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def service_env(port: int) -> tuple[tuple[str, str], ...]:
-    """Settings for an AirflowHome whose services listen on ``port``."""
+def api_env(port: int) -> tuple[tuple[str, str], ...]:
+    """What every deployment here shares: an api-server on ``port`` that the task
+    processes reach, one JWT secret for every service (the api-server accepts only the
+    tokens it can verify), every user an admin, new DAGs paused, files found in 5 s."""
     return (
-        ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
         ("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://127.0.0.1:{port}/execution/"),
         ("AIRFLOW__API__HOST", "127.0.0.1"),
         ("AIRFLOW__API__PORT", str(port)),
+        ("AIRFLOW__API__BASE_URL", f"http://127.0.0.1:{port}"),
         ("AIRFLOW__API__WORKERS", "1"),
-        # One secret for all three services, so the api-server accepts the tasks' tokens.
         ("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(24)),
         ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True"),
         ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True"),
-        (
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
-            "loopback.local.SQLITE_CONNECT_ARGS",
-        ),
-        # New files are found within 5 s; files already seen are re-parsed every 30 s.
         ("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "5"),
+    )
+
+
+def service_env(port: int) -> tuple[tuple[str, str], ...]:
+    """Settings for an AirflowHome whose services listen on ``port``: the LocalExecutor
+    on the home's SQLite database."""
+    return (
+        *api_env(port),
+        ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "loopback.local.SQLITE_CONNECT_ARGS"),
+        # Files already seen are re-parsed every 30 s.
         ("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", "30"),
     )
 
@@ -85,15 +93,13 @@ def start(
 
 
 def wait_for_port(port: int, procs: list[subprocess.Popen], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if any(p.poll() is not None for p in procs):
             raise RuntimeError("an Airflow service exited early; see its log in the home")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise RuntimeError(f"api-server not listening on {port} after {timeout:.0f} s")
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    until(listening, timeout=timeout, every=0.5, what=f"api-server not listening on {port}")
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
@@ -122,23 +128,24 @@ def wait_registered(home: AirflowHome, dag_ids: list[str], timeout: float = 180.
     """Wait until the dag-processor has stored every DAG in ``dag_ids``."""
     marks = ",".join("?" * len(dag_ids))
     sql = f"select count(*) from serialized_dag where dag_id in ({marks})"
-    deadline = time.monotonic() + timeout
-    while query(home, sql, *dag_ids)[0][0] < len(dag_ids):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"DAGs {dag_ids} not parsed after {timeout:.0f} s")
-        time.sleep(1)
+    until(
+        lambda: query(home, sql, *dag_ids)[0][0] == len(dag_ids),
+        timeout=timeout,
+        every=1,
+        what=f"DAGs {dag_ids} not parsed",
+    )
 
 
 def wait_backfill(home: AirflowHome, backfill_id: int, timeout: float = 600.0) -> list[tuple]:
     """Wait until the scheduler completes backfill ``backfill_id`` (its runs all
     finished); returns its runs as (run_id, logical_date, state), by logical date."""
-    deadline = time.monotonic() + timeout
-    while not query(
-        home, "select 1 from backfill where id=? and completed_at is not null", backfill_id
-    ):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"backfill {backfill_id} not complete after {timeout:.0f} s")
-        time.sleep(0.5)
+    done = "select 1 from backfill where id=? and completed_at is not null"
+    until(
+        lambda: query(home, done, backfill_id),
+        timeout=timeout,
+        every=0.5,
+        what=f"backfill {backfill_id} not complete",
+    )
     return query(
         home,
         "select r.run_id, r.logical_date, r.state from dag_run r join backfill_dag_run b "

@@ -4,11 +4,12 @@ admin, so requests carry no token."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from loopback.wait import until
 
 FINISHED = frozenset({"success", "failed"})
 
@@ -29,14 +30,12 @@ class Api:
 
     def wait_dags(self, dag_ids: list[str], timeout: float = 240.0) -> None:
         """Until the dag-processor has parsed every DAG in ``dag_ids``."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def parsed() -> bool:
             known = {d["dag_id"] for d in self.call("GET", "/dags", params={"limit": 1000})["dags"]}
-            if set(dag_ids) <= known:
-                return
-            if time.monotonic() > deadline:
-                raise RestError(f"DAGs {sorted(set(dag_ids) - known)} not parsed in {timeout} s")
-            time.sleep(2)
+            return set(dag_ids) <= known
+
+        until(parsed, timeout=timeout, every=2, what=f"DAGs {sorted(dag_ids)} not all parsed")
 
     def set_pool(self, name: str, slots: int, description: str = "") -> None:
         """Create pool ``name`` with ``slots`` slots, as the UI's Admin > Pools does."""
@@ -56,12 +55,14 @@ class Api:
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> str:
         """The run's final state (success or failed)."""
-        deadline = time.monotonic() + timeout
-        while (state := self.run_state(dag_id, run_id)) not in FINISHED:
-            if time.monotonic() > deadline:
-                raise RestError(f"run {run_id} of {dag_id} still {state} after {timeout} s")
-            time.sleep(1)
-        return state
+
+        def finished() -> str | None:
+            state = self.run_state(dag_id, run_id)
+            return state if state in FINISHED else None
+
+        return until(
+            finished, timeout=timeout, every=1, what=f"run {run_id} of {dag_id} unfinished"
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"

@@ -3,7 +3,6 @@ scheduler (LocalExecutor) with its api-server and dag-processor on loopback."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -19,6 +18,7 @@ from loopback.local import (
     wait_backfill,
     wait_registered,
 )
+from loopback.wait import until
 from tests.airflow.conftest import started
 
 pytestmark = pytest.mark.slow
@@ -92,14 +92,13 @@ def unpause(home: AirflowHome, *dag_ids: str, timeout: float = 300.0) -> None:
     for dag_id in dag_ids:
         home.cli("dags", "unpause", dag_id)
     marks = ",".join("?" * len(dag_ids))
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = query(home, f"select dag_id, state from dag_run where dag_id in ({marks})", *dag_ids)
-        if {d for d, _ in runs} == set(dag_ids) and all(s in FINISHED for _, s in runs):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"scheduled runs of {dag_ids} not finished: {runs}")
-        time.sleep(1)
+    sql = f"select dag_id, state from dag_run where dag_id in ({marks})"
+
+    def finished() -> bool:
+        runs = query(home, sql, *dag_ids)
+        return {d for d, _ in runs} == set(dag_ids) and all(s in FINISHED for _, s in runs)
+
+    until(finished, timeout=timeout, every=1, what=f"scheduled runs of {dag_ids} not finished")
 
 
 def test_backfills_compute_each_interval_once(tmp_path, migrated_db):

@@ -16,6 +16,7 @@ from a_la_mode import Dag
 from alamode_airflow.history import lineage
 from alamode_airflow.store import OutputStore
 from loopback.airflow_cli import AIRFLOW
+from loopback.wait import until
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +49,12 @@ def assert_store_consistent(store: OutputStore) -> None:
 
 def wait_for_attempt(staging: Path, run: subprocess.Popen, timeout: float = 120.0) -> None:
     """Until an attempt has a staging folder (or the run ended: all was done)."""
-    deadline = time.monotonic() + timeout
-    while not (staging.is_dir() and any(staging.iterdir())) and run.poll() is None:
-        assert time.monotonic() < deadline, "no attempt started"
-        time.sleep(0.02)
+    until(
+        lambda: (staging.is_dir() and any(staging.iterdir())) or run.poll() is not None,
+        timeout=timeout,
+        every=0.02,
+        what="no attempt started",
+    )
 
 
 def test_random_kills_never_commit_partial_outputs(airflow):
