@@ -1,0 +1,137 @@
+"""What the engine's walks of an object store cost, in requests, against moto's S3
+server on loopback (each request counted as botocore sends it): the plan's pass over
+many cached outputs, one task's check, and an executed task's claim. Every real
+request costs a round trip (20-50 ms on S3), so these counts are the plan's speed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from a_la_mode import Dag, load
+from alamode_airflow.currency import assess
+from alamode_airflow.loopback.servers import s3_server
+from alamode_airflow.manifests import manifest
+from alamode_airflow.records import SuccessRecord
+from alamode_airflow.store import Found, Lookup, OutputStore
+from tests.unit.test_operators import SCHEDULED, operator, run
+
+CONN_ID = "alamode_requests_s3"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with s3_server(tmp_path_factory.mktemp("s3")) as running:
+        yield running
+
+
+@pytest.fixture
+def store(server, monkeypatch, request) -> OutputStore:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
+    monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", CONN_ID)
+    return OutputStore(f"s3://alamode-outputs/{request.node.name}", conn_id=CONN_ID)
+
+
+@pytest.fixture
+def sent(store) -> Iterator[list[tuple[str, str]]]:
+    """(method, URL) of every request the store's client sends while the test runs."""
+    requests: list[tuple[str, str]] = []
+    fs = store.root.fs
+    fs.connect()
+
+    def count(request, **_) -> None:
+        requests.append((request.method, request.url))
+
+    fs.s3.meta.events.register("before-send.s3", count, unique_id="alamode-count")
+    yield requests
+    fs.s3.meta.events.unregister("before-send.s3", unique_id="alamode-count")
+
+
+def preimage(n: int) -> bytes:
+    return f"d7:command{len(str(n)) + 5}:echo {n}e".encode()
+
+
+def commit_chain(store: OutputStore, n: int) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``n`` tasks t0 -> t1 -> ... committed once each, every record naming the
+    generation of its input: (task -> output ID, task -> inputs), as the plan has them."""
+    outputs: dict[str, str] = {}
+    inputs: dict[str, list[str]] = {}
+    for i in range(n):
+        task, output_id = f"t{i}", hashlib.sha256(preimage(i)).hexdigest()
+        reads = {f"t{i - 1}": outputs[f"t{i - 1}"]} if i else {}
+        staging = store.stage(output_id)
+        (staging / "data" / "out.txt").write_text(task)
+        record = SuccessRecord(
+            output_id=output_id,
+            dag_id="d",
+            task=task,
+            run_id="fill",
+            try_number=1,
+            start="2026-01-01T00:00:00+00:00",
+            end="2026-01-01T00:00:01+00:00",
+            duration_s=1.0,
+            command=f"echo {i}",
+            image=None,
+            sha=None,
+            inputs=reads,
+            input_generations=dict.fromkeys(reads, 0),
+            preimage_b64=base64.b64encode(preimage(i)).decode(),
+            host="h",
+            manifest=manifest(staging / "data"),
+            data_path=store.data_path(staging),
+        )
+        store.commit(staging, record)
+        outputs[task], inputs[task] = output_id, list(reads)
+    return outputs, inputs
+
+
+def test_the_plan_looks_up_a_cached_output_in_at_most_two_requests(store, sent):
+    """A fully cached plan: every output current, found with one listing of its
+    folder and one read of its record, nothing else."""
+    outputs, inputs = commit_chain(store, 20)
+    warnings: list[tuple] = []
+    sent.clear()
+    verdicts = assess(outputs, inputs, lambda oid: store.settle(oid, warnings.append))
+    assert all(v.current for v in verdicts.values())
+    assert warnings == []
+    assert len(sent) <= 2 * len(outputs), "\n".join(f"{m} {u}" for m, u in sent)
+
+
+def test_the_plan_looks_outputs_up_concurrently():
+    """assess asks for many lookups at once: two lookups that each wait for the other
+    to start both finish (one after the other, the first would wait for ever)."""
+    both = threading.Barrier(2, timeout=10)
+
+    def look(output_id: str) -> Lookup:
+        both.wait()
+        return Lookup(Found.MISSING)
+
+    verdicts = assess({"a": "1" * 64, "b": "2" * 64}, {}, look)
+    assert [v.found.status for v in verdicts.values()] == [Found.MISSING, Found.MISSING]
+
+
+def test_one_lookup_of_a_cached_output_is_two_requests(store, sent):
+    """The check each task makes before it runs: a listing and a record read."""
+    outputs, _ = commit_chain(store, 1)
+    sent.clear()
+    assert store.settle(outputs["t0"], print).done
+    assert [method for method, _ in sent] == ["GET", "GET"], sent
+
+
+def test_an_executed_task_reads_its_claim_once(store, sent, tmp_path):
+    """A task that produces its output checks who holds it and claims it in one read
+    of its claims: the check that would defer it to the triggerer is that read."""
+    dag = Dag({})
+    dag.task("fresh", {"command": 'echo new > "$ALAMODE_OUTPUT/out.txt"'})
+    task = load(dag.bencode())["fresh"]
+    sent.clear()
+    assert run(operator(task, store, tmp_path), "d", SCHEDULED) is not None
+    reads = writes = 0
+    for method, url in sent:
+        if f"claims%2F{task.output}" in url or f"claims/{task.output}" in url:
+            writes, reads = writes + (method == "PUT"), reads + (method != "PUT")
+    assert (reads, writes) == (1, 2), sent  # one look, then claimed and released
