@@ -117,9 +117,12 @@ def look_up_all(
     ids = list(dict.fromkeys(output_ids))
     if len(ids) < 2 or workers < 2:
         return {output_id: look(output_id) for output_id in ids}
-    pool = ThreadPoolExecutor(min(workers, len(ids)), thread_name_prefix="alamode-lookup")
+    # The first alone: it makes the client the others share (the connection is read
+    # and the session made once, with a connection pool as wide as the workers).
+    first = look(ids[0])
+    pool = ThreadPoolExecutor(min(workers, len(ids) - 1), thread_name_prefix="alamode-lookup")
     try:
-        return dict(zip(ids, pool.map(look, ids), strict=True))
+        return {ids[0]: first, **dict(zip(ids[1:], pool.map(look, ids[1:]), strict=True))}
     finally:
         pool.shutdown(cancel_futures=True)  # a lookup failed: start no others
 

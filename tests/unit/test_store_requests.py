@@ -102,16 +102,19 @@ def test_the_plan_looks_up_a_cached_output_in_at_most_two_requests(store, sent):
 
 
 def test_the_plan_looks_outputs_up_concurrently():
-    """assess asks for many lookups at once: two lookups that each wait for the other
-    to start both finish (one after the other, the first would wait for ever)."""
+    """assess asks for many lookups at once (after a first one alone, which makes the
+    store's client): two lookups that each wait for the other to start both finish;
+    one after the other, the first would wait for ever."""
     both = threading.Barrier(2, timeout=10)
+    first, *others = ("1" * 64, "2" * 64, "3" * 64)
 
     def look(output_id: str) -> Lookup:
-        both.wait()
+        if output_id in others:
+            both.wait()
         return Lookup(Found.MISSING)
 
-    verdicts = assess({"a": "1" * 64, "b": "2" * 64}, {}, look)
-    assert [v.found.status for v in verdicts.values()] == [Found.MISSING, Found.MISSING]
+    verdicts = assess({"a": first, "b": others[0], "c": others[1]}, {}, look)
+    assert [v.found.status for v in verdicts.values()] == [Found.MISSING] * 3
 
 
 def test_one_lookup_of_a_cached_output_is_two_requests(store, sent):
