@@ -71,6 +71,8 @@ class ObjectBackend:
         from alamode_airflow.store import LOOKUP_WORKERS, Listing
 
         fs = self.root.fs
+        if not hasattr(fs, "call_s3"):  # not S3's client: list the folder's names
+            return Listing.of(child_names(self.store.object_dir(output_id)))
         _widen_pool(fs, LOOKUP_WORKERS)
         bucket, key, _ = fs.split_path(self._key(output_id))
         prefix = f"{key}/"
@@ -87,6 +89,19 @@ class ObjectBackend:
         """The path of ``objects/<output id>/<parts>`` as the filesystem names it (a
         string: joining object-store paths costs more than the request's parsing)."""
         return "/".join([self.base, "objects", output_id, *parts])
+
+    def _has(self, path: str) -> bool:
+        """Whether an object is at ``path``: one HEAD (``exists`` would also list, to
+        tell a missing object from a folder)."""
+        fs = self.root.fs
+        if not hasattr(fs, "call_s3"):
+            return fs.exists(path)
+        bucket, key, _ = fs.split_path(path)
+        try:
+            fs.call_s3("head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return True
 
     def has_data(self, record: SuccessRecord, listed) -> bool:
         """Whether the record's first file is there: found in ``listed`` (the keys of
@@ -145,7 +160,8 @@ class ObjectBackend:
 
         folder = self.store.object_dir(record.output_id, record.generation)
         try:
-            if (folder / RECORD).exists():  # lost already: upload nothing
+            if self._has(self._key(record.output_id, str(record.generation), RECORD)):
+                # Lost already: upload nothing.
                 return Committed.ALREADY
             data = folder / record.data_path
             for entry in record.manifest:
