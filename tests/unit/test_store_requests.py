@@ -9,10 +9,12 @@ import base64
 import hashlib
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from a_la_mode import Dag, load
+from alamode_airflow import store_object
 from alamode_airflow.currency import assess
 from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.manifests import manifest
@@ -138,3 +140,49 @@ def test_an_executed_task_reads_its_claim_once(store, sent, tmp_path):
         if f"claims%2F{task.output}" in url or f"claims/{task.output}" in url:
             writes, reads = writes + (method == "PUT"), reads + (method != "PUT")
     assert (reads, writes) == (1, 2), sent  # one look, then claimed and released
+
+
+def test_a_record_set_aside_after_the_listing_is_not_replaced_by_the_one_before(store, monkeypatch):
+    """Another worker quarantines generation 1 between this lookup's listing and its
+    read of the record: the lookup looks again and finds the tombstone, and never
+    serves generation 0, which generation 1 superseded."""
+    outputs, _ = commit_chain(store, 1)
+    output = outputs["t0"]
+    first = store.lookup(output).record
+    staging = store.stage(output)
+    (staging / "data" / "out.txt").write_text("rebuilt")
+    rebuilt = replace(first, generation=1, rebuilt=True, data_path=store.data_path(staging))
+    store.commit(staging, replace(rebuilt, manifest=manifest(staging / "data")))
+    read = store.backend.read_record
+
+    def meanwhile(output_id: str, generation: int) -> str:
+        if generation == 1 and not store.backend.listing(output_id).void:
+            store.quarantine(output_id, 1)
+        return read(output_id, generation)
+
+    monkeypatch.setattr(store.backend, "read_record", meanwhile)
+    found = store.lookup(output)
+    assert found.status is Found.MISSING
+    assert found.next_generation == 2
+
+
+@pytest.mark.parametrize("page", [1, 2])
+def test_an_output_with_more_keys_than_a_listing_page_is_looked_up_file_by_file(
+    store, monkeypatch, server, page
+):
+    """When one page of a listing does not hold every key of the output's folder, the
+    lookup asks for the record and the data one by one, with the same answers."""
+    monkeypatch.setattr(store_object, "LISTED_KEYS", page)
+    outputs, _ = commit_chain(store, 1)
+    output = outputs["t0"]
+    assert store.lookup(output).done
+    base = f"{store.root.path.split('/', 1)[1]}/objects/{output}"
+    half = f"{base}/1/0123456789abcdef/data/out.txt"
+    server.client().put_object(Bucket=server.bucket, Key=half, Body=b"half")
+    found = store.lookup(output)
+    assert (found.status, found.generation) == (Found.DONE, 0)  # 1 is being written
+    data = f"{base}/0/{found.record.data_path}/out.txt"
+    server.client().delete_object(Bucket=server.bucket, Key=data)
+    assert store.lookup(output).status is Found.VANISHED
+    assert store.settle(output, lambda *args: None).status is Found.MISSING
+    assert store.lookup(output).next_generation == 1
