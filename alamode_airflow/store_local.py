@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import remove, seal, sync_dir
 from alamode_airflow.records import SuccessRecord
 
@@ -53,7 +52,10 @@ class LocalBackend:
     def listing(self, output_id: str) -> Listing:
         from alamode_airflow.store import Listing
 
-        return Listing.of(child_names(self.store.object_dir(output_id)))
+        try:
+            return Listing.of(os.listdir(self.path / "objects" / output_id))
+        except (FileNotFoundError, NotADirectoryError):
+            return Listing.of(())
 
     def read_record(self, output_id: str, generation: int) -> str:
         from alamode_airflow.store import RECORD
