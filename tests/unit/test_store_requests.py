@@ -8,18 +8,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from airflow.sdk.exceptions import TaskDeferred
 
 from a_la_mode import Dag, load
 from alamode_airflow import store_object
+from alamode_airflow.claims import Claim, Claims
 from alamode_airflow.currency import assess
 from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, Lookup, OutputStore
+from alamode_airflow.triggers import ClaimReleasedTrigger
 from tests.unit.test_operators import SCHEDULED, operator, run
 
 CONN_ID = "alamode_requests_s3"
@@ -186,3 +190,23 @@ def test_an_output_with_more_keys_than_a_listing_page_is_looked_up_file_by_file(
     assert store.lookup(output).status is Found.VANISHED
     assert store.settle(output, lambda *args: None).status is Found.MISSING
     assert store.lookup(output).next_generation == 1
+
+
+def test_a_task_whose_output_another_attempt_holds_defers_after_one_read(store, sent, tmp_path):
+    """Another run's live claim: the task waits in the triggerer for that output, and
+    takes no claim of its own; the one read of the claims told it so."""
+    dag = Dag({})
+    dag.task("shared", {"command": 'echo new > "$ALAMODE_OUTPUT/out.txt"'})
+    task = load(dag.bencode())["shared"]
+    holder = Claim(0, "other/run-1/shared/-1", "1", "elsewhere", time.time(), 60.0)
+    claims = Claims(store.root)
+    assert claims._create(task.output, holder)
+    sent.clear()
+    with pytest.raises(TaskDeferred) as deferred:
+        run(operator(task, store, tmp_path), "d", SCHEDULED)
+    touched = [(m, u) for m, u in sent if f"claims%2F{task.output}" in u or "claims/" in u]
+    assert [m for m, _ in touched] == ["GET", "GET"], touched  # the listing, the claim
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ClaimReleasedTrigger)
+    assert trigger.output_id == task.output
+    assert claims._numbers(task.output) == [0]
