@@ -6,8 +6,8 @@ Tasks are assessed in topological order, so each input's verdict is known before
 readers' and the pass costs one lookup per output, none per input: an input that is
 missing, stale or being rebuilt will be made again, so everything that read it is stale.
 The lookups do not depend on each other, so they are all made first, many at once
-(``store.look_up_all``): on an object store, where each waits on round trips, a plan of
-10,000 outputs then takes seconds, not the minutes of one lookup after another.
+(``store.look_up_all``): on an object store, where each waits on two round trips, the
+plan waits for its round trips divided by the workers, not for their sum.
 """
 
 from __future__ import annotations
