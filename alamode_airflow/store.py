@@ -26,6 +26,12 @@ root: ``store_local.LocalBackend`` (rename of a staging folder, ``flock``) and
 ``store_object.ObjectBackend`` (per-attempt prefixes, an exclusively created record,
 claims). ``OutputStore`` holds what is the same for both: IDs, generations, reading
 records, and the rules above.
+
+On an object store every request is a round trip, so a lookup is one listing of
+``objects/<id>/`` (the keys of all its generations: which have a record, a tombstone,
+the record's data) and one read of the current record; walks of many outputs (the
+plan, a task's inputs) make their lookups many at once (``look_up_all``). No walk the
+engine makes on its way to running a task lists more than the outputs it looks up.
 """
 
 from __future__ import annotations
