@@ -250,8 +250,13 @@ class OutputStore:
         return found
 
     def history(self, output_id: str) -> list[Lookup]:
-        """Every generation of ``output_id`` that has a folder, oldest first."""
-        return [self.read(output_id, g) for g in self.generations(output_id)]
+        """Every generation of ``output_id`` that has a folder, oldest first (on an
+        object store: one listing, and one read per record)."""
+        listing = self.backend.listing(check_output_id(output_id))
+        return [
+            self._read(output_id, g, listing.keys) or self.read(output_id, g)
+            for g in listing.present
+        ]
 
     def read(self, output_id: str, generation: int) -> Lookup:
         """One generation: its record, checked against where it was found."""

@@ -210,3 +210,21 @@ def test_a_task_whose_output_another_attempt_holds_defers_after_one_read(store, 
     assert isinstance(trigger, ClaimReleasedTrigger)
     assert trigger.output_id == task.output
     assert claims._numbers(task.output) == [0]
+
+
+def test_an_outputs_history_is_one_listing_and_a_read_per_record(store, sent):
+    """``explain`` and lineage walk an output's generations: each record is read once,
+    and whether its data is there comes from the one listing."""
+    outputs, _ = commit_chain(store, 1)
+    output = outputs["t0"]
+    first = store.lookup(output).record
+    staging = store.stage(output)
+    (staging / "data" / "out.txt").write_text("rebuilt")
+    rebuilt = replace(first, generation=1, rebuilt=True, data_path=store.data_path(staging))
+    store.commit(staging, replace(rebuilt, manifest=manifest(staging / "data")))
+    sent.clear()
+    assert [(f.status, f.generation) for f in store.history(output)] == [
+        (Found.DONE, 0),
+        (Found.DONE, 1),
+    ]
+    assert len(sent) == 3, sent
