@@ -94,11 +94,17 @@ class Claims:
 
     @contextlib.contextmanager
     def held(
-        self, output_id: str, claimant: Claimant, wait: Callable[[Claim], None]
+        self,
+        output_id: str,
+        claimant: Claimant,
+        wait: Callable[[Claim], None],
+        busy: Callable[[Claim], None] | None = None,
     ) -> Iterator[Claim]:
         """Hold the claim on ``output_id`` (waiting while another live attempt holds
-        it; ``wait`` is told each time), renewed in the background until released."""
-        claim = self._acquire(output_id, claimant, wait)
+        it; ``wait`` is told each time), renewed in the background until released.
+        ``busy`` is told of another attempt's live claim first, and may raise to wait
+        elsewhere: a producer learns whether to wait and claims in one read."""
+        claim = self._acquire(output_id, claimant, wait, busy)
         stop = threading.Event()
         renewer = threading.Thread(
             target=self._renew, args=(output_id, claim, stop), daemon=True, name="alamode-claim"
@@ -111,7 +117,13 @@ class Claims:
             renewer.join()
             self._release(output_id, claim)
 
-    def _acquire(self, output_id: str, claimant: Claimant, wait: Callable[[Claim], None]) -> Claim:
+    def _acquire(
+        self,
+        output_id: str,
+        claimant: Claimant,
+        wait: Callable[[Claim], None],
+        busy: Callable[[Claim], None] | None,
+    ) -> Claim:
         told = None
         while True:
             mine, holder = self.try_claim(output_id, claimant)
@@ -119,6 +131,8 @@ class Claims:
                 return mine
             if holder is None:
                 continue  # lost a race for a number, or a claim went meanwhile
+            if busy is not None:
+                busy(holder)
             if (holder.number, holder.attempt) != told:
                 wait(holder)
                 told = (holder.number, holder.attempt)
@@ -181,8 +195,16 @@ class Claims:
         path = self.root / output_id / str(number)
         # One GET: reading through a file object checks the ETag between requests, and
         # fails if the holder renews or releases the claim meanwhile.
-        data = path.fs.cat_file(path.path)
+        data = read_whole(path.fs, path.path)
         try:
             return Claim(**json.loads(data))
         except (ValueError, TypeError):
             return None
+
+
+def read_whole(fs, path: str) -> bytes:
+    """An object's bytes in one GET: s3fs otherwise asks for the size first (a HEAD),
+    to read large objects in parallel pieces; claims and records are small."""
+    if hasattr(fs, "max_concurrency"):
+        return fs.cat_file(path, max_concurrency=1)
+    return fs.cat_file(path)

@@ -5,6 +5,9 @@ current generation is the one its record says it read (``SuccessRecord.stale_rea
 Tasks are assessed in topological order, so each input's verdict is known before its
 readers' and the pass costs one lookup per output, none per input: an input that is
 missing, stale or being rebuilt will be made again, so everything that read it is stale.
+The lookups do not depend on each other, so they are all made first, many at once
+(``store.look_up_all``): on an object store, where each waits on two round trips, the
+plan waits for its round trips divided by the workers, not for their sum.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from alamode_airflow.store import Lookup
+from alamode_airflow.store import LOOKUP_WORKERS, Lookup, look_up_all
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,13 @@ def assess(
     inputs: Mapping[str, Iterable[str]],
     look: Callable[[str], Lookup],
     rebuild: frozenset[str] = frozenset(),
+    workers: int = LOOKUP_WORKERS,
 ) -> dict[str, Assessed]:
     """Each task of ``outputs`` (task -> output ID, in topological order), with
-    ``inputs`` (task -> the tasks it reads) and ``look`` (output ID -> lookup)."""
+    ``inputs`` (task -> the tasks it reads) and ``look`` (output ID -> lookup, called
+    from up to ``workers`` threads at once)."""
+    looked = [oid for task, oid in outputs.items() if task not in rebuild]
+    lookups = look_up_all(look, looked, workers)
     generation: dict[str, int | None] = {}  # what a reader would read: None if remade
     result: dict[str, Assessed] = {}
     for task, output_id in outputs.items():
@@ -42,7 +49,7 @@ def assess(
             result[task] = Assessed(task, output_id, None)
             generation[task] = None
             continue
-        found = look(output_id)
+        found = lookups[output_id]
         stale = None
         if found.done:
             reads = {name: generation.get(name) for name in inputs.get(task, ())}

@@ -19,13 +19,13 @@ from typing import Any
 
 from a_la_mode import AlamodeError
 from alamode_airflow._compat import AirflowSkipException, BaseOperator
-from alamode_airflow.claims import Claimant
+from alamode_airflow.claims import Claim, Claimant
 from alamode_airflow.links import OutputLocationLink
 from alamode_airflow.manifests import OutputRefused, manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.runner import Command, CommandFailed, InputModified, Invocation
 from alamode_airflow.runs import RunInfo, interval_of
-from alamode_airflow.store import Committed, Found, Lookup, OutputStore
+from alamode_airflow.store import Committed, Found, Lookup, OutputStore, look_up_all
 from alamode_airflow.triggers import ClaimReleasedTrigger
 
 RECORD_XCOM = "alamode_record"
@@ -76,18 +76,22 @@ class AlamodeOperator(BaseOperator):
             name: run.output_id(name, oid, name in self.partitioned_inputs)
             for name, oid in self.inputs.items()
         }
-        found = self._skip_if_current(context, store, target, inputs, run)
-        claimant = _claimant(context)
-        self._defer_while_busy(store, target, claimant, found.generation, presumed_dead)
+        seen = self._skip_if_current(context, store, target, inputs, run).generation
+        # On an object store, the read of the claims that takes the output tells
+        # whether another attempt holds it: then the task waits in the triggerer.
         holding = store.locked(
-            target, claimant=claimant, waiting=self.log.info, presumed_dead=presumed_dead
+            target,
+            claimant=_claimant(context),
+            waiting=self.log.info,
+            presumed_dead=presumed_dead,
+            busy=lambda holder: self._defer_to(store, target, holder, seen),
         )
         with holding, contextlib.ExitStack() as reading:
             # Shared locks: gc leaves the inputs alone while we check and read them.
             for output_id in inputs.values():
                 reading.enter_context(store.locked(output_id, shared=True))
             # Re-check under the lock: a concurrent producer may just have committed.
-            found = self._skip_if_current(context, store, target, inputs, run)
+            found = self._skip_if_current(context, store, target, inputs, run, under_lock=True)
             self._produce_and_commit(context, store, run, target, found)
 
     def resume(self, context: Any, event: Mapping[str, Any] | None = None) -> None:
@@ -96,18 +100,8 @@ class AlamodeOperator(BaseOperator):
         self.log.info("the other attempt's claim ended (%s)", event.get("reason"))
         self.execute(context, presumed_dead=event.get("claim"))
 
-    def _defer_while_busy(
-        self,
-        store: OutputStore,
-        target: str,
-        claimant: Claimant,
-        seen: int | None,
-        presumed_dead: int | None,
-    ) -> None:
-        # Waiting for another worker's claim in the triggerer frees this worker slot.
-        holder = store.busy(target, claimant, presumed_dead)
-        if holder is None:
-            return
+    def _defer_to(self, store: OutputStore, target: str, holder: Claim, seen: int | None) -> None:
+        """Wait for another worker's claim in the triggerer, freeing this worker slot."""
         self.log.info(
             "output %s is being produced by %s (try %s on %s); waiting in the triggerer",
             target[:12],
@@ -119,15 +113,25 @@ class AlamodeOperator(BaseOperator):
         self.defer(trigger=trigger, method_name="resume")
 
     def _skip_if_current(
-        self, context: Any, store: OutputStore, target: str, inputs: Mapping[str, str], run
+        self,
+        context: Any,
+        store: OutputStore,
+        target: str,
+        inputs: Mapping[str, str],
+        run,
+        under_lock: bool = False,
     ) -> Lookup:
         """Skip when the output is current (recorded, and made from each input's
         current generation), unless this run rebuilds it and has not yet; else the
-        output's lookup, with the inputs' lookups kept for the record."""
+        output's lookup, with the inputs' lookups (all at once) kept for the record
+        when ``under_lock`` (before it, an output not done needs none)."""
         found = store.settle(target, self.log.warning)
         if found.status is Found.NEWER:  # never written over by an older version
             raise AlamodeError(found.reason, task=self.task_id)
-        self._inputs_found = {name: store.lookup(oid) for name, oid in inputs.items()}
+        if not found.done and not under_lock:
+            return found  # the inputs are looked up under the lock, for the record
+        looked = look_up_all(store.lookup, inputs.values())
+        self._inputs_found = {name: looked[oid] for name, oid in inputs.items()}
         if not found.done:
             return found
         record = found.record

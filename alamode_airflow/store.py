@@ -26,26 +26,35 @@ root: ``store_local.LocalBackend`` (rename of a staging folder, ``flock``) and
 ``store_object.ObjectBackend`` (per-attempt prefixes, an exclusively created record,
 claims). ``OutputStore`` holds what is the same for both: IDs, generations, reading
 records, and the rules above.
+
+On an object store every request is a round trip, so a lookup is one listing of
+``objects/<id>/`` (the keys of all its generations: which have a record, a tombstone,
+the record's data) and one read of the current record; walks of many outputs (the
+plan, a task's inputs) make their lookups many at once (``look_up_all``). No walk the
+engine makes on its way to running a task lists more than the outputs it looks up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from a_la_mode import AlamodeError
 from a_la_mode.ids import is_output_id
 from alamode_airflow._compat import ObjectStoragePath
-from alamode_airflow.claims import Claimant
+from alamode_airflow.claims import Claim, Claimant
 from alamode_airflow.listing import child_names, is_local
 from alamode_airflow.records import NewerFormat, SuccessRecord
 
 RECORD = "record.json"
 DATA = "data"
 VOID = ".void"
+#: Lookups one walk of the store (the plan, a task's inputs) has in flight at once.
+LOOKUP_WORKERS = 32
 
 
 def check_output_id(value: str) -> str:
@@ -82,6 +91,46 @@ class Lookup:
     def next_generation(self) -> int:
         """The generation the next producer of this output commits."""
         return 0 if self.generation is None else self.generation + 1
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One look at an output's folder: the generations that have a folder (oldest
+    first), the newest tombstoned generation, and, where one request brought back
+    every key under the folder (object stores), those keys relative to it. With the
+    keys, whether a generation has a record and whether its data is there are
+    answered without asking the store again."""
+
+    present: list[int]
+    void: int | None
+    keys: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, names: Iterable[str], keys: frozenset[str] | None = None) -> Listing:
+        """From the names in the folder (``0``, ``1``, ``0.void``, ...)."""
+        names = set(names)
+        present = sorted(int(name) for name in names if name.isdigit())
+        voids = [name[: -len(VOID)] for name in names if name.endswith(VOID)]
+        return cls(present, max((int(v) for v in voids if v.isdigit()), default=None), keys)
+
+
+def look_up_all(
+    look: Callable[[str], Lookup], output_ids: Iterable[str], workers: int = LOOKUP_WORKERS
+) -> dict[str, Lookup]:
+    """``look`` of each output ID, up to ``workers`` at once: on an object store each
+    lookup waits on round trips, so a walk of many outputs takes about as long as its
+    slowest ``len / workers`` lookups, not the sum of them all."""
+    ids = list(dict.fromkeys(output_ids))
+    if len(ids) < 2 or workers < 2:
+        return {output_id: look(output_id) for output_id in ids}
+    # The first alone: it makes the client the others share (the connection is read
+    # and the session made once, with a connection pool as wide as the workers).
+    first = look(ids[0])
+    pool = ThreadPoolExecutor(min(workers, len(ids) - 1), thread_name_prefix="alamode-lookup")
+    try:
+        return {ids[0]: first, **dict(zip(ids[1:], pool.map(look, ids[1:]), strict=True))}
+    finally:
+        pool.shutdown(cancel_futures=True)  # a lookup failed: start no others
 
 
 class Committed(enum.Enum):
@@ -134,10 +183,8 @@ class OutputStore:
 
     def _generations(self, output_id: str) -> tuple[list[int], int | None]:
         """(generations with a folder, the newest tombstoned generation or None)."""
-        names = child_names(self.object_dir(output_id))
-        present = sorted(int(name) for name in names if name.isdigit())
-        voids = [name[: -len(VOID)] for name in names if name.endswith(VOID)]
-        return present, max((int(v) for v in voids if v.isdigit()), default=None)
+        listing = self.backend.listing(check_output_id(output_id))
+        return listing.present, listing.void
 
     def location(self, output_id: str, generation: int | None = None) -> ObjectStoragePath:
         """Where a committed generation's data is (the current one unless named)."""
@@ -161,13 +208,30 @@ class OutputStore:
     def lookup(self, output_id: str) -> Lookup:
         """The current generation of ``output_id``: the newest one, unless it is still
         being written (object stores), when the one before it is still current. A
-        tombstone ends the search: what it superseded never comes back."""
-        present, void = self._generations(output_id)
-        for generation in reversed(present):
+        tombstone ends the search: what it superseded never comes back.
+
+        On an object store this is one listing of the output's folder and one read of
+        the current record (two requests), unless the folder holds too many keys for
+        one page of a listing."""
+        check_output_id(output_id)
+        found = None
+        for last in (False, False, True):
+            listing = self.backend.listing(output_id)
+            # A listed record gone when read was quarantined meanwhile (its tombstone
+            # came first): look again. Twice more at most, then record by record.
+            found = self._current(output_id, replace(listing, keys=None) if last else listing)
+            if found is not None:
+                break
+        assert found is not None  # without keys, a missing record is a miss
+        return found
+
+    def _current(self, output_id: str, listing: Listing) -> Lookup | None:
+        void = listing.void
+        for generation in reversed(listing.present):
             if void is not None and generation <= void:
                 break
-            found = self.read(output_id, generation)
-            if found.status is not Found.INCOMPLETE:
+            found = self._read(output_id, generation, listing.keys)
+            if found is None or found.status is not Found.INCOMPLETE:
                 return found
         if void is not None:
             reason = f"generation {void} was quarantined; it is built again as {void + 1}"
@@ -186,31 +250,57 @@ class OutputStore:
         return found
 
     def history(self, output_id: str) -> list[Lookup]:
-        """Every generation of ``output_id`` that has a folder, oldest first."""
-        return [self.read(output_id, g) for g in self.generations(output_id)]
+        """Every generation of ``output_id`` that has a folder, oldest first (on an
+        object store: one listing, and one read per record)."""
+        listing = self.backend.listing(check_output_id(output_id))
+        return [
+            self._read(output_id, g, listing.keys) or self.read(output_id, g)
+            for g in listing.present
+        ]
 
     def read(self, output_id: str, generation: int) -> Lookup:
         """One generation: its record, checked against where it was found."""
-        folder = self.object_dir(output_id, generation)
-        where = f"{folder / RECORD}"
+        found = self._read(output_id, generation, None)
+        assert found is not None
+        return found
+
+    def _read(self, output_id: str, generation: int, keys: Collection[str] | None) -> Lookup | None:
+        """``read``, answered from ``keys`` (a listing of the output's folder) where it
+        can be; None when a record the listing holds is gone. Paths are only made for
+        what goes wrong: on a plan's walk, making them costs more than parsing."""
+        if keys is None or f"{generation}/{RECORD}" in keys:
+            try:
+                text = self.backend.read_record(output_id, generation)
+            except FileNotFoundError:
+                if keys is not None:
+                    return None
+            else:
+                return self._check(output_id, generation, text, keys)
+        reason = f"no record at {self._where(output_id, generation)}"
+        return Lookup(self.backend.without_record, reason=reason, generation=generation)
+
+    def _check(self, output_id: str, generation: int, text: str, keys) -> Lookup:
+        """The lookup of a generation whose record reads ``text``."""
         try:
-            record = SuccessRecord.loads((folder / RECORD).read_text())
-        except FileNotFoundError:
-            status = self.backend.without_record
-            return Lookup(status, reason=f"no record at {where}", generation=generation)
+            record = SuccessRecord.loads(text)
         except NewerFormat as exc:
             # Never quarantined: during a rolling upgrade, newer workers wrote it.
-            reason = f"{where}: {exc}; upgrade alamode-airflow to use it"
-            return Lookup(Found.NEWER, reason=reason, generation=generation)
+            reason = f"{self._where(output_id, generation)}: {exc}; upgrade alamode-airflow"
+            return Lookup(Found.NEWER, reason=f"{reason} to use it", generation=generation)
         except (ValueError, KeyError, TypeError) as exc:
-            return Lookup(Found.CORRUPT, reason=f"unreadable {where}: {exc}", generation=generation)
+            reason = f"unreadable {self._where(output_id, generation)}: {exc}"
+            return Lookup(Found.CORRUPT, reason=reason, generation=generation)
         if record.output_id != output_id or record.generation != generation:
-            return Lookup(
-                Found.CORRUPT, reason=f"{where} names another output", generation=generation
-            )
-        if not self.backend.has_data(folder / record.data_path, record):
-            return Lookup(Found.VANISHED, record, f"{where} but its data is gone", generation)
+            reason = f"{self._where(output_id, generation)} names another output"
+            return Lookup(Found.CORRUPT, reason=reason, generation=generation)
+        listed = None if keys is None else (keys, f"{generation}/{record.data_path}")
+        if not self.backend.has_data(record, listed):
+            reason = f"{self._where(output_id, generation)} but its data is gone"
+            return Lookup(Found.VANISHED, record, reason, generation)
         return Lookup(Found.DONE, record, generation=generation)
+
+    def _where(self, output_id: str, generation: int) -> str:
+        return f"{self.object_dir(output_id, generation) / RECORD}"
 
     def locked(
         self,
@@ -220,14 +310,18 @@ class OutputStore:
         claimant: Claimant | None = None,
         waiting: Callable[..., None] | None = None,
         presumed_dead: int | None = None,
+        busy: Callable[[Claim], None] | None = None,
     ) -> contextlib.AbstractContextManager[None]:
         """Hold the output: exclusively while producing it (a second producer waits,
         then finds the record), shared while reading it (gc leaves it alone). On an
         object store the exclusive hold is a claim made by ``claimant`` (``waiting``
         logs whom it waits for; ``presumed_dead`` is a claim number a trigger already
-        watched go unrenewed for a whole lease); readers take nothing there."""
+        watched go unrenewed for a whole lease; ``busy`` is told of another attempt's
+        live claim before waiting for it, and may raise to wait elsewhere: the same
+        read of the claims that would have taken the output); readers take nothing
+        there."""
         check_output_id(output_id)
-        return self.backend.locked(output_id, shared, claimant, waiting, presumed_dead)
+        return self.backend.locked(output_id, shared, claimant, waiting, presumed_dead, busy)
 
     def busy(self, output_id: str, claimant: Claimant, presumed_dead: int | None = None):
         """On an object store, the live claim of another attempt producing the output

@@ -35,7 +35,7 @@ from alamode_airflow.manifests import remove, seal, sync_dir
 from alamode_airflow.records import SuccessRecord
 
 if TYPE_CHECKING:
-    from alamode_airflow.store import Committed, Found, OutputStore
+    from alamode_airflow.store import Committed, Found, Listing, OutputStore
 
 
 class LocalBackend:
@@ -49,11 +49,25 @@ class LocalBackend:
         # A rename is atomic: a generation folder without its record is damage.
         self.without_record: Found = Found.CORRUPT
 
-    def has_data(self, data, record: SuccessRecord) -> bool:
-        return Path(data.path).is_dir()
+    def listing(self, output_id: str) -> Listing:
+        from alamode_airflow.store import Listing
+
+        try:
+            return Listing.of(os.listdir(self.path / "objects" / output_id))
+        except (FileNotFoundError, NotADirectoryError):
+            return Listing.of(())
+
+    def read_record(self, output_id: str, generation: int) -> str:
+        from alamode_airflow.store import RECORD
+
+        return (self.path / "objects" / output_id / str(generation) / RECORD).read_text()
+
+    def has_data(self, record: SuccessRecord, listed) -> bool:
+        folder = self.path / "objects" / record.output_id / str(record.generation)
+        return (folder / record.data_path).is_dir()
 
     @contextlib.contextmanager
-    def locked(self, output_id: str, shared: bool, claimant, waiting, presumed_dead):
+    def locked(self, output_id: str, shared: bool, claimant, waiting, presumed_dead, busy):
         with contextlib.ExitStack() as holding:
             # Everyone passes the output's gate; a producer keeps it until it holds the
             # lock, so readers that come after it queue behind it. flock alone keeps

@@ -25,21 +25,24 @@ import functools
 import json
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from a_la_mode import AlamodeError
-from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims
+from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims, read_whole
+from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import remove
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import RECORD
 
 if TYPE_CHECKING:
-    from alamode_airflow.store import Committed, Found, OutputStore
+    from alamode_airflow.store import Committed, Found, Listing, OutputStore
 
 
 ATTEMPT_PREFIX = "alamode-"
+#: Keys one listing of an output's folder brings back (S3's largest page).
+LISTED_KEYS = 1000
 
 
 class ObjectBackend:
@@ -50,6 +53,7 @@ class ObjectBackend:
 
         self.store = store
         self.root = store.root
+        self.base = store.root.path.rstrip("/")
         # Data without a record is an attempt in progress, or a dead one.
         self.without_record: Found = Found.INCOMPLETE
 
@@ -59,10 +63,57 @@ class ObjectBackend:
         stops no reader."""
         return _lease_s()
 
-    def has_data(self, data, record: SuccessRecord) -> bool:
+    def listing(self, output_id: str) -> Listing:
+        """One request: every key under the output's folder, when one page holds them
+        (the records, tombstones and data of all its generations; a few keys for most
+        outputs); else the folder's names (a second request), and files are then
+        looked for one by one."""
+        from alamode_airflow.store import LOOKUP_WORKERS, Listing
+
+        fs = self.root.fs
+        if not hasattr(fs, "call_s3"):  # not S3's client: list the folder's names
+            return Listing.of(child_names(self.store.object_dir(output_id)))
+        _widen_pool(fs, LOOKUP_WORKERS)
+        bucket, key, _ = fs.split_path(self._key(output_id))
+        prefix = f"{key}/"
+        page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=LISTED_KEYS)
+        if page.get("IsTruncated"):
+            return Listing.of(child_names(self.store.object_dir(output_id)))
+        keys = frozenset(item["Key"][len(prefix) :] for item in page.get("Contents", ()))
+        return Listing.of({key.split("/", 1)[0] for key in keys}, keys)
+
+    def read_record(self, output_id: str, generation: int) -> str:
+        return read_whole(self.root.fs, self._key(output_id, str(generation), RECORD)).decode()
+
+    def _key(self, output_id: str, *parts: str) -> str:
+        """The path of ``objects/<output id>/<parts>`` as the filesystem names it (a
+        string: joining object-store paths costs more than the request's parsing)."""
+        return "/".join([self.base, "objects", output_id, *parts])
+
+    def _has(self, path: str) -> bool:
+        """Whether an object is at ``path``: one HEAD (``exists`` would also list, to
+        tell a missing object from a folder)."""
+        fs = self.root.fs
+        if not hasattr(fs, "call_s3"):
+            return fs.exists(path)
+        bucket, key, _ = fs.split_path(path)
+        try:
+            fs.call_s3("head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def has_data(self, record: SuccessRecord, listed) -> bool:
+        """Whether the record's first file is there: found in ``listed`` (the keys of
+        a listing of the output's folder, and the data's path among them) when given."""
         # An object store has no empty folders: an output of no files has no data.
         files = [entry for entry in record.manifest if entry.link is None]
-        return not files or (data / files[0].path).exists()
+        if not files:
+            return True
+        if listed is not None:
+            keys, prefix = listed
+            return f"{prefix}/{files[0].path}" in keys
+        return (self.store.data_of(record) / files[0].path).exists()
 
     @contextlib.contextmanager
     def locked(
@@ -72,12 +123,13 @@ class ObjectBackend:
         claimant: Claimant | None,
         waiting,
         presumed_dead: int | None,
+        busy: Callable[[Claim], None] | None = None,
     ) -> Iterator[None]:
         if shared or claimant is None:
             yield  # readers take nothing: committed generations never change
             return
         claims = Claims(self.root, self.lease_s, presumed_dead)
-        with claims.held(output_id, claimant, lambda claim: _tell(waiting, claim)):
+        with claims.held(output_id, claimant, lambda claim: _tell(waiting, claim), busy):
             yield
 
     def busy(self, output_id: str, claimant: Claimant, presumed_dead: int | None) -> Claim | None:
@@ -108,7 +160,8 @@ class ObjectBackend:
 
         folder = self.store.object_dir(record.output_id, record.generation)
         try:
-            if (folder / RECORD).exists():  # lost already: upload nothing
+            if self._has(self._key(record.output_id, str(record.generation), RECORD)):
+                # Lost already: upload nothing.
                 return Committed.ALREADY
             data = folder / record.data_path
             for entry in record.manifest:
@@ -180,6 +233,15 @@ def _data_prefix(fs, record_key: str) -> str | None:
     if not isinstance(value, str) or ".." in value.split("/") or value.startswith("/"):
         return None
     return value
+
+
+def _widen_pool(fs, connections: int) -> None:
+    """Give each lookup in flight a connection: s3fs's client keeps 10 unless the
+    Airflow connection's ``config_kwargs`` names ``max_pool_connections``. Only
+    before the client is made (later it would not apply), and never over a setting."""
+    config = getattr(fs, "config_kwargs", None)
+    if isinstance(config, dict) and getattr(fs, "_s3", None) is None:
+        config.setdefault("max_pool_connections", connections)
 
 
 def _lease_s() -> float:

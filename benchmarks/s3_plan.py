@@ -1,0 +1,248 @@
+"""The plan of a fully cached DAG on an S3 root: requests per output and wall time.
+
+Run it with ``.venv/bin/python benchmarks/s3_plan.py`` from the repo root (``--tasks``
+sizes, default ``1000 10000``; ``--latency-ms``, default 20; ``--sample N``, default
+200: the outputs the sequential baseline looks up before its time is scaled to all).
+
+moto's S3 server runs on loopback behind a proxy that holds every request
+``--latency-ms`` before passing it on (a round trip to a real S3 region) and counts
+them. For each size, a bucket of its own is filled as the engine fills it (a layered
+random pipeline, every output committed once, each record naming the generation of
+every input), then:
+
+- baseline: the lookup before this change, one output after another (list the
+  generations, open the record: a HEAD and a GET, check the data: a HEAD), timed on
+  ``--sample`` outputs and scaled to all;
+- plan: ``currency.assess`` with the plan task's ``settle``, as ``plan.py`` calls it
+  (one listing and one record read per output, many outputs at once);
+- local: the same plan on a local root filled with the same outputs.
+
+Target: at most 2 requests per output, and 10,000 outputs within 30 s at 20 ms.
+moto answers a listing by scanning every key of its bucket, so on a large bucket its
+own time per listing grows with the store (S3's does not): ``moto alone`` is the plan
+with no latency added, what the server itself costs in that figure; ``its cpu`` is the
+CPU time of the plan's own process (signing and parsing requests, reading records).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from plan import pipeline
+
+from alamode_airflow.currency import assess
+from alamode_airflow.loopback.servers import S3Server, s3_server
+from alamode_airflow.manifests import manifest
+from alamode_airflow.records import SuccessRecord
+from alamode_airflow.store import RECORD, OutputStore
+
+CONN_ID = "alamode_bench_s3"
+FILLERS = 16
+
+
+class LatencyProxy:
+    """A TCP proxy on loopback that holds each HTTP request ``delay`` seconds before
+    passing it on, and counts them. A request is what the client sends after the
+    server's last answer (clients here never pipeline); its own event loop thread."""
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        self.upstream_port, self.delay = upstream_port, delay
+        self.requests = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LatencyProxy:
+        self.thread.start()
+        start = asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
+        self.server = asyncio.run_coroutine_threadsafe(start, self.loop).result()
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    async def _serve(self, client_r, client_w) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        answered = [True]  # the next bytes from the client start a request
+
+        async def requests() -> None:
+            while data := await client_r.read(65536):
+                if answered[0]:
+                    answered[0] = False
+                    self.requests += 1
+                    await asyncio.sleep(self.delay)
+                server_w.write(data)
+                await server_w.drain()
+            server_w.close()
+
+        async def answers() -> None:
+            while data := await server_r.read(65536):
+                answered[0] = True
+                client_w.write(data)
+                await client_w.drain()
+            client_w.close()
+
+        await asyncio.gather(requests(), answers(), return_exceptions=True)
+
+
+def record_of(task, tasks, data_path: str, files) -> SuccessRecord:
+    return SuccessRecord(
+        output_id=task.output,
+        dag_id="s3_plan_bench",
+        task=task.name,
+        run_id="fill",
+        try_number=1,
+        start="2026-01-01T00:00:00+00:00",
+        end="2026-01-01T00:00:01+00:00",
+        duration_s=1.0,
+        command=task.spec["command"],
+        image=None,
+        sha=None,
+        inputs={name: tasks[name].output for name in task.inputs},
+        input_generations={name: 0 for name in task.inputs},
+        preimage_b64=base64.b64encode(task.preimage()).decode(),
+        host="bench",
+        manifest=files,
+        data_path=data_path,
+    )
+
+
+def fill_s3(server: S3Server, bucket: str, store: OutputStore, tasks) -> None:
+    """Every output as ``ObjectBackend.commit`` leaves it (its data under an attempt
+    prefix, then its record), uploaded straight to moto, many at once."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(  # thread-safe; a connection for each thread
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
+        config=Config(max_pool_connections=FILLERS),
+    )
+    base = store.root.path.split("/", 1)[1]
+
+    def commit(task) -> None:
+        staging = store.stage(task.output)
+        (staging / "data" / "out.txt").write_text(task.name)
+        record = record_of(task, tasks, store.data_path(staging), manifest(staging / "data"))
+        key = f"{base}/objects/{task.output}/0"
+        body = (staging / "data" / "out.txt").read_bytes()
+        client.put_object(Bucket=bucket, Key=f"{key}/{record.data_path}/out.txt", Body=body)
+        client.put_object(Bucket=bucket, Key=f"{key}/{RECORD}", Body=record.dumps().encode())
+        store.discard(staging)
+
+    with ThreadPoolExecutor(FILLERS) as pool:
+        list(pool.map(commit, tasks))
+
+
+def fill_local(store: OutputStore, tasks) -> None:
+    """Every output as ``LocalBackend.commit`` leaves it (its data, then its record,
+    in the generation's folder), without the flushes that make a commit durable."""
+    for task in tasks:
+        folder = Path(store.object_dir(task.output, 0).path)
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "out.txt").write_text(task.name)
+        record = record_of(task, tasks, "data", manifest(folder / "data"))
+        (folder / RECORD).write_text(record.dumps())
+
+
+def sequential_lookup(store: OutputStore, output_id: str) -> bool:
+    """The lookup of a committed output as it was before lookups were batched: list
+    the generations, open the newest record (a HEAD, then a GET), check its data."""
+    from alamode_airflow.listing import child_names
+
+    folder = store.object_dir(output_id)
+    newest = max(int(name) for name in child_names(folder) if name.isdigit())
+    record = SuccessRecord.loads((folder / str(newest) / RECORD).read_text())
+    return (store.data_of(record) / record.manifest[0].path).exists()
+
+
+def plan_pass(store: OutputStore, tasks) -> None:
+    outputs = {task.name: task.output for task in tasks}
+    inputs = {task.name: list(task.inputs) for task in tasks}
+    verdicts = assess(outputs, inputs, lambda oid: store.settle(oid, print))
+    assert all(v.current for v in verdicts.values()), "a cached output was not current"
+
+
+def timed(step) -> float:
+    began = time.perf_counter()
+    step()
+    return time.perf_counter() - began
+
+
+def measure(server: S3Server, proxy: LatencyProxy, n: int, sample: int) -> dict[str, float]:
+    tasks = pipeline(n)
+    bucket = f"plan-{n}"
+    server.client().create_bucket(Bucket=bucket)
+    store = OutputStore(f"s3://{bucket}/store", conn_id=CONN_ID)
+    fill_s3(server, bucket, store, tasks)
+    figures: dict[str, float] = {}
+    some = [task.output for task in list(tasks)[:sample]]
+    before = proxy.requests
+    figures["baseline_s"] = (
+        timed(lambda: [sequential_lookup(store, o) for o in some]) * n / len(some)
+    )
+    figures["baseline_requests"] = (proxy.requests - before) / len(some)
+    delay, proxy.delay = proxy.delay, 0.0
+    figures["moto_s"] = timed(lambda: plan_pass(store, tasks))
+    proxy.delay, before, cpu = delay, proxy.requests, time.process_time()
+    figures["plan_s"] = timed(lambda: plan_pass(store, tasks))
+    figures["cpu_s"] = time.process_time() - cpu  # this process's, every thread's
+    figures["plan_requests"] = (proxy.requests - before) / n
+    with tempfile.TemporaryDirectory(prefix="alamode-bench-s3-plan-") as root:
+        local = OutputStore(str(Path(root) / "store"))
+        fill_local(local, tasks)
+        plan_pass(local, tasks)  # warm, as the S3 figures are
+        figures["local_s"] = timed(lambda: plan_pass(local, tasks))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--sample", type=int, default=200)
+    args = parser.parse_args(argv)
+    # Stopped, still stop the server: its context exits on SystemExit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with (
+        tempfile.TemporaryDirectory(prefix="alamode-bench-s3-") as logs,
+        s3_server(Path(logs)) as server,
+    ):
+        port = int(server.endpoint.rsplit(":", 1)[1])
+        with LatencyProxy(port, args.latency_ms / 1000) as proxy:
+            proxied = S3Server(f"http://127.0.0.1:{proxy.port}", server.bucket)
+            os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = proxied.connection()
+            print(f"fully cached plan on S3 (moto + {args.latency_ms:g} ms per request)")
+            print(
+                f"{'tasks':>7} {'req/out':>8} {'plan s':>8} {'its cpu s':>10} {'moto alone s':>13} "
+                f"{'baseline req/out':>17} {'baseline s':>11} {'local s':>8}"
+            )
+            for n in args.tasks:
+                f = measure(server, proxy, n, min(args.sample, n))
+                print(
+                    f"{n:>7} {f['plan_requests']:>8.2f} {f['plan_s']:>8.2f} {f['cpu_s']:>10.2f} "
+                    f"{f['moto_s']:>13.2f} {f['baseline_requests']:>17.2f} "
+                    f"{f['baseline_s']:>10.1f}* {f['local_s']:>8.2f}",
+                    flush=True,
+                )
+    print(f"* one output after another, timed on {args.sample} outputs and scaled to all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""What the engine's walks of an object store cost, in requests, against moto's S3
+server on loopback (each request counted as botocore sends it): the plan's pass over
+many cached outputs, one task's check, and an executed task's claim. Every real
+request costs a round trip (20-50 ms on S3), so these counts are the plan's speed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from a_la_mode import Dag, load
+from alamode_airflow import store_object
+from alamode_airflow.claims import Claim, Claims
+from alamode_airflow.currency import assess
+from alamode_airflow.loopback.servers import s3_server
+from alamode_airflow.manifests import manifest
+from alamode_airflow.records import SuccessRecord
+from alamode_airflow.store import Found, Lookup, OutputStore
+from alamode_airflow.triggers import ClaimReleasedTrigger
+from tests.unit.test_operators import SCHEDULED, operator, run
+
+CONN_ID = "alamode_requests_s3"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with s3_server(tmp_path_factory.mktemp("s3")) as running:
+        yield running
+
+
+@pytest.fixture
+def store(server, monkeypatch, request) -> OutputStore:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
+    monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", CONN_ID)
+    return OutputStore(f"s3://alamode-outputs/{request.node.name}", conn_id=CONN_ID)
+
+
+@pytest.fixture
+def sent(store) -> Iterator[list[tuple[str, str]]]:
+    """(method, URL) of every request the store's client sends while the test runs."""
+    requests: list[tuple[str, str]] = []
+    fs = store.root.fs
+    fs.connect()
+
+    def count(request, **_) -> None:
+        requests.append((request.method, request.url))
+
+    fs.s3.meta.events.register("before-send.s3", count, unique_id="alamode-count")
+    yield requests
+    fs.s3.meta.events.unregister("before-send.s3", unique_id="alamode-count")
+
+
+def preimage(n: int) -> bytes:
+    return f"d7:command{len(str(n)) + 5}:echo {n}e".encode()
+
+
+def commit_chain(store: OutputStore, n: int) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``n`` tasks t0 -> t1 -> ... committed once each, every record naming the
+    generation of its input: (task -> output ID, task -> inputs), as the plan has them."""
+    outputs: dict[str, str] = {}
+    inputs: dict[str, list[str]] = {}
+    for i in range(n):
+        task, output_id = f"t{i}", hashlib.sha256(preimage(i)).hexdigest()
+        reads = {f"t{i - 1}": outputs[f"t{i - 1}"]} if i else {}
+        staging = store.stage(output_id)
+        (staging / "data" / "out.txt").write_text(task)
+        record = SuccessRecord(
+            output_id=output_id,
+            dag_id="d",
+            task=task,
+            run_id="fill",
+            try_number=1,
+            start="2026-01-01T00:00:00+00:00",
+            end="2026-01-01T00:00:01+00:00",
+            duration_s=1.0,
+            command=f"echo {i}",
+            image=None,
+            sha=None,
+            inputs=reads,
+            input_generations=dict.fromkeys(reads, 0),
+            preimage_b64=base64.b64encode(preimage(i)).decode(),
+            host="h",
+            manifest=manifest(staging / "data"),
+            data_path=store.data_path(staging),
+        )
+        store.commit(staging, record)
+        outputs[task], inputs[task] = output_id, list(reads)
+    return outputs, inputs
+
+
+def test_the_plan_looks_up_a_cached_output_in_at_most_two_requests(store, sent):
+    """A fully cached plan: every output current, found with one listing of its
+    folder and one read of its record, nothing else."""
+    outputs, inputs = commit_chain(store, 20)
+    warnings: list[tuple] = []
+    sent.clear()
+    verdicts = assess(outputs, inputs, lambda oid: store.settle(oid, warnings.append))
+    assert all(v.current for v in verdicts.values())
+    assert warnings == []
+    assert len(sent) <= 2 * len(outputs), "\n".join(f"{m} {u}" for m, u in sent)
+
+
+def test_the_plan_looks_outputs_up_concurrently():
+    """assess asks for many lookups at once (after a first one alone, which makes the
+    store's client): two lookups that each wait for the other to start both finish;
+    one after the other, the first would wait for ever."""
+    both = threading.Barrier(2, timeout=10)
+    first, *others = ("1" * 64, "2" * 64, "3" * 64)
+
+    def look(output_id: str) -> Lookup:
+        if output_id in others:
+            both.wait()
+        return Lookup(Found.MISSING)
+
+    verdicts = assess({"a": first, "b": others[0], "c": others[1]}, {}, look)
+    assert [v.found.status for v in verdicts.values()] == [Found.MISSING] * 3
+
+
+def test_one_lookup_of_a_cached_output_is_two_requests(store, sent):
+    """The check each task makes before it runs: a listing and a record read."""
+    outputs, _ = commit_chain(store, 1)
+    sent.clear()
+    assert store.settle(outputs["t0"], print).done
+    assert [method for method, _ in sent] == ["GET", "GET"], sent
+
+
+def test_an_executed_task_reads_its_claim_once(store, sent, tmp_path):
+    """A task that produces its output checks who holds it and claims it in one read
+    of its claims: the check that would defer it to the triggerer is that read."""
+    dag = Dag({})
+    dag.task("fresh", {"command": 'echo new > "$ALAMODE_OUTPUT/out.txt"'})
+    task = load(dag.bencode())["fresh"]
+    sent.clear()
+    assert run(operator(task, store, tmp_path), "d", SCHEDULED) is not None
+    reads = writes = 0
+    for method, url in sent:
+        if f"claims%2F{task.output}" in url or f"claims/{task.output}" in url:
+            writes, reads = writes + (method == "PUT"), reads + (method != "PUT")
+    assert (reads, writes) == (1, 2), sent  # one look, then claimed and released
+
+
+def test_a_record_set_aside_after_the_listing_is_not_replaced_by_the_one_before(store, monkeypatch):
+    """Another worker quarantines generation 1 between this lookup's listing and its
+    read of the record: the lookup looks again and finds the tombstone, and never
+    serves generation 0, which generation 1 superseded."""
+    outputs, _ = commit_chain(store, 1)
+    output = outputs["t0"]
+    first = store.lookup(output).record
+    staging = store.stage(output)
+    (staging / "data" / "out.txt").write_text("rebuilt")
+    rebuilt = replace(first, generation=1, rebuilt=True, data_path=store.data_path(staging))
+    store.commit(staging, replace(rebuilt, manifest=manifest(staging / "data")))
+    read = store.backend.read_record
+
+    def meanwhile(output_id: str, generation: int) -> str:
+        if generation == 1 and not store.backend.listing(output_id).void:
+            store.quarantine(output_id, 1)
+        return read(output_id, generation)
+
+    monkeypatch.setattr(store.backend, "read_record", meanwhile)
+    found = store.lookup(output)
+    assert found.status is Found.MISSING
+    assert found.next_generation == 2
+
+
+@pytest.mark.parametrize("page", [1, 2])
+def test_an_output_with_more_keys_than_a_listing_page_is_looked_up_file_by_file(
+    store, monkeypatch, server, page
+):
+    """When one page of a listing does not hold every key of the output's folder, the
+    lookup asks for the record and the data one by one, with the same answers."""
+    monkeypatch.setattr(store_object, "LISTED_KEYS", page)
+    outputs, _ = commit_chain(store, 1)
+    output = outputs["t0"]
+    assert store.lookup(output).done
+    base = f"{store.root.path.split('/', 1)[1]}/objects/{output}"
+    half = f"{base}/1/0123456789abcdef/data/out.txt"
+    server.client().put_object(Bucket=server.bucket, Key=half, Body=b"half")
+    found = store.lookup(output)
+    assert (found.status, found.generation) == (Found.DONE, 0)  # 1 is being written
+    data = f"{base}/0/{found.record.data_path}/out.txt"
+    server.client().delete_object(Bucket=server.bucket, Key=data)
+    assert store.lookup(output).status is Found.VANISHED
+    assert store.settle(output, lambda *args: None).status is Found.MISSING
+    assert store.lookup(output).next_generation == 1
+
+
+def test_a_task_whose_output_another_attempt_holds_defers_after_one_read(store, sent, tmp_path):
+    """Another run's live claim: the task waits in the triggerer for that output, and
+    takes no claim of its own; the one read of the claims told it so."""
+    dag = Dag({})
+    dag.task("shared", {"command": 'echo new > "$ALAMODE_OUTPUT/out.txt"'})
+    task = load(dag.bencode())["shared"]
+    holder = Claim(0, "other/run-1/shared/-1", "1", "elsewhere", time.time(), 60.0)
+    claims = Claims(store.root)
+    assert claims._create(task.output, holder)
+    sent.clear()
+    with pytest.raises(TaskDeferred) as deferred:
+        run(operator(task, store, tmp_path), "d", SCHEDULED)
+    touched = [(m, u) for m, u in sent if f"claims%2F{task.output}" in u or "claims/" in u]
+    assert [m for m, _ in touched] == ["GET", "GET"], touched  # the listing, the claim
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ClaimReleasedTrigger)
+    assert trigger.output_id == task.output
+    assert claims._numbers(task.output) == [0]
+
+
+def test_an_outputs_history_is_one_listing_and_a_read_per_record(store, sent):
+    """``explain`` and lineage walk an output's generations: each record is read once,
+    and whether its data is there comes from the one listing."""
+    outputs, _ = commit_chain(store, 1)
+    output = outputs["t0"]
+    first = store.lookup(output).record
+    staging = store.stage(output)
+    (staging / "data" / "out.txt").write_text("rebuilt")
+    rebuilt = replace(first, generation=1, rebuilt=True, data_path=store.data_path(staging))
+    store.commit(staging, replace(rebuilt, manifest=manifest(staging / "data")))
+    sent.clear()
+    assert [(f.status, f.generation) for f in store.history(output)] == [
+        (Found.DONE, 0),
+        (Found.DONE, 1),
+    ]
+    assert len(sent) == 3, sent
