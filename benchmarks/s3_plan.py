@@ -1,6 +1,6 @@
 """The plan of a fully cached DAG on an S3 root: requests per output and wall time.
 
-Run it with ``.venv/bin/python benchmarks/s3_plan.py`` from the repo root (``--tasks``
+Run it with ``PYTHONPATH=. .venv/bin/python benchmarks/s3_plan.py`` from the repo root (``--tasks``
 sizes, default ``1000 10000``; ``--latency-ms``, default 20; ``--sample N``, default
 200: the outputs the sequential baseline looks up before its time is scaled to all).
 
@@ -41,10 +41,10 @@ from pathlib import Path
 from plan import pipeline
 
 from alamode_airflow.currency import assess
-from alamode_airflow.loopback.servers import S3Server, s3_server
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import RECORD, OutputStore
+from loopback.servers import S3Server, s3_server
 
 CONN_ID = "alamode_bench_s3"
 FILLERS = 16

@@ -19,11 +19,11 @@ from a_la_mode import Dag, load
 from alamode_airflow import store_object
 from alamode_airflow.claims import Claim, Claims
 from alamode_airflow.currency import assess
-from alamode_airflow.loopback.servers import s3_server
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, Lookup, OutputStore
 from alamode_airflow.triggers import ClaimReleasedTrigger
+from loopback.servers import s3_server
 from tests.unit.test_operators import SCHEDULED, operator, run
 
 CONN_ID = "alamode_requests_s3"
