@@ -24,9 +24,8 @@ from alamode_airflow.links import OutputLocationLink
 from alamode_airflow.manifests import OutputRefused, manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.runner import Command, CommandFailed, InputModified, Invocation
-from alamode_airflow.runs import RunInfo, interval_of
+from alamode_airflow.runs import RunInfo, interval_of, rebuilds_for
 from alamode_airflow.store import Committed, Found, Lookup, OutputStore, look_up_all
-from alamode_airflow.triggers import ClaimReleasedTrigger
 
 RECORD_XCOM = "alamode_record"
 PLAN_XCOM = "alamode_plan"
@@ -69,8 +68,7 @@ class AlamodeOperator(BaseOperator):
 
     def execute(self, context: Any, presumed_dead: int | None = None) -> None:
         store = OutputStore.configured(self.storage_root)
-        plan = context["ti"].xcom_pull(task_ids=PLAN_TASK, key=PLAN_XCOM) or {}
-        run = RunInfo(context["run_id"], interval_of(context), frozenset(plan.get("rebuild", ())))
+        run = RunInfo(context["run_id"], interval_of(context), self._rebuilds(context))
         target = run.output_id(self.task_id, self.output_id, self.partitioned)
         inputs = {
             name: run.output_id(name, oid, name in self.partitioned_inputs)
@@ -94,6 +92,18 @@ class AlamodeOperator(BaseOperator):
             found = self._skip_if_current(context, store, target, inputs, run, under_lock=True)
             self._produce_and_commit(context, store, run, target, found)
 
+    def _rebuilds(self, context: Any) -> frozenset[str]:
+        """``{task_id}`` if this run rebuilds this task, else nothing. Only a run asked
+        to rebuild reads the plan (a request to the api-server, saved on every other
+        attempt); the plan passes the names asked, resolved here against this task's
+        ancestors."""
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        params = context.get("params") or {}
+        if not (conf.get("rebuild") or params.get("rebuild")):
+            return frozenset()
+        plan = context["ti"].xcom_pull(task_ids=PLAN_TASK, key=PLAN_XCOM) or {}
+        return rebuilds_for(self, plan)
+
     def resume(self, context: Any, event: Mapping[str, Any] | None = None) -> None:
         """Back from waiting for another attempt's claim: skip or produce, as new."""
         event = event or {}
@@ -109,6 +119,10 @@ class AlamodeOperator(BaseOperator):
             holder.attempt,
             holder.host,
         )
+        # Imported here: only a deferring task needs Airflow's trigger machinery, and
+        # every task process (and every DAG parse) would otherwise import it.
+        from alamode_airflow.triggers import ClaimReleasedTrigger
+
         trigger = ClaimReleasedTrigger(store.url, store.conn_id, target, seen)
         self.defer(trigger=trigger, method_name="resume")
 

@@ -21,9 +21,10 @@ class FakeTaskInstance:
     def __init__(self, dag_id: str, task_id: str, run_id: str, plan: dict) -> None:
         self.dag_id, self.task_id, self.run_id = dag_id, task_id, run_id
         self.try_number, self.map_index = 1, -1
-        self.plan, self.pushed = plan, {}
+        self.plan, self.pushed, self.pulls = plan, {}, 0
 
     def xcom_pull(self, task_ids: str, key: str):
+        self.pulls += 1
         return self.plan if key == PLAN_XCOM else None
 
     def xcom_push(self, key: str, value) -> None:
@@ -33,8 +34,16 @@ class FakeTaskInstance:
 def run(op: AlamodeCommandOperator, dag_id: str, run_id: str, rebuild=()) -> dict | None:
     """Execute ``op`` as a task of ``dag_id``'s run ``run_id``: its record, or None
     when it skipped."""
-    ti = FakeTaskInstance(dag_id, op.task_id, run_id, {"rebuild": list(rebuild)})
-    context = {"ti": ti, "run_id": run_id, "outlet_events": defaultdict(object)}
+    # As Airflow hands it: the trigger's conf in the task's params, and the plan's XCom
+    # with the names asked.
+    plan = {"rebuild": list(rebuild), "rebuild_asked": list(rebuild)}
+    ti = FakeTaskInstance(dag_id, op.task_id, run_id, plan)
+    context = {
+        "ti": ti,
+        "run_id": run_id,
+        "params": {"rebuild": list(rebuild)},
+        "outlet_events": defaultdict(object),
+    }
     try:
         op.execute(context)
     except AirflowSkipException:
@@ -122,3 +131,15 @@ def test_an_input_changed_by_a_command_is_quarantined_and_never_served_again(
     assert found.next_generation == 1
     assert store.lookup(tasks["report"].output).status is Found.MISSING
     assert run(fetch, "d", "run-3")["generation"] == 1
+
+
+def test_only_a_run_asked_to_rebuild_reads_the_plan(pipeline, tmp_path):
+    loaded, _ = pipeline
+    store = OutputStore(str(tmp_path / "store"))
+    fetch = operator(loaded["fetch"], store, tmp_path)
+    ti = FakeTaskInstance("d", "fetch", "run-1", {"rebuild": ["fetch"]})
+    context = {"ti": ti, "run_id": "run-1", "outlet_events": defaultdict(object)}
+    fetch.execute(context)
+    # No rebuild asked: the plan's list is not even read (one api-server request less).
+    assert ti.pulls == 0
+    assert ti.pushed[RECORD_XCOM]["generation"] == 0
