@@ -156,9 +156,10 @@ class CountingStore(OutputStore):
         self.reads: list[tuple[str, int]] = []
         self.fetches: list[str] = []
 
-    def read(self, output_id, generation):
+    def _read(self, output_id, generation, keys):
+        # Every record read, by a lookup or by ``read``, goes through here.
         self.reads.append((output_id, generation))
-        return super().read(output_id, generation)
+        return super()._read(output_id, generation, keys)
 
     def fetch(self, record, into):
         self.fetches.append(record.output_id)
