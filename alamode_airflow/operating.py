@@ -92,10 +92,24 @@ def _email(value: Any, key: str, task: str | None) -> str | list[str]:
     return text(value, key, task)
 
 
+#: The executor_config keys an executor reads (the KubernetesExecutor's); any other key
+#: would be passed on and read by nobody, an override silently not applied.
+EXECUTOR_CONFIG_KEYS = ("pod_override", "pod_template_file")
+
+
 def _executor_config(value: Any, key: str, task: str | None) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise _refuse("must be a dictionary", value, key, task)
     config = thaw(value)
+    for name in config:
+        if name not in EXECUTOR_CONFIG_KEYS:
+            raise SpecValueError(
+                f"is not read by any executor; known: {', '.join(EXECUTOR_CONFIG_KEYS)}",
+                task=task,
+                key=f"{key}.{name}",
+            )
+    if "pod_template_file" in config:
+        text(config["pod_template_file"], f"{key}.pod_template_file", task)
     if "pod_override" in config:
         from alamode_airflow.pods import pod_override
 
@@ -193,22 +207,26 @@ def spec_settings(name: str, retries: int | None, timeout: int | None) -> dict[s
     if retries is not None:
         found["retries"] = (retries, f"tasks.{name}.retries")
     if timeout is not None:
-        found["execution_timeout"] = (datetime.timedelta(seconds=timeout), SPEC_TIMEOUT)
+        found[COMMAND_TIMEOUT] = (timeout, f"tasks.{name}.timeout")
     return found
 
 
-#: The source of an execution timeout that is a spec's ``timeout``: it keeps its old
-#: meaning, the seconds after which the command (not the whole attempt) is killed.
-SPEC_TIMEOUT = "spec timeout"
+#: A spec's ``timeout`` keeps its old meaning: the seconds after which the command
+#: (not the whole attempt) is killed. It is not an Airflow argument.
+COMMAND_TIMEOUT = "command timeout"
 
 
 def _email_by_notifier(merged: dict[str, tuple], task: str | None) -> None:
-    """Replace ``email`` in ``merged`` by an SMTP notifier among the ``on_failure`` ones."""
+    """Replace ``email`` in ``merged`` by an SMTP notifier among the ``on_failure`` ones.
+    Each of the two is merged on its own first, so a task's ``email: []`` silences the
+    file's default addresses and its ``on_failure: []`` the file's other notifiers."""
     if "email" not in merged:
         return
     from alamode_airflow.notify import notifiers
 
     to, key = merged.pop("email")
+    if not to:
+        return
     told = notifiers([{"notifier": EMAIL_NOTIFIER, "to": to}], key=key, task=task)
     others, where = merged.get("on_failure", ([], key))
     merged["on_failure"] = ([*others, *told], where)
@@ -229,30 +247,39 @@ def task_settings(
     result = {}
     for name in names:
         where = f"meta.{TASKS}.{name}"
-        own = _section(per_task.get(name, {}), where, name)
-        merged = {**defaults, **specs.get(name, {}), **_checked(own, where, name)}
-        result[name] = _settled(merged, name)
+        own = _checked(_section(per_task.get(name, {}), where, name), where, name)
+        spec = dict(specs.get(name, {}))
+        # A spec's timeout kills the command; the task's own execution_timeout replaces
+        # it, and the file's default execution_timeout still limits the whole attempt.
+        command = spec.pop(COMMAND_TIMEOUT, None)
+        if "execution_timeout" in own:
+            command = None
+        result[name] = _settled({**defaults, **spec, **own}, command, name)
     return result
+
+
+#: What the plan task does not take from the file's defaults: the tasks' docs, and
+#: what sizes a task's resources (a pod asking for a GPU, several pool slots), which a
+#: lookup of every output does not need and must not wait for.
+NOT_FOR_PLAN = ("doc_md", "executor_config", "pool_slots")
 
 
 def plan_settings(meta: Mapping[str, Any]) -> TaskSettings:
     """The engine's own plan task runs as the file's defaults say (a deployment whose
-    workers listen only to the file's queue must run it too), without their docs."""
+    workers listen only to the file's queue must run it too), but ``NOT_FOR_PLAN``."""
     defaults = file_defaults(meta)
-    defaults.pop("doc_md", None)
-    return _settled(defaults, None)
+    for name in NOT_FOR_PLAN:
+        defaults.pop(name, None)
+    return _settled(defaults, None, None)
 
 
-def _settled(merged: dict[str, tuple], task: str | None) -> TaskSettings:
+def _settled(
+    merged: dict[str, tuple], command_timeout: tuple | None, task: str | None
+) -> TaskSettings:
     """``merged`` (setting -> (value, source)) as the arguments Airflow takes."""
-    timeout = merged.get("execution_timeout", (None, None))
-    command_timeout = None
-    if timeout[1] == SPEC_TIMEOUT:
-        del merged["execution_timeout"]
-        command_timeout = int(timeout[0].total_seconds())
     _email_by_notifier(merged, task)
     return TaskSettings(
         arguments={ARGUMENT.get(k, k): value for k, (value, _) in merged.items()},
         sources={k: source for k, (_, source) in merged.items()},
-        command_timeout=command_timeout,
+        command_timeout=command_timeout[0] if command_timeout else None,
     )

@@ -95,6 +95,15 @@ def test_defaults_then_spec_then_task_settings(collage, tmp_path):
     assert (plan.pool, plan.queue, plan.retries) == ("db", "io", 1)
 
 
+def test_the_plan_task_does_not_take_what_sizes_a_tasks_resources(collage, tmp_path):
+    pod = {"spec": {"containers": [{"name": "base", "resources": {"limits": {"gpu": 1}}}]}}
+    collage.meta["defaults"] = {"executor_config": {"pod_override": pod}, "pool_slots": 4}
+    dag = built(collage, tmp_path)
+    plan, blur = dag.task_dict["alamode_plan"], dag.task_dict["blur"]
+    assert (plan.executor_config, plan.pool_slots) == ({}, 1)
+    assert (blur.pool_slots, "pod_override" in blur.executor_config) == (4, True)
+
+
 def test_older_top_level_retries_and_owner_still_apply(collage, tmp_path):
     collage.meta.update(retries=4, owner="ana")
     blur = built(collage, tmp_path).task_dict["blur"]
@@ -108,8 +117,9 @@ def test_spec_timeout_kills_the_command_until_meta_sets_an_execution_timeout(col
     collage.collage.settings["execution_timeout"] = 120
     dag = built(collage, tmp_path)
     blur, last = dag.task_dict["blur"], dag.task_dict["collage"]
-    # blur's own (spec) timeout wins over the file's default, with its old meaning.
-    assert (blur.timeout_s, blur.execution_timeout) == (60, None)
+    # blur's spec timeout still kills its command; the file's default still limits
+    # the whole attempt (two mechanisms, both kept).
+    assert (blur.timeout_s, blur.execution_timeout) == (60, datetime.timedelta(hours=2))
     assert (last.timeout_s, last.execution_timeout) == (None, datetime.timedelta(minutes=2))
     assert dag.task_dict["edge_enhance"].execution_timeout == datetime.timedelta(hours=2)
 
@@ -155,6 +165,10 @@ def test_pod_override_becomes_a_kubernetes_pod(collage, tmp_path):
         ({"execution_timeout": 0}, r"key 'meta\.tasks\.blur\.execution_timeout': must be at"),
         ({"email": ["a@b", 3]}, r"key 'meta\.tasks\.blur\.email\[1\]': must be a non-empty"),
         ({"executor_config": "big"}, r"key 'meta\.tasks\.blur\.executor_config': must be a"),
+        (
+            {"executor_config": {"pod_overide": {}}},
+            r"key 'meta\.tasks\.blur\.executor_config\.pod_overide': is not read by any executor",
+        ),
         (
             {"executor_config": {"pod_override": {"spec": {"nodeSelector": {}}}}},
             r"key 'meta\.tasks\.blur\.executor_config\.pod_override': is not a Kubernetes pod: "
@@ -240,3 +254,24 @@ def test_email_is_an_smtp_notifier_beside_the_other_failure_notifiers(collage, t
     assert not dag.task_dict["blur"].email
     (only,) = dag.task_dict["collage"].on_failure_callback
     assert isinstance(only, HttpNotifier)
+
+
+def test_a_task_silences_the_files_email_or_notifiers_on_its_own(collage, tmp_path):
+    from airflow.providers.http.notifications.http import HttpNotifier
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    http = {"notifier": "http", "conn_id": "ops_alerts"}
+    collage.meta["defaults"] = {"on_failure": [http], "email": "ops@example.com"}
+    collage.blur.settings["email"] = []
+    collage.edge_enhance.settings["on_failure"] = []
+    dag = built(collage, tmp_path)
+
+    def kinds(name: str) -> list[str]:
+        callbacks = dag.task_dict[name].on_failure_callback
+        return [
+            k.__name__ for n in callbacks for k in (HttpNotifier, SmtpNotifier) if isinstance(n, k)
+        ]
+
+    assert kinds("blur") == ["HttpNotifier"]
+    assert kinds("edge_enhance") == ["SmtpNotifier"]
+    assert kinds("collage") == ["HttpNotifier", "SmtpNotifier"]
