@@ -20,7 +20,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from a_la_mode import Pipeline
+from a_la_mode import AlamodeError, Pipeline
 from a_la_mode.files import atomic_write
 
 #: The call every generated module makes: how the folder loader recognises one.
@@ -71,9 +71,27 @@ def module_text(pipeline: Pipeline, encoded_name: str, sha256: str) -> str:
     )
 
 
+#: The folder loader's own file name: a Dag of this name would replace it.
+RESERVED = "alamode_dags"
+
+
+def check_module(encoded: Path) -> None:
+    """Raise AlamodeError unless the module of ``encoded`` may be written."""
+    module = module_path(encoded)
+    if encoded.stem == RESERVED:
+        raise AlamodeError(f"{RESERVED!r} is the folder loader's name; give the Dag another")
+    if module.exists() and not has_module(encoded):
+        raise AlamodeError(
+            f"{module} exists and was not written by `alamode encode`: not replaced"
+            " (rename the Dag with meta dag_id, or move that file)"
+        )
+
+
 def write_module(encoded: Path, pipeline: Pipeline) -> Path:
     """Write (atomically) the module of ``encoded``; unchanged text is not rewritten,
-    so the DAG processor has no reason to parse that file again."""
+    so the DAG processor has no reason to parse that file again. A ``NAME.py`` that is
+    not a module written here (a hand-written DAG, a helper) is never replaced."""
+    check_module(encoded)
     module = module_path(encoded)
     digest = hashlib.sha256(encoded.read_bytes()).hexdigest()
     text = module_text(pipeline, encoded.name, digest)

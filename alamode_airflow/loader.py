@@ -65,6 +65,11 @@ def dag_from(module_file: str, encoded_name: str) -> DAG:
     """The DAG of the encoded file ``encoded_name`` beside ``module_file`` (its
     generated module's ``__file__``), or its broken DAG."""
     path = Path(module_file).parent / encoded_name
+    if not path.exists():
+        module = Path(module_file).name
+        return broken_dag(
+            path, f"{encoded_name} is gone: delete {module}, the DAG file `alamode encode` wrote"
+        )
     return _built(path, encoded_name, None)
 
 

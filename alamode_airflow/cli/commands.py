@@ -13,7 +13,7 @@ from a_la_mode import diff as diff_pipelines
 from a_la_mode.discover import find_dags
 from a_la_mode.files import atomic_write
 from alamode_airflow.cli import render
-from alamode_airflow.dag_module import write_module
+from alamode_airflow.dag_module import check_module, write_module
 from alamode_airflow.factory import build_dag
 
 SUFFIX = ".alamode"
@@ -37,7 +37,12 @@ def cli() -> None:
         " builds it (default: NAME.alamode in the current folder)."
     ),
 )
-def encode(pipeline: Path, output: Path | None, dags_folder: Path | None) -> int:
+@click.option(
+    "--no-check",
+    is_flag=True,
+    help="Do not build each Dag first (for a file meant for another deployment's config).",
+)
+def encode(pipeline: Path, output: Path | None, dags_folder: Path | None, no_check: bool) -> int:
     """Encode the Dags defined in PIPELINE (a Python file) to .alamode files, each
     checked first as the Airflow engine will build it."""
     if output and dags_folder:
@@ -53,9 +58,12 @@ def encode(pipeline: Path, output: Path | None, dags_folder: Path | None) -> int
         try:
             data = dag.bencode()
             encoded = load(data)
-            # What the DAG processor will build from the file: a bad schedule or
-            # setting is refused here, before the file replaces a working one.
-            build_dag(encoded, target)
+            if dags_folder:
+                check_module(target)  # before anything is written
+            if not no_check:
+                # What the DAG processor will build from the file: a bad schedule or
+                # setting is refused here, before the file replaces a working one.
+                build_dag(encoded, target)
             atomic_write(target, data)
             if dags_folder:
                 write_module(target, encoded)

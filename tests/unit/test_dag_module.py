@@ -103,3 +103,34 @@ def test_the_repository_demo_module_matches_its_file():
 
     digest = hashlib.sha256(encoded.read_bytes()).hexdigest()
     assert module_path(encoded).read_text() == module_text(load(encoded), encoded.name, digest)
+
+
+def test_a_hand_written_dag_file_of_the_same_name_is_never_replaced(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pipes.py").write_text(PIPELINES)
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    mine = folder / "second.py"
+    mine.write_text("# my own DAG file\n")
+    assert main(["encode", "pipes.py", "--dags-folder", str(folder)]) == 3
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"{mine} exists and was not written by `alamode encode`: not replaced" in said
+    assert mine.read_text() == "# my own DAG file\n"
+    assert not (folder / "second.alamode").exists()  # nothing half done for it
+
+
+def test_a_module_whose_encoded_file_is_gone_says_what_to_delete(dags):
+    (dags / "second.alamode").unlink()
+    broken = bag(dags).dags["alamode_broken__second"]
+    assert "second.alamode is gone: delete second.py" in broken.description
+
+
+def test_encode_can_skip_the_engine_check(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "odd.py").write_text(
+        "from a_la_mode import Dag\nd = Dag({'dag_id': 'odd'})\n"
+        "d.task('a', {'command': 'true'}, retires=1)\n"
+    )
+    assert main(["encode", "odd.py", "-o", "odd.alamode"]) == 4
+    assert main(["encode", "odd.py", "-o", "odd.alamode", "--no-check"]) == 0
+    assert (tmp_path / "odd.alamode").exists()
