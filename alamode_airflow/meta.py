@@ -32,7 +32,15 @@ from a_la_mode import SpecValueError
 from a_la_mode.ids import DIGEST_KEY
 from alamode_airflow import _compat
 from alamode_airflow._compat import AirflowTimetableInvalid
-from alamode_airflow.operating import DEFAULTS, LEGACY_DEFAULTS, TASKS, at_least, seconds, text
+from alamode_airflow.operating import (
+    DEFAULTS,
+    LEGACY_DEFAULTS,
+    TASK_SETTINGS,
+    TASKS,
+    at_least,
+    seconds,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +184,16 @@ def report_unknown(file: str, settings: DagSettings) -> None:
 
 
 def report_spec_settings(file: str, task: str, spec: Mapping[str, Any]) -> None:
-    """Say once where a spec's ``retries`` or ``timeout`` belongs from now on."""
-    for key in ("retries", "timeout"):
-        if key in spec:
+    """Say once where a spec's ``retries`` or ``timeout`` belongs from now on, and that
+    a spec key named like an execution setting (``queue``, ``pool``) is not one."""
+    for key in sorted(set(spec) & {"retries", "timeout", *TASK_SETTINGS}):
+        if key in ("retries", "timeout"):
             setting = "execution_timeout" if key == "timeout" else key
-            report_once(
-                file,
-                f"tasks.{task}.{key}",
-                f"task {task!r}: spec key {key!r} is part of its output ID; change it through"
-                f" meta tasks.{task}.{setting}, which recomputes nothing (see the README)",
-            )
+            said = f"change it through meta tasks.{task}.{setting}, which recomputes nothing"
+        else:
+            said = f"it is not an execution setting there: did you mean meta tasks.{task}.{key}?"
+        report_once(
+            file,
+            f"tasks.{task}.{key}",
+            f"task {task!r}: spec key {key!r} is part of its output ID; {said} (see the README)",
+        )

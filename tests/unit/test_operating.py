@@ -275,3 +275,15 @@ def test_a_task_silences_the_files_email_or_notifiers_on_its_own(collage, tmp_pa
     assert kinds("blur") == ["HttpNotifier"]
     assert kinds("edge_enhance") == ["SmtpNotifier"]
     assert kinds("collage") == ["HttpNotifier", "SmtpNotifier"]
+
+
+def test_a_setting_written_into_the_spec_is_pointed_to_meta(collage, tmp_path, caplog):
+    collage.blur.spec["queue"] = "gpu"  # an easy mistake: it is part of the ID, not a queue
+    path = collage.save(tmp_path / "dags" / "slip.alamode")
+    blur = build_dag(load(path), path).task_dict["blur"]
+    assert blur.queue == "default"
+    said = [r.getMessage() for r in caplog.records if "spec key 'queue'" in r.getMessage()]
+    assert said == [
+        f"{path}: task 'blur': spec key 'queue' is part of its output ID; it is not an"
+        " execution setting there: did you mean meta tasks.blur.queue? (see the README)"
+    ]
