@@ -32,9 +32,16 @@ class AlamodeContainerOperator(AlamodeCommandOperator):
     """Runs the command in a container; subclasses say which kind."""
 
     def produce(self, context: Any, output: Path, inputs: Mapping[str, str], run: RunInfo) -> None:
-        operator = self.container_operator(output, inputs, run)
+        self._container = self.container_operator(output, inputs, run)
         self.log.info("running in %s: %s", self.image, self.command)
-        operator.execute(context)
+        self._container.execute(context)
+
+    def on_kill(self) -> None:
+        """A task killed (its ``execution_timeout``, a mark as failed) stops its
+        container or pod too, which would otherwise run on beside the retry."""
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.on_kill()
 
     def container_operator(self, output: Path, inputs: Mapping[str, str], run: RunInfo):
         """The provider operator that runs this attempt (built, not started)."""

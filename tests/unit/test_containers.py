@@ -214,3 +214,15 @@ def test_kubernetes_runner_gives_the_pod_override_to_the_command_pod_only(tmp_pa
     assert container.args == ["python blur.py"]  # the command's container, merged
     assert pod.spec.node_selector == {"accelerator": "a100"}
     assert [t.key for t in pod.spec.tolerations] == ["gpu"]
+
+
+def test_a_killed_task_stops_its_container(tmp_path):
+    dag, pipeline = built(tmp_path, "docker")
+    blur = dag.get_task("blur")
+    blur.on_kill()  # nothing started yet: nothing to stop, no error
+    container = blur.container_operator(*attempt(tmp_path, pipeline))
+    stopped = []
+    container.on_kill = lambda: stopped.append(container.image)
+    blur._container = container  # as produce() leaves it while the container runs
+    blur.on_kill()
+    assert stopped == [IMAGE]
