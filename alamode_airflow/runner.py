@@ -91,9 +91,27 @@ def variables(call: Invocation) -> dict[str, str]:
     return env
 
 
+#: What a worker's environment holds that a command must not see: the deployment's
+#: secrets (the JWT secret forges task tokens, the Fernet key opens every stored
+#: connection) and connections, variables and database or broker URLs (with their
+#: passwords). A command that prints its environment would put them in a task log.
+_SECRET_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_")
+_SECRET_MARKS = ("SECRET", "FERNET", "PASSWORD", "SQL_ALCHEMY_CONN", "BROKER_URL", "BACKEND")
+
+
+def is_secret(name: str) -> bool:
+    """Whether the worker's variable ``name`` is kept from commands."""
+    if name.startswith(_SECRET_PREFIXES):
+        return True
+    return name.startswith("AIRFLOW__") and (
+        name.endswith(("_CMD", "_SECRET")) or any(mark in name for mark in _SECRET_MARKS)
+    )
+
+
 def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
-    """A local command's environment: the worker's ``base``, then ``variables``."""
-    env = dict(base)
+    """A local command's environment: the worker's ``base`` without its secrets
+    (``is_secret``), then ``variables``."""
+    env = {name: value for name, value in base.items() if not is_secret(name)}
     # The worker's own interpreter first, so "python script.py" finds the packages
     # Airflow runs with.
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), base.get("PATH", "")])

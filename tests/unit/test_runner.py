@@ -354,3 +354,14 @@ def test_protection_setting_is_checked(tmp_path, monkeypatch):
         CommandFailed, match="protect_inputs must be one of mount, check, not 'none'"
     ):
         Command(call(tmp_path, "true")).run(lambda line: None)
+
+
+def test_the_deployments_secrets_never_reach_a_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "forge-tokens")
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "open-connections")
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://u:pw@db/airflow")
+    monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_STORE", '{"password": "s3-key"}')
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", "/dags")  # not a secret: kept
+    lines = []
+    Command(call(tmp_path, "env | grep ^AIRFLOW | sort")).run(lines.append)
+    assert lines == ["AIRFLOW__CORE__DAGS_FOLDER=/dags"]
