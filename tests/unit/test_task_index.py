@@ -26,9 +26,10 @@ class CountingStore(OutputStore):
         super().__init__(root)
         self.reads: list[str] = []
 
-    def read(self, output_id, generation):
+    def _read(self, output_id, generation, keys):
+        # Every record read, by a lookup, a history or ``read``, goes through here.
         self.reads.append(output_id)
-        return super().read(output_id, generation)
+        return super()._read(output_id, generation, keys)
 
 
 def commit(store: OutputStore, pipeline, dag_id: str, run_id: str) -> None:
