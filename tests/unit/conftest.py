@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from a_la_mode import Dag
+from loopback.servers import s3_server
 
 
 @pytest.fixture
@@ -15,3 +16,12 @@ def collage() -> Dag:
     dag.task("collage", {"image": "collage", "sha": "1qe34", "command": "python collage.py"})
     dag.download_images >> [dag.blur, dag.edge_enhance] >> dag.collage
     return dag
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """An S3 server on loopback for the module. Each module reaches it through a
+    connection ID of its own: S3 clients are cached by connection ID, and a client of
+    an earlier module's server (stopped since) must not be reused."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as running:
+        yield running

@@ -7,16 +7,9 @@ import pytest
 
 from a_la_mode import Dag, load
 from alamode_airflow.cli import main
-from loopback.servers import s3_server
 
 CONN_ID = "alamode_cli_s3"
 BUCKET_ROOT = "s3://alamode-outputs"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with s3_server(tmp_path_factory.mktemp("s3")) as running:
-        yield running
 
 
 @pytest.fixture

@@ -23,16 +23,9 @@ from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, Lookup, OutputStore
 from alamode_airflow.triggers import ClaimReleasedTrigger
-from loopback.servers import s3_server
 from tests.unit.test_operators import SCHEDULED, operator, run
 
 CONN_ID = "alamode_requests_s3"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with s3_server(tmp_path_factory.mktemp("s3")) as running:
-        yield running
 
 
 @pytest.fixture

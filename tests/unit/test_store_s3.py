@@ -18,17 +18,10 @@ from alamode_airflow import gc, history
 from alamode_airflow.claims import Claim, Claimant, Claims
 from alamode_airflow.store import Committed, Found, OutputStore
 from alamode_airflow.triggers import ClaimReleasedTrigger
-from loopback.servers import s3_server
 from tests.unit.test_store import OUTPUT, attempt, record_for
 
 CONN_ID = "alamode_test_s3"
 ROOT = "s3://alamode-outputs/store"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with s3_server(tmp_path_factory.mktemp("s3")) as running:
-        yield running
 
 
 @pytest.fixture
