@@ -30,10 +30,10 @@ import base64
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import bencode
+from report import timed
 
 from a_la_mode import Dag, load
 from a_la_mode.ids import id_of
@@ -91,12 +91,6 @@ def fill(root: Path, n: int) -> None:
         write(root, task.output, record(task.output, DAG, TASK, task.preimage(), v))
     for i in range(n - VERSIONS):
         write(root, *fake(i))
-
-
-def timed(step) -> float:
-    began = time.perf_counter()
-    step()
-    return time.perf_counter() - began
 
 
 def main(argv: list[str] | None = None) -> int:

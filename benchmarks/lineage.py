@@ -24,27 +24,16 @@ import io
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from plan import fill
+from report import timed
 
-from a_la_mode import Dag, load
 from alamode_airflow.cli import main as alamode
 from alamode_airflow.history import lineage
 from alamode_airflow.manifests import verify
 from alamode_airflow.store import OutputStore
-
-
-def ladder(levels: int):
-    dag = Dag({"dag_id": "lineage_bench"})
-    top = dag.task("top0", {"command": "echo top0"})
-    for level in range(levels):
-        sides = [dag.task(f"{side}{level}", {"command": f"echo {side}{level}"}) for side in "lr"]
-        joined = dag.task(f"top{level + 1}", {"command": f"echo top{level + 1}"})
-        top >> sides >> joined
-        top = joined
-    return load(dag.bencode())
+from tests.unit.storefill import diamond_ladder
 
 
 class Counting(OutputStore):
@@ -52,15 +41,10 @@ class Counting(OutputStore):
 
     reads = 0
 
-    def read(self, output_id, generation):
+    def _read(self, output_id, generation, keys):
+        # Every record read, by a lookup or by ``read``, goes through here.
         Counting.reads += 1
-        return super().read(output_id, generation)
-
-
-def timed(step) -> float:
-    began = time.perf_counter()
-    step()
-    return time.perf_counter() - began
+        return super()._read(output_id, generation, keys)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, default=60)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    tasks = ladder(args.levels)
+    tasks = diamond_ladder(args.levels, "lineage_bench")
     last = tasks[f"top{args.levels}"].output
     with tempfile.TemporaryDirectory(prefix="alamode-bench-lineage-") as root:
         store = Counting(str(Path(root) / "store"))

@@ -28,10 +28,10 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from report import timed
 from shapes import chain
 
 from a_la_mode import Dag, load
@@ -63,12 +63,6 @@ def before(plan, asked: list[str]) -> frozenset[str]:
     for name in asked:
         expanded |= plan.dag.get_task(name).get_flat_relative_ids(upstream=False)
     return frozenset(expanded)
-
-
-def timed(step) -> float:
-    began = time.perf_counter()
-    step()
-    return time.perf_counter() - began
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from a_la_mode import Dag, load
 from a_la_mode.partitions import partition_id
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
@@ -45,3 +46,15 @@ def produce(
             manifest=manifest(staging / "data"),
         )
         store.commit(staging, record)
+
+
+def diamond_ladder(levels: int, name: str = "ladder"):
+    """top0 -> (l0, r0) -> top1 -> (l1, r1) -> ... -> top<levels>: 2**levels paths."""
+    dag = Dag({"dag_id": name})
+    top = dag.task("top0", {"command": "echo top0"})
+    for level in range(levels):
+        sides = [dag.task(f"{side}{level}", {"command": f"echo {side}{level}"}) for side in "lr"]
+        joined = dag.task(f"top{level + 1}", {"command": f"echo top{level + 1}"})
+        top >> sides >> joined
+        top = joined
+    return load(dag.bencode())

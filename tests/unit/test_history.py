@@ -10,7 +10,7 @@ from a_la_mode import load
 from alamode_airflow.cli import main
 from alamode_airflow.history import Check, Verdict, explain, lineage, status
 from alamode_airflow.store import Found, OutputStore
-from tests.unit.storefill import produce
+from tests.unit.storefill import diamond_ladder, produce
 
 
 @pytest.fixture
@@ -164,20 +164,6 @@ class CountingStore(OutputStore):
     def fetch(self, record, into):
         self.fetches.append(record.output_id)
         return super().fetch(record, into)
-
-
-def diamond_ladder(levels: int):
-    """top0 -> (l0, r0) -> top1 -> (l1, r1) -> ... -> top<levels>: 2**levels paths."""
-    from a_la_mode import Dag
-
-    dag = Dag({"dag_id": "ladder"})
-    top = dag.task("top0", {"command": "echo top0"})
-    for level in range(levels):
-        sides = [dag.task(f"{side}{level}", {"command": f"echo {side}{level}"}) for side in "lr"]
-        joined = dag.task(f"top{level + 1}", {"command": f"echo top{level + 1}"})
-        top >> sides >> joined
-        top = joined
-    return load(dag.bencode())
 
 
 def test_lineage_reads_and_verifies_each_shared_ancestor_once(tmp_path):
