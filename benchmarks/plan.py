@@ -45,28 +45,34 @@ def pipeline(n: int):
     return load(dag.bencode())
 
 
+def record_of(task, tasks, files, *, dag_id: str = "plan_bench", data_path: str = "data"):
+    """The success record the engine writes for ``task`` of ``tasks``, holding ``files``."""
+    return SuccessRecord(
+        output_id=task.output,
+        dag_id=dag_id,
+        task=task.name,
+        run_id="fill",
+        try_number=1,
+        start="2026-01-01T00:00:00+00:00",
+        end="2026-01-01T00:00:01+00:00",
+        duration_s=1.0,
+        command=task.spec["command"],
+        image=None,
+        sha=None,
+        inputs={name: tasks[name].output for name in task.inputs},
+        input_generations={name: 0 for name in task.inputs},
+        preimage_b64=base64.b64encode(task.preimage()).decode(),
+        host="bench",
+        manifest=files,
+        data_path=data_path,
+    )
+
+
 def fill(store: OutputStore, tasks) -> None:
     for task in tasks:
         staging = store.stage(task.output)
         (staging / "data" / "out.txt").write_text(task.name)
-        record = SuccessRecord(
-            output_id=task.output,
-            dag_id="plan_bench",
-            task=task.name,
-            run_id="fill",
-            try_number=1,
-            start="2026-01-01T00:00:00+00:00",
-            end="2026-01-01T00:00:01+00:00",
-            duration_s=1.0,
-            command=task.spec["command"],
-            image=None,
-            sha=None,
-            inputs={name: tasks[name].output for name in task.inputs},
-            input_generations={name: 0 for name in task.inputs},
-            preimage_b64=base64.b64encode(task.preimage()).decode(),
-            host="bench",
-            manifest=manifest(staging / "data"),
-        )
+        record = record_of(task, tasks, manifest(staging / "data"))
         store.commit(staging, record)
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import signal
 import sys
@@ -38,13 +37,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from plan import pipeline
+from plan import pipeline, record_of
 
 from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import RECORD, OutputStore
 from loopback.servers import S3Server, s3_server
+
+DAG_ID = "s3_plan_bench"
 
 CONN_ID = "alamode_bench_s3"
 FILLERS = 16
@@ -97,28 +98,6 @@ class LatencyProxy:
         await asyncio.gather(requests(), answers(), return_exceptions=True)
 
 
-def record_of(task, tasks, data_path: str, files) -> SuccessRecord:
-    return SuccessRecord(
-        output_id=task.output,
-        dag_id="s3_plan_bench",
-        task=task.name,
-        run_id="fill",
-        try_number=1,
-        start="2026-01-01T00:00:00+00:00",
-        end="2026-01-01T00:00:01+00:00",
-        duration_s=1.0,
-        command=task.spec["command"],
-        image=None,
-        sha=None,
-        inputs={name: tasks[name].output for name in task.inputs},
-        input_generations={name: 0 for name in task.inputs},
-        preimage_b64=base64.b64encode(task.preimage()).decode(),
-        host="bench",
-        manifest=files,
-        data_path=data_path,
-    )
-
-
 def fill_s3(server: S3Server, bucket: str, store: OutputStore, tasks) -> None:
     """Every output as ``ObjectBackend.commit`` leaves it (its data under an attempt
     prefix, then its record), uploaded straight to moto, many at once."""
@@ -138,7 +117,13 @@ def fill_s3(server: S3Server, bucket: str, store: OutputStore, tasks) -> None:
     def commit(task) -> None:
         staging = store.stage(task.output)
         (staging / "data" / "out.txt").write_text(task.name)
-        record = record_of(task, tasks, store.data_path(staging), manifest(staging / "data"))
+        record = record_of(
+            task,
+            tasks,
+            manifest(staging / "data"),
+            dag_id=DAG_ID,
+            data_path=store.data_path(staging),
+        )
         key = f"{base}/objects/{task.output}/0"
         body = (staging / "data" / "out.txt").read_bytes()
         client.put_object(Bucket=bucket, Key=f"{key}/{record.data_path}/out.txt", Body=body)
@@ -156,7 +141,7 @@ def fill_local(store: OutputStore, tasks) -> None:
         folder = Path(store.object_dir(task.output, 0).path)
         (folder / "data").mkdir(parents=True)
         (folder / "data" / "out.txt").write_text(task.name)
-        record = record_of(task, tasks, "data", manifest(folder / "data"))
+        record = record_of(task, tasks, manifest(folder / "data"), dag_id=DAG_ID)
         (folder / RECORD).write_text(record.dumps())
 
 
