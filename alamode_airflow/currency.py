@@ -5,9 +5,10 @@ current generation is the one its record says it read (``SuccessRecord.stale_rea
 Tasks are assessed in topological order, so each input's verdict is known before its
 readers' and the pass costs one lookup per output, none per input: an input that is
 missing, stale or being rebuilt will be made again, so everything that read it is stale.
-The lookups do not depend on each other, so they are all made first, many at once
-(``store.look_up_all``): on an object store, where each waits on two round trips, the
-plan waits for its round trips divided by the workers, not for their sum.
+The lookups do not depend on each other, so they are all made first, in one call
+(``OutputStore.lookup_all``): on an object store the outputs' folders are listed
+together and their records read many at once, so the plan waits for about one round
+trip per output divided by the workers, not for two per output in a row.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from alamode_airflow.store import LOOKUP_WORKERS, Lookup, look_up_all
+from alamode_airflow.store import Lookup
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,13 @@ class Assessed:
 def assess(
     outputs: Mapping[str, str],
     inputs: Mapping[str, Iterable[str]],
-    look: Callable[[str], Lookup],
+    look_all: Callable[[list[str]], Mapping[str, Lookup]],
     rebuild: frozenset[str] = frozenset(),
-    workers: int = LOOKUP_WORKERS,
 ) -> dict[str, Assessed]:
     """Each task of ``outputs`` (task -> output ID, in topological order), with
-    ``inputs`` (task -> the tasks it reads) and ``look`` (output ID -> lookup, called
-    from up to ``workers`` threads at once)."""
-    looked = [oid for task, oid in outputs.items() if task not in rebuild]
-    lookups = look_up_all(look, looked, workers)
+    ``inputs`` (task -> the tasks it reads) and ``look_all`` (output IDs -> their
+    lookups, e.g. ``store.lookup_all``; called once)."""
+    lookups = look_all([oid for task, oid in outputs.items() if task not in rebuild])
     generation: dict[str, int | None] = {}  # what a reader would read: None if remade
     result: dict[str, Assessed] = {}
     for task, output_id in outputs.items():

@@ -54,7 +54,7 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
     rows = [_intervals(store, task) for task in pipeline if task.name in per_interval]
     outputs = {task.name: task.output for task in pipeline if task.name not in per_interval}
     inputs = {task.name: list(task.inputs) for task in pipeline}
-    for task, verdict in assess(outputs, inputs, store.lookup).items():
+    for task, verdict in assess(outputs, inputs, store.lookup_all).items():
         found = verdict.found
         rows.append(
             TaskStatus(
@@ -175,7 +175,7 @@ def _assess_upto(pipeline: Pipeline, name: str, store: OutputStore):
     needed = {name} | pipeline.ancestors(name)
     tasks = [t for t in pipeline if t.name in needed]
     outputs = {t.name: t.output for t in tasks}
-    return assess(outputs, {t.name: list(t.inputs) for t in tasks}, store.lookup)[name]
+    return assess(outputs, {t.name: list(t.inputs) for t in tasks}, store.lookup_all)[name]
 
 
 def _size(change: TaskChange) -> int:

@@ -3,6 +3,7 @@ already has, and marks those tasks skipped with a single call to Airflow."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,9 +46,8 @@ class AlamodePlanOperator(BaseOperator):
             task_id: run.output_id(task_id, file_id, task_id in self.partitioned)
             for task_id, file_id in self.outputs.items()
         }
-        verdicts = assess(
-            targets, inputs, lambda oid: store.settle(oid, self.log.warning), run.rebuild
-        )
+        look_all = functools.partial(store.lookup_all, warn=self.log.warning)
+        verdicts = assess(targets, inputs, look_all, run.rebuild)
         cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
         self._log(verdicts, cached, asked, rebuild)
         stale = {task: v.stale for task, v in verdicts.items() if v.stale}

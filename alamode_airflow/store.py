@@ -205,18 +205,20 @@ class OutputStore:
         """The committed output's location as people write it: a path, or a URL."""
         return self.shown(self.location(output_id, generation))
 
-    def lookup(self, output_id: str) -> Lookup:
+    def lookup(self, output_id: str, listing: Listing | None = None) -> Lookup:
         """The current generation of ``output_id``: the newest one, unless it is still
         being written (object stores), when the one before it is still current. A
         tombstone ends the search: what it superseded never comes back.
 
         On an object store this is one listing of the output's folder and one read of
         the current record (two requests), unless the folder holds too many keys for
-        one page of a listing."""
+        one page of a listing; with ``listing`` (the folder listed already, by
+        ``lookup_all``), the read alone."""
         check_output_id(output_id)
         found = None
-        for last in (False, False, True):
-            listing = self.backend.listing(output_id)
+        for attempt, last in enumerate((False, False, True)):
+            if listing is None or attempt:
+                listing = self.backend.listing(output_id)
             # A listed record gone when read was quarantined meanwhile (its tombstone
             # came first): look again. Twice more at most, then record by record.
             found = self._current(output_id, replace(listing, keys=None) if last else listing)
@@ -238,16 +240,37 @@ class OutputStore:
             return Lookup(Found.MISSING, reason=reason, generation=void)
         return Lookup(Found.MISSING)
 
-    def settle(self, output_id: str, warn: Callable[..., None]) -> Lookup:
+    def settle(
+        self, output_id: str, warn: Callable[..., None], listing: Listing | None = None
+    ) -> Lookup:
         """The current generation's lookup, after moving aside (one ``warn`` line) a
         current generation whose record is bad or whose data vanished: it is not a
         success, and the output is then missing, never an older generation again."""
-        found = self.lookup(output_id)
+        found = self.lookup(output_id, listing)
         if found.status in (Found.CORRUPT, Found.VANISHED):
             warn("output %s is not a success (%s); ignoring it", output_id[:12], found.reason)
             self.quarantine(output_id, found.generation)
             found = self.lookup(output_id)
         return found
+
+    def lookup_all(
+        self, output_ids: Iterable[str], warn: Callable[..., None] | None = None
+    ) -> dict[str, Lookup]:
+        """``lookup`` of each output (``settle`` with ``warn``), many at once. The
+        backend first lists the outputs' folders together where it can
+        (``listings``: on an object store, a few pages of keys for many outputs,
+        rather than a listing each), so a walk of many cached outputs costs about one
+        record read per output, all of them concurrent (``look_up_all``)."""
+        ids = list(dict.fromkeys(output_ids))
+        listed = self.backend.listings([check_output_id(oid) for oid in ids])
+
+        def look(output_id: str) -> Lookup:
+            listing = listed.get(output_id)
+            if warn is None:
+                return self.lookup(output_id, listing)
+            return self.settle(output_id, warn, listing)
+
+        return look_up_all(look, ids)
 
     def history(self, output_id: str) -> list[Lookup]:
         """Every generation of ``output_id`` that has a folder, oldest first (on an

@@ -57,6 +57,11 @@ class LocalBackend:
         except (FileNotFoundError, NotADirectoryError):
             return Listing.of(())
 
+    def listings(self, output_ids: list[str]) -> dict[str, Listing]:
+        """None up front: a local listing is one ``listdir``, made by each lookup in
+        its own thread."""
+        return {}
+
     def read_record(self, output_id: str, generation: int) -> str:
         from alamode_airflow.store import RECORD
 

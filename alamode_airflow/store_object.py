@@ -26,6 +26,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,7 @@ from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims, rea
 from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import remove
 from alamode_airflow.records import SuccessRecord
-from alamode_airflow.store import RECORD
+from alamode_airflow.store import LOOKUP_WORKERS, RECORD
 
 if TYPE_CHECKING:
     from alamode_airflow.store import Committed, Found, Listing, OutputStore
@@ -43,6 +44,11 @@ if TYPE_CHECKING:
 ATTEMPT_PREFIX = "alamode-"
 #: Keys one listing of an output's folder brings back (S3's largest page).
 LISTED_KEYS = 1000
+#: Outputs a walk looks up before their folders are listed together
+#: (``ObjectBackend.listings``), and the fewest a run of that scan covers.
+SCAN_MIN = 64
+#: Outputs a page of that scan must answer for, or the run's others are listed each.
+SCAN_DENSE = 16
 
 
 class ObjectBackend:
@@ -68,7 +74,7 @@ class ObjectBackend:
         (the records, tombstones and data of all its generations; a few keys for most
         outputs); else the folder's names (a second request), and files are then
         looked for one by one."""
-        from alamode_airflow.store import LOOKUP_WORKERS, Listing
+        from alamode_airflow.store import Listing
 
         fs = self.root.fs
         if not hasattr(fs, "call_s3"):  # not S3's client: list the folder's names
@@ -81,6 +87,61 @@ class ObjectBackend:
             return Listing.of(child_names(self.store.object_dir(output_id)))
         keys = frozenset(item["Key"][len(prefix) :] for item in page.get("Contents", ()))
         return Listing.of({key.split("/", 1)[0] for key in keys}, keys)
+
+    def listings(self, output_ids: list[str]) -> dict[str, Listing]:
+        """The folders of many outputs, listed together: the keys of ``objects/``
+        read in pages from just before each output not yet listed
+        (``StartAfter``), so one page answers for every output whose keys it holds
+        whole (outputs are a few keys each: a page answers for hundreds). Each page
+        answers for at least one output, so a walk never costs more requests than
+        outputs, and it reads no key before the first output or after the last. The
+        IDs, sorted, are split into runs scanned at once, one thread each. Where the
+        outputs are sparse among the store's (a page answers for few of them), the
+        rest of a run is left to each lookup's own listing."""
+        fs = self.root.fs
+        if not hasattr(fs, "call_s3") or len(output_ids) < SCAN_MIN:
+            return {}
+        _widen_pool(fs, LOOKUP_WORKERS)
+        ids = sorted(output_ids)
+        runs = max(1, min(LOOKUP_WORKERS, len(ids) // SCAN_MIN))
+        size = -(-len(ids) // runs)
+        with ThreadPoolExecutor(runs, thread_name_prefix="alamode-scan") as pool:
+            parts = pool.map(self._scan, [ids[i : i + size] for i in range(0, len(ids), size)])
+            return {oid: listing for part in parts for oid, listing in part.items()}
+
+    def _scan(self, ids: list[str]) -> dict[str, Listing]:
+        """``listings`` of one sorted run of IDs, page after page."""
+        from alamode_airflow.store import Listing
+
+        fs = self.root.fs
+        bucket, key, _ = fs.split_path(f"{self.base}/objects")
+        prefix = f"{key}/"
+        found: dict[str, Listing] = {}
+        i = 0
+        while i < len(ids):
+            page = fs.call_s3(
+                "list_objects_v2",
+                Bucket=bucket,
+                Prefix=prefix,
+                StartAfter=prefix + ids[i],
+                MaxKeys=LISTED_KEYS,
+            )
+            folders: dict[str, set[str]] = {}
+            for item in page.get("Contents", ()):
+                output_id, _, rest = item["Key"][len(prefix) :].partition("/")
+                folders.setdefault(output_id, set()).add(rest)
+            # A truncated page may hold only the first keys of its last output.
+            end = max(folders) if page.get("IsTruncated") and folders else None
+            start = i
+            while i < len(ids) and (end is None or ids[i] < end):
+                keys = frozenset(folders.get(ids[i], ()))
+                found[ids[i]] = Listing.of({k.split("/", 1)[0] for k in keys}, keys)
+                i += 1
+            if i == start:
+                i += 1  # its keys alone fill a page: its lookup lists it
+            elif end is not None and i - start < SCAN_DENSE:
+                break  # sparse here: a listing per output costs less than pages
+        return found
 
     def read_record(self, output_id: str, generation: int) -> str:
         return read_whole(self.root.fs, self._key(output_id, str(generation), RECORD)).decode()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -159,7 +160,7 @@ def sequential_lookup(store: OutputStore, output_id: str) -> bool:
 def plan_pass(store: OutputStore, tasks) -> None:
     outputs = {task.name: task.output for task in tasks}
     inputs = {task.name: list(task.inputs) for task in tasks}
-    verdicts = assess(outputs, inputs, lambda oid: store.settle(oid, print))
+    verdicts = assess(outputs, inputs, functools.partial(store.lookup_all, warn=print))
     assert all(v.current for v in verdicts.values()), "a cached output was not current"
 
 

@@ -285,7 +285,7 @@ def check_provenance(seen: Seen, model: Model) -> None:
     """What ``currency.assess`` calls current is what the model calls current, and read
     each input's current generation; and every record's inputs, while the store holds
     the generation it names, are the very bytes the output was made from."""
-    verdicts = assess(OUTPUTS, INPUTS, lambda oid: seen.lookups[TASK_OF[oid]])
+    verdicts = assess(OUTPUTS, INPUTS, lambda ids: {oid: seen.lookups[TASK_OF[oid]] for oid in ids})
     current = {name for name, verdict in verdicts.items() if verdict.current}
     assert current == {name for name in TASKS if model.is_current(name)}
     for name in current:
@@ -387,4 +387,4 @@ def made_from_old_a(store: OutputStore) -> None:
 
 def current(store: OutputStore) -> set[str]:
     """The tasks ``currency.assess`` calls current."""
-    return {name for name, v in assess(OUTPUTS, INPUTS, store.lookup).items() if v.current}
+    return {name for name, v in assess(OUTPUTS, INPUTS, store.lookup_all).items() if v.current}

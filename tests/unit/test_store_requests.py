@@ -6,6 +6,7 @@ request costs a round trip (20-50 ms on S3), so these counts are the plan's spee
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import threading
 import time
@@ -21,7 +22,7 @@ from alamode_airflow.claims import Claim, Claims
 from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
-from alamode_airflow.store import Found, Lookup, OutputStore
+from alamode_airflow.store import Found, Lookup, OutputStore, look_up_all
 from alamode_airflow.triggers import ClaimReleasedTrigger
 from tests.unit.test_operators import SCHEDULED, operator, run
 
@@ -94,16 +95,69 @@ def test_the_plan_looks_up_a_cached_output_in_at_most_two_requests(store, sent):
     outputs, inputs = commit_chain(store, 20)
     warnings: list[tuple] = []
     sent.clear()
-    verdicts = assess(outputs, inputs, lambda oid: store.settle(oid, warnings.append))
+    look_all = functools.partial(store.lookup_all, warn=warnings.append)
+    verdicts = assess(outputs, inputs, look_all)
     assert all(v.current for v in verdicts.values())
     assert warnings == []
     assert len(sent) <= 2 * len(outputs), "\n".join(f"{m} {u}" for m, u in sent)
 
 
+def test_a_plan_of_many_cached_outputs_lists_their_folders_together(store, sent):
+    """A large plan lists ``objects/`` in a few pages rather than each output's
+    folder: about one request per output (its record), not two."""
+    outputs, inputs = commit_chain(store, 150)
+    sent.clear()
+    verdicts = assess(outputs, inputs, functools.partial(store.lookup_all, warn=print))
+    assert all(v.current for v in verdicts.values())
+    records = [u for m, u in sent if m == "GET" and "record.json" in u]
+    assert len(records) == len(outputs)
+    assert len(sent) <= len(outputs) + 4, "\n".join(f"{m} {u}" for m, u in sent)
+
+
+def test_outputs_sparse_among_the_stores_cost_at_most_two_requests_each(store, sent, monkeypatch):
+    """Where a page of the shared listing answers for few of the outputs looked up
+    (they are a small part of the store), the rest are listed one by one: a walk
+    never costs more than a listing and a read per output, plus a page per run."""
+    outputs, _ = commit_chain(store, 200)
+    monkeypatch.setattr(store_object, "LISTED_KEYS", 20)  # a page: 10 outputs
+    wanted = sorted(outputs.values())[::3][: store_object.SCAN_MIN]
+    sent.clear()
+    assert all(found.done for found in store.lookup_all(wanted).values())
+    assert len(sent) <= 2 * len(wanted) + 1, "\n".join(f"{m} {u}" for m, u in sent)
+
+
+@pytest.mark.parametrize("page", [5, 1000])
+def test_outputs_looked_up_together_are_found_as_each_alone(store, server, monkeypatch, page):
+    """The shared listing gives each output the answer its own listing would: done,
+    never committed, quarantined, a generation being written beside a done one, data
+    gone, and more keys than a page holds; with pages that end inside an output."""
+    monkeypatch.setattr(store_object, "LISTED_KEYS", page)
+    outputs, _ = commit_chain(store, store_object.SCAN_MIN)
+    ids = sorted(outputs.values())
+    base = f"{store.root.path.split('/', 1)[1]}/objects"
+    put = functools.partial(server.client().put_object, Bucket=server.bucket, Body=b"x")
+    store.quarantine(ids[1], 0)
+    put(Key=f"{base}/{ids[2]}/1/0123456789abcdef/data/out.txt")  # being written
+    record = store.lookup(ids[3]).record
+    server.client().delete_object(
+        Bucket=server.bucket, Key=f"{base}/{ids[3]}/0/{record.data_path}/out.txt"
+    )
+    data = f"{base}/{ids[4]}/0/{store.lookup(ids[4]).record.data_path}"
+    for n in range(6):  # with pages of 5 keys, one output's keys fill a page and more
+        put(Key=f"{data}/extra{n}")
+    never = [hashlib.sha256(f"never {n}".encode()).hexdigest() for n in range(8)]
+    together = store.lookup_all([*ids, *never])
+    alone = {oid: store.lookup(oid) for oid in [*ids, *never]}
+    assert together == alone
+    statuses = [together[oid].status for oid in ids[:5]]
+    assert statuses == [Found.DONE, Found.MISSING, Found.DONE, Found.VANISHED, Found.DONE]
+    assert {together[oid].status for oid in never} == {Found.MISSING}
+
+
 def test_the_plan_looks_outputs_up_concurrently():
-    """assess asks for many lookups at once (after a first one alone, which makes the
-    store's client): two lookups that each wait for the other to start both finish;
-    one after the other, the first would wait for ever."""
+    """Lookups of many outputs are made many at once (after a first one alone, which
+    makes the store's client): two lookups that each wait for the other to start both
+    finish; one after the other, the first would wait for ever."""
     both = threading.Barrier(2, timeout=10)
     first, *others = ("1" * 64, "2" * 64, "3" * 64)
 
@@ -112,8 +166,8 @@ def test_the_plan_looks_outputs_up_concurrently():
             both.wait()
         return Lookup(Found.MISSING)
 
-    verdicts = assess({"a": first, "b": others[0], "c": others[1]}, {}, look)
-    assert [v.found.status for v in verdicts.values()] == [Found.MISSING] * 3
+    found = look_up_all(look, [first, *others])
+    assert [f.status for f in found.values()] == [Found.MISSING] * 3
 
 
 def test_one_lookup_of_a_cached_output_is_two_requests(store, sent):
