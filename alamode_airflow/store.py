@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -97,16 +97,17 @@ class Lookup:
 class Listing:
     """One look at an output's folder: the generations that have a folder (oldest
     first), the newest tombstoned generation, and, where one request brought back
-    every key under the folder (object stores), those keys relative to it. With the
-    keys, whether a generation has a record and whether its data is there are
-    answered without asking the store again."""
+    every key under the folder (object stores), those keys relative to it, each with
+    its ETag. With the keys, whether a generation has a record and whether its data is
+    there are answered without asking the store again, and a record this machine read
+    before need not be read again (``record_cache``)."""
 
     present: list[int]
     void: int | None
-    keys: frozenset[str] | None = None
+    keys: Mapping[str, str] | None = None
 
     @classmethod
-    def of(cls, names: Iterable[str], keys: frozenset[str] | None = None) -> Listing:
+    def of(cls, names: Iterable[str], keys: Mapping[str, str] | None = None) -> Listing:
         """From the names in the folder (``0``, ``1``, ``0.void``, ...)."""
         names = set(names)
         present = sorted(int(name) for name in names if name.isdigit())
@@ -287,13 +288,17 @@ class OutputStore:
         assert found is not None
         return found
 
-    def _read(self, output_id: str, generation: int, keys: Collection[str] | None) -> Lookup | None:
-        """``read``, answered from ``keys`` (a listing of the output's folder) where it
-        can be; None when a record the listing holds is gone. Paths are only made for
-        what goes wrong: on a plan's walk, making them costs more than parsing."""
-        if keys is None or f"{generation}/{RECORD}" in keys:
+    def _read(
+        self, output_id: str, generation: int, keys: Mapping[str, str] | None
+    ) -> Lookup | None:
+        """``read``, answered from ``keys`` (a listing of the output's folder: key ->
+        ETag) where it can be; None when a record the listing holds is gone. Paths are
+        only made for what goes wrong: on a plan's walk, making them costs more than
+        parsing."""
+        if keys is None or (name := f"{generation}/{RECORD}") in keys:
             try:
-                text = self.backend.read_record(output_id, generation)
+                etag = None if keys is None else keys[name]
+                text = self.backend.read_record(output_id, generation, etag)
             except FileNotFoundError:
                 if keys is not None:
                     return None

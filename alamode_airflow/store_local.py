@@ -62,7 +62,7 @@ class LocalBackend:
         its own thread."""
         return {}
 
-    def read_record(self, output_id: str, generation: int) -> str:
+    def read_record(self, output_id: str, generation: int, etag: str | None = None) -> str:
         from alamode_airflow.store import RECORD
 
         return (self.path / "objects" / output_id / str(generation) / RECORD).read_text()

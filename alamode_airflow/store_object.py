@@ -34,6 +34,7 @@ from a_la_mode import AlamodeError
 from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims, read_whole
 from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import remove
+from alamode_airflow.record_cache import RecordCache, md5_of
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import LOOKUP_WORKERS, RECORD
 
@@ -85,7 +86,7 @@ class ObjectBackend:
         page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=LISTED_KEYS)
         if page.get("IsTruncated"):
             return Listing.of(child_names(self.store.object_dir(output_id)))
-        keys = frozenset(item["Key"][len(prefix) :] for item in page.get("Contents", ()))
+        keys = {item["Key"][len(prefix) :]: item["ETag"] for item in page.get("Contents", ())}
         return Listing.of({key.split("/", 1)[0] for key in keys}, keys)
 
     def listings(self, output_ids: list[str]) -> dict[str, Listing]:
@@ -126,15 +127,15 @@ class ObjectBackend:
                 StartAfter=prefix + ids[i],
                 MaxKeys=LISTED_KEYS,
             )
-            folders: dict[str, set[str]] = {}
+            folders: dict[str, dict[str, str]] = {}
             for item in page.get("Contents", ()):
                 output_id, _, rest = item["Key"][len(prefix) :].partition("/")
-                folders.setdefault(output_id, set()).add(rest)
+                folders.setdefault(output_id, {})[rest] = item["ETag"]
             # A truncated page may hold only the first keys of its last output.
             end = max(folders) if page.get("IsTruncated") and folders else None
             start = i
             while i < len(ids) and (end is None or ids[i] < end):
-                keys = frozenset(folders.get(ids[i], ()))
+                keys = folders.get(ids[i], {})
                 found[ids[i]] = Listing.of({k.split("/", 1)[0] for k in keys}, keys)
                 i += 1
             if i == start:
@@ -143,8 +144,20 @@ class ObjectBackend:
                 break  # sparse here: a listing per output costs less than pages
         return found
 
-    def read_record(self, output_id: str, generation: int) -> str:
-        return read_whole(self.root.fs, self._key(output_id, str(generation), RECORD)).decode()
+    def read_record(self, output_id: str, generation: int, etag: str | None = None) -> str:
+        """The record's text: the copy this machine keeps when the listing's ``etag``
+        says it is the record's (``record_cache``), else one GET (kept for next time)."""
+        md5 = md5_of(etag)
+        text = self.records.get(output_id, generation, md5)
+        if text is None:
+            path = self._key(output_id, str(generation), RECORD)
+            text = read_whole(self.root.fs, path).decode()
+            self.records.put(output_id, generation, md5, text)
+        return text
+
+    @functools.cached_property
+    def records(self) -> RecordCache:
+        return RecordCache.configured(self.store.url)
 
     def _key(self, output_id: str, *parts: str) -> str:
         """The path of ``objects/<output id>/<parts>`` as the filesystem names it (a

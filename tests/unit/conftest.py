@@ -18,6 +18,13 @@ def collage() -> Dag:
     return dag
 
 
+@pytest.fixture(autouse=True)
+def no_record_cache(monkeypatch) -> None:
+    """Every record read goes to the store (what request counts assume), and no test
+    writes into a cache under the home folder; tests of the cache name a folder."""
+    monkeypatch.setenv("AIRFLOW__ALAMODE__RECORD_CACHE", "none")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """An S3 server on loopback for the module. Each module reaches it through a

@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
@@ -206,10 +208,10 @@ def test_a_record_set_aside_after_the_listing_is_not_replaced_by_the_one_before(
     store.commit(staging, replace(rebuilt, manifest=manifest(staging / "data")))
     read = store.backend.read_record
 
-    def meanwhile(output_id: str, generation: int) -> str:
+    def meanwhile(output_id: str, generation: int, etag: str | None = None) -> str:
         if generation == 1 and not store.backend.listing(output_id).void:
             store.quarantine(output_id, 1)
-        return read(output_id, generation)
+        return read(output_id, generation, etag)
 
     monkeypatch.setattr(store.backend, "read_record", meanwhile)
     found = store.lookup(output)
@@ -275,3 +277,42 @@ def test_an_outputs_history_is_one_listing_and_a_read_per_record(store, sent):
         (Found.DONE, 1),
     ]
     assert len(sent) == 3, sent
+
+
+@pytest.fixture
+def cached(monkeypatch, tmp_path) -> Path:
+    """A record cache in a folder of the test's own."""
+    monkeypatch.setenv("AIRFLOW__ALAMODE__RECORD_CACHE", str(tmp_path / "records"))
+    return tmp_path / "records"
+
+
+def test_a_plan_run_again_on_the_same_machine_reads_no_record(store, sent, cached):
+    """Records never change: a plan made again on a machine that read them costs the
+    listing pages alone, and finds the same verdicts."""
+    outputs, inputs = commit_chain(store, 100)
+    first = assess(outputs, inputs, store.lookup_all)
+    sent.clear()
+    again = assess(outputs, inputs, store.lookup_all)
+    assert again == first
+    assert all(v.current for v in again.values())
+    assert not [u for m, u in sent if "record.json" in u], sent
+    assert len(sent) <= 4, sent
+
+
+def test_a_kept_record_is_used_only_while_it_is_the_stores(store, server, sent, cached):
+    """A copy that differs from the store's record is never served: a copy damaged
+    here is read again from the store; a record replaced in the store (by hand) is
+    read as it is now, and the copy replaced."""
+    outputs, _ = commit_chain(store, 1)
+    output = outputs["t0"]
+    record = store.lookup(output).record
+    (copy,) = [p for p in cached.rglob("*") if p.is_file()]
+    copy.write_text(copy.read_text().replace('"host": "h"', '"host": "x"'))
+    assert store.lookup(output).record == record
+    assert json.loads(copy.read_text())["host"] == "h"
+    key = f"{store.root.path.split('/', 1)[1]}/objects/{output}/0/record.json"
+    changed = record.dumps().replace('"host": "h"', '"host": "elsewhere"')
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=changed.encode())
+    sent.clear()
+    assert store.lookup(output).record.host == "elsewhere"
+    assert [m for m, u in sent if "record.json" in u] == ["GET"], sent

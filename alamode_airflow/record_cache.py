@@ -1,0 +1,93 @@
+"""Success records read from an object store, kept on this machine, checked against
+the store's own digest of each record before they are used.
+
+A record, once created, never changes, and a listing of its output's folder brings
+back each object's ETag, which for an object uploaded in one piece (records are) is
+the MD5 of its bytes. So a record read once need not be read again: the copy kept
+here is used only when its MD5 is the ETag the listing just returned for that record.
+A copy that differs in any way (the store's record was replaced by hand, the file
+here was damaged or edited) is not used: the record is read from the store and the
+copy replaced. Where the ETag is not an MD5 (multipart uploads, some server-side
+encryption), nothing is kept and every read goes to the store.
+
+This is what makes a fully cached plan on an object store cost its listing pages: on
+a machine that planned the DAG before, no record is read again. The folder is
+``[alamode] record_cache`` (default ``$AIRFLOW_HOME/alamode-records``; ``none`` keeps
+nothing). A file per record generation looked up here, about a kilobyte each; delete
+any of it at any time, the next lookup reads the record again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')
+
+
+def md5_of(etag: str | None) -> str | None:
+    """The MD5 an ETag states, or None when it is not one (``"<md5>-<parts>"``)."""
+    match = _MD5.match(etag or "")
+    return match.group(1) if match else None
+
+
+class RecordCache:
+    """Record texts by (store, output, generation), each served only against an MD5."""
+
+    def __init__(self, folder: Path | None, store_url: str) -> None:
+        self.folder, self.store_url = folder, store_url
+
+    @classmethod
+    def configured(cls, store_url: str) -> RecordCache:
+        from alamode_airflow import settings
+
+        value = settings.get("record_cache")
+        if value is not None and value.lower() == "none":
+            return cls(None, store_url)
+        default = os.path.join(settings.airflow_home(), "alamode-records")
+        return cls(Path(value or default), store_url)
+
+    def _path(self, output_id: str, generation: int) -> Path:
+        assert self.folder is not None
+        name = hashlib.sha256(f"{self.store_url}\0{output_id}\0{generation}".encode()).hexdigest()
+        return self.folder / name[:2] / name
+
+    def get(self, output_id: str, generation: int, md5: str | None) -> str | None:
+        """The kept text of that record if its MD5 is ``md5``; else None."""
+        if self.folder is None or md5 is None:
+            return None
+        try:
+            data = self._path(output_id, generation).read_bytes()
+        except OSError:
+            return None
+        if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+            return None
+        return data.decode()
+
+    def put(self, output_id: str, generation: int, md5: str | None, text: str) -> None:
+        """Keep ``text`` if the store's ``md5`` is its MD5 (what a later ``get``
+        checks). Never fails a lookup: a folder that cannot be written keeps nothing."""
+        data = text.encode()
+        if self.folder is None or md5 != hashlib.md5(data, usedforsecurity=False).hexdigest():
+            return
+        path = self._path(output_id, generation)
+        with contextlib.suppress(OSError):
+            _private(path.parent)
+            # Whole or not at all: a reader never sees half a copy (nor would use it).
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temp, path)
+
+
+@functools.cache
+def _private(folder: Path) -> None:
+    """The folder, made readable by its owner only: a copy is trusted only as far as
+    its MD5, so nobody else should be able to plant one."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.parent.chmod(0o700)
