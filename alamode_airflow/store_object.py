@@ -50,6 +50,8 @@ LISTED_KEYS = 1000
 SCAN_MIN = 64
 #: Outputs a page of that scan must answer for, or the run's others are listed each.
 SCAN_DENSE = 16
+#: Keys most outputs have (a record, a file or two of data, perhaps a tombstone).
+KEYS_PER_OUTPUT = 4
 
 
 class ObjectBackend:
@@ -125,7 +127,9 @@ class ObjectBackend:
                 Bucket=bucket,
                 Prefix=prefix,
                 StartAfter=prefix + ids[i],
-                MaxKeys=LISTED_KEYS,
+                # No more than the run's outputs are likely to fill: a page is parsed
+                # whole, and the next run's own pages read what lies past this one's.
+                MaxKeys=min(LISTED_KEYS, KEYS_PER_OUTPUT * (len(ids) - i)),
             )
             folders: dict[str, dict[str, str]] = {}
             for item in page.get("Contents", ()):
