@@ -31,8 +31,9 @@ every walk there is a bounded number of requests per output, made many at once
 (``gc_index.survey``); it deletes nothing there. An object store has no locks, and a
 task reads an output without taking anything, so no check could keep an output a
 task is reading; expire unwanted objects and released claims with the bucket's
-lifecycle rules. Leftovers there are the bucket's too (attempts stage on their
-worker's disk, and claims are released, not left behind).
+lifecycle rules, and leftovers there too (uploads of dead attempts, which no record
+names, and claims). A generation with data but no record, an attempt in progress or a
+dead one, is something gc cannot read: its output is kept, and reported.
 """
 
 from __future__ import annotations
