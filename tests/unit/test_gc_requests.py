@@ -141,3 +141,16 @@ def test_alamode_gc_lists_an_object_store_and_refuses_to_delete_there(s3, tmp_pa
     assert s3.keys("cli") == before
     with pytest.raises(AlamodeError, match="is an object store"):
         gc.collect(store, gc.plan(store, set(), timedelta(0)))
+
+
+def test_an_output_with_an_upload_but_no_record_is_kept_on_an_object_store(s3):
+    """Data under a generation with no record is an attempt in progress, or a dead
+    one, and gc cannot tell which: the output and its inputs are kept, and reported."""
+    store = open_store("uploading")
+    outputs, _ = commit_chain(store, 3)
+    key = f"uploading/objects/{outputs['t1']}/1/0123456789abcdef/data/out.txt"
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"half")
+    chosen = gc.plan(store, set(), timedelta(0))
+    assert [c.task for c in chosen.reclaimable] == ["t2"]
+    assert [(u.path, u.task) for u in chosen.unknown] == [(f"objects/{outputs['t1']}", "t1")]
+    assert "no record at" in chosen.unknown[0].reason
