@@ -26,13 +26,19 @@ there to keep). Leftovers of dead attempts, old quarantined generations and lock
 of vanished outputs are reclaimed too (``gc_leftovers``). The index and closures are
 in ``gc_index``.
 
-Object-store roots are refused: gc renames and deletes folders, which an object store
-has not; expire released claims and unwanted objects there with the bucket's
-lifecycle rules.
+On an object-store root gc lists (pins, roots, closure, sizes: the same plan), and
+every walk there is a bounded number of requests per output, made many at once
+(``gc_index.survey``); it deletes nothing there. An object store has no locks, and a
+task reads an output without taking anything, so no check could keep an output a
+task is reading; expire unwanted objects and released claims with the bucket's
+lifecycle rules, and leftovers there too (uploads of dead attempts, which no record
+names, and claims). A generation with data but no record, an attempt in progress or a
+dead one, is something gc cannot read: its output is kept, and reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,10 +54,12 @@ from alamode_airflow.gc_index import (
     consumers_first,
     newer,
     read_entry,
+    sizes,
     survey,
     wanted,
 )
 from alamode_airflow.gc_leftovers import Leftover, Unknown, as_output_id
+from alamode_airflow.listing import child_names
 from alamode_airflow.loader import find_files
 from alamode_airflow.manifests import remove
 from alamode_airflow.store import OutputStore, check_output_id
@@ -137,41 +145,38 @@ def _check_dags_folder(folder: Path, files: list[Path]) -> None:
 
 def pins(store: OutputStore) -> set[str]:
     """The pinned output IDs (other names in ``pins/`` pin nothing)."""
-    folder = local_root(store) / "pins"
-    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-    return {name for name in names if as_output_id(name)}
+    return {name for name in child_names(store.root / "pins") if as_output_id(name)}
 
 
 def pin(store: OutputStore, output_id: str) -> None:
-    check_output_id(output_id)
-    folder = local_root(store) / "pins"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / output_id).touch()
+    store.backend.mark(f"pins/{check_output_id(output_id)}")
 
 
 def unpin(store: OutputStore, output_id: str) -> bool:
-    check_output_id(output_id)
-    path = local_root(store) / "pins" / output_id
+    path = store.root / "pins" / check_output_id(output_id)
     existed = path.exists()
-    path.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):  # another unpin came first
+        path.unlink()
     return existed
 
 
 def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> Plan:
-    """Everything neither kept nor produced more recently than ``older_than`` ago."""
+    """Everything neither kept nor produced more recently than ``older_than`` ago. On
+    an object store: a listing of ``pins/`` and of ``objects/`` (a request per
+    thousand names), then each output's listing and record reads, and each
+    reclaimable output's size, many at once; no leftovers (see the module's notes)."""
     cutoff = datetime.now(UTC) - older_than
     root_ids, pinned = frozenset(root_ids), frozenset(pins(store))
-    objects = local_root(store) / "objects"
-    seen = changed_at(objects)  # before the listing: what comes after it is seen as new
-    index, unknown, retired = survey(store, objects)
+    # Before the listing: what comes after it is seen as new.
+    seen = changed_at(local_root(store) / "objects") if store.local else (0, 0)
+    index, unknown, retired = survey(store)
     seeds = set(root_ids | pinned)
     seeds.update(e.output_id for e in index.values() if wanted(e, root_ids | pinned, cutoff))
     kept = closure(seeds, lambda oid: index[oid].inputs if oid in index else ())
-    reclaimable = [
-        Candidate(oid, index[oid].task, index[oid].newest, gc_leftovers.size(objects / oid))
-        for oid in consumers_first(index, [oid for oid in index if oid not in kept])
-    ]
-    leftovers, odd = gc_leftovers.find(local_root(store), cutoff)
+    order = consumers_first(index, [oid for oid in index if oid not in kept])
+    size = sizes(store, order)
+    reclaimable = [Candidate(o, index[o].task, index[o].newest, size[o]) for o in order]
+    leftovers, odd = gc_leftovers.find(local_root(store), cutoff) if store.local else ([], [])
     found = (reclaimable, unknown + odd, leftovers, cutoff, root_ids, pinned, kept, index)
     return Plan(*found, stamp=seen, retired=retired)
 
@@ -303,10 +308,12 @@ def parse_age(text: str) -> timedelta:
 
 
 def local_root(store: OutputStore) -> Path:
-    """The root folder; gc renames and deletes folders, which an object store has not."""
+    """The root folder; gc deletes only there (see the module's notes)."""
     if not store.local:
         raise AlamodeError(
-            f"gc works on local storage roots; {store.root} is an object store "
-            "(expire its objects and released claims with the bucket's lifecycle rules)"
+            f"gc deletes on local storage roots only; {store.url} is an object store, "
+            "which has no locks to keep an output a task is reading: a dry run lists "
+            "what is reclaimable; expire those objects and released claims with the "
+            "bucket's lifecycle rules"
         )
     return Path(store.root.path)

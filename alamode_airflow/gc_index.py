@@ -6,6 +6,12 @@ under its ``inputs``, since a newer format most likely keeps them there), the fi
 of a partitioned output, its newest record's end, and why any generation cannot be
 read. Closures and the order of deletion are computed on this index, not by walking
 the store once per root.
+
+On an object store, where each request is a round trip, the pass is one listing of
+``objects/`` (a request per thousand output folders), then one listing and a read per
+record for each output, and a listing for each reclaimable output's size, many outputs
+at once (``store.look_up_all``): a bounded number of requests per output, whatever the
+store's size.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from alamode_airflow.gc_leftovers import Unknown, as_output_id
-from alamode_airflow.store import OutputStore
+from alamode_airflow.gc_leftovers import Unknown, as_output_id, size
+from alamode_airflow.store import LOOKUP_WORKERS, OutputStore, look_up_all
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,10 +44,19 @@ class Entry:
 
 def read_entry(store: OutputStore, output_id: str) -> Entry:
     """What every generation's record of one output says."""
+    return _surveyed(store, output_id) or Entry(output_id)
+
+
+def _surveyed(store: OutputStore, output_id: str) -> Entry | None:
+    """``read_entry``, or None when the output has no generation left (tombstones
+    only: what gc took before). On an object store: one listing of the output's
+    folder and one read per record."""
     try:
         history = store.history(output_id)
     except OSError as exc:  # a record that is a folder, or one we may not read
         return Entry(output_id, unknown=f"cannot read its records: {exc}")
+    if not history:
+        return None
     unknown, inputs, file_ids, ends, task = [], set(), set(), [], None
     for found in history:
         record = found.record
@@ -81,38 +98,94 @@ def output_ids_in(value: Any) -> set[str]:
 def _raw_inputs(store: OutputStore, output_id: str, generation: int | None) -> Any:
     """``inputs`` of a record this version cannot read, if it is JSON at all: a newer
     format most likely still names its inputs there."""
-    path = Path(store.object_dir(output_id, generation).path) / "record.json"
     try:
-        return json.loads(path.read_text()).get("inputs")
-    except (OSError, ValueError, AttributeError):
+        return json.loads(store.backend.read_record(output_id, generation)).get("inputs")
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
 
 
-def survey(
-    store: OutputStore, objects: Path
-) -> tuple[dict[str, Entry], list[Unknown], dict[str, int]]:
+def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown], dict[str, int]]:
     """One pass over ``objects/``: every output folder's entry, the names there that
     are not output folders (kept, and reported), and the folders holding tombstones
-    only (what gc took before) with their mtimes: a build into one of them adds a
-    generation without changing ``objects/``, so it is watched by its own mtime."""
-    index: dict[str, Entry] = {}
+    only (what gc took before) with their mtimes on a local root: a build into one of
+    them adds a generation without changing ``objects/``, so it is watched by its own
+    mtime. On an object store the folders are read many at once (``look_up_all``):
+    one listing of ``objects/`` per thousand outputs, then each output's own."""
     strays: list[Unknown] = []
-    retired: dict[str, int] = {}
-    for path in sorted(objects.iterdir()) if objects.is_dir() else ():
-        where = f"objects/{path.name}"
-        if as_output_id(path.name) is None:
+    folders: list[str] = []
+    for name, folder in object_names(store):
+        where = f"objects/{name}"
+        if as_output_id(name) is None:
             strays.append(Unknown(where, "not an output ID"))
-            continue
-        if not path.is_dir() or path.is_symlink():
+        elif not folder:
             strays.append(Unknown(where, "not a folder"))
+        else:
+            folders.append(name)
+    index: dict[str, Entry] = {}
+    retired: dict[str, int] = {}
+    for name, entry in _each(store, lambda oid: _surveyed(store, oid), folders).items():
+        if entry is None:  # nothing left to take
+            retired[name] = _mtime(store, name)
             continue
-        if not any(child.name.isdigit() for child in path.iterdir()):
-            retired[path.name] = path.stat().st_mtime_ns  # nothing left to take
-            continue
-        index[path.name] = entry = read_entry(store, path.name)
+        index[name] = entry
         if entry.unknown:
-            strays.append(Unknown(where, entry.unknown, entry.task))
+            strays.append(Unknown(f"objects/{name}", entry.unknown, entry.task))
     return index, strays, retired
+
+
+def object_names(store: OutputStore) -> list[tuple[str, bool]]:
+    """(name, whether it is a folder) of everything in ``objects/``, sorted; a
+    symbolic link is not a folder. Nothing when there is no ``objects/`` yet."""
+    objects = store.root / "objects"
+    if store.local:
+        try:
+            with os.scandir(objects.path) as entries:
+                return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    fs = objects.fs
+    fs.invalidate_cache(objects.path)  # other workers write there; fsspec caches listings
+    try:
+        found = fs.ls(objects.path, detail=True)
+    except FileNotFoundError:
+        return []
+    named = ((item["name"].rstrip("/").rsplit("/", 1)[-1], item["type"]) for item in found)
+    return sorted((name, kind == "directory") for name, kind in named)
+
+
+def sizes(store: OutputStore, output_ids: list[str]) -> dict[str, int]:
+    """Bytes under each output's folder: one listing of its keys each on an object
+    store, many at once."""
+    if store.local:
+        return {oid: size(Path(store.object_dir(oid).path)) for oid in output_ids}
+
+    def listed(output_id: str) -> int:
+        folder = store.object_dir(output_id)
+        try:
+            return int(folder.fs.du(folder.path))
+        except FileNotFoundError:  # taken meanwhile
+            return 0
+
+    return _each(store, listed, output_ids)
+
+
+def _each(store: OutputStore, work: Callable[[str], T], output_ids: list[str]) -> dict[str, T]:
+    """``work`` of each output ID: on an object store many at once, since each waits
+    on round trips; on a local root one after another (file system calls are quick,
+    and threads would only contend for the interpreter)."""
+    workers = 1 if store.local else LOOKUP_WORKERS
+    return look_up_all(work, output_ids, workers)  # type: ignore[arg-type, return-value]
+
+
+def _mtime(store: OutputStore, output_id: str) -> int:
+    """An output folder's mtime on a local root (0 on an object store, which gc never
+    deletes from, so never watches)."""
+    if not store.local:
+        return 0
+    try:
+        return os.stat(store.object_dir(output_id).path).st_mtime_ns
+    except FileNotFoundError:  # gone since the listing: any build there is new
+        return 0
 
 
 def closure(
