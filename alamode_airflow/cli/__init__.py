@@ -60,6 +60,13 @@ def _logs_to_stderr() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and _is_stdout(handler.stream):
             handler.setStream(_Stderr())
+    # Airflow's structlog loggers (its hooks' ``self.log``) write to the file their
+    # factory names, stdout when it names none.
+    import structlog
+
+    factory = structlog.get_config().get("logger_factory")
+    if hasattr(factory, "io") and (factory.io is None or _is_stdout(factory.io)):
+        factory.io = _Stderr()
 
 
 def _is_stdout(stream) -> bool:

@@ -106,9 +106,8 @@ def test_gc_looks_outputs_up_concurrently(s3, monkeypatch):
 
 
 def answer(out: str) -> dict:
-    """gc's JSON: its last line (Airflow's log of the S3 connection can come first on
-    stdout, for every command: the CLI's logging, not gc)."""
-    return json.loads(out.splitlines()[-1])
+    """gc's JSON: stdout, whole (logs go to stderr)."""
+    return json.loads(out)
 
 
 def test_alamode_gc_lists_an_object_store_and_refuses_to_delete_there(s3, tmp_path, capsys):
