@@ -44,6 +44,8 @@ def gc_command(
     input, and the leftovers of dead attempts. A dry run unless --yes."""
     age = gc.parse_age(older_than)
     store = open_store(store_root)
+    if yes:
+        gc.local_root(store)  # refused before any listing: nothing to wait for
     roots = gc.roots(dags_folder or _configured_dags_folder(), any_folder=any_dags_folder)
     chosen = gc.plan(store, roots, age)
     outcome = None

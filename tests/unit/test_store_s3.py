@@ -266,12 +266,16 @@ def test_lineage_verifies_an_output_in_the_bucket(store, server):
     assert node.problems == ("out.txt: sha256 differs",)
 
 
-def test_gc_refuses_an_object_store_root_and_touches_nothing(store, server, tmp_path):
+def test_gc_deletes_nothing_on_an_object_store_root(store, server, tmp_path):
+    """gc lists what an object store could reclaim, but deletes only on local roots
+    (no locks keep an output a task is reading): asked to, it touches nothing."""
     staging, record = attempt(store)
     store.commit(staging, record)
     before = server.keys(prefix(store))
-    with pytest.raises(AlamodeError, match="gc works on local storage roots"):
-        gc.candidates(store, set(), timedelta(0))
+    chosen = gc.plan(store, set(), timedelta(0))
+    assert [c.output_id for c in chosen.reclaimable] == [record.output_id]
+    with pytest.raises(AlamodeError, match="gc deletes on local storage roots only"):
+        gc.collect(store, chosen)
     assert server.keys(prefix(store)) == before
 
 
