@@ -8,10 +8,11 @@ read. Closures and the order of deletion are computed on this index, not by walk
 the store once per root.
 
 On an object store, where each request is a round trip, the pass is one listing of
-``objects/`` (a request per thousand output folders), then one listing and a read per
-record for each output, and a listing for each reclaimable output's size, many outputs
-at once (``store.look_up_all``): a bounded number of requests per output, whatever the
-store's size.
+``objects/``'s folders (a request per thousand outputs), then the keys of every folder in
+pages of ``objects/`` (``ObjectBackend.listings``: hundreds of outputs a page), then a
+read per record, and a listing for each reclaimable output's size, many outputs at once
+(``store.look_up_all``): a bounded number of requests per output, whatever the store's
+size.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from alamode_airflow.gc_leftovers import Unknown, as_output_id, size
-from alamode_airflow.store import LOOKUP_WORKERS, OutputStore, look_up_all
+from alamode_airflow.store import LOOKUP_WORKERS, Listing, OutputStore, look_up_all
 
 T = TypeVar("T")
 
@@ -47,12 +48,12 @@ def read_entry(store: OutputStore, output_id: str) -> Entry:
     return _surveyed(store, output_id) or Entry(output_id)
 
 
-def _surveyed(store: OutputStore, output_id: str) -> Entry | None:
+def _surveyed(store: OutputStore, output_id: str, listing: Listing | None = None) -> Entry | None:
     """``read_entry``, or None when the output has no generation left (tombstones
-    only: what gc took before). On an object store: one listing of the output's
-    folder and one read per record."""
+    only: what gc took before). On an object store: one read per record, after one
+    listing of the output's folder unless ``listing`` is that folder listed already."""
     try:
-        history = store.history(output_id)
+        history = store.history(output_id, listing)
     except OSError as exc:  # a record that is a folder, or one we may not read
         return Entry(output_id, unknown=f"cannot read its records: {exc}")
     if not history:
@@ -109,8 +110,9 @@ def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown], dict[st
     are not output folders (kept, and reported), and the folders holding tombstones
     only (what gc took before) with their mtimes on a local root: a build into one of
     them adds a generation without changing ``objects/``, so it is watched by its own
-    mtime. On an object store the folders are read many at once (``look_up_all``):
-    one listing of ``objects/`` per thousand outputs, then each output's own."""
+    mtime. On an object store: one listing of ``objects/``'s folders per thousand
+    outputs, then their keys in pages of ``objects/`` (``backend.listings``), then the
+    records, many at once (``look_up_all``)."""
     strays: list[Unknown] = []
     folders: list[str] = []
     for name, folder in object_names(store):
@@ -123,7 +125,9 @@ def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown], dict[st
             folders.append(name)
     index: dict[str, Entry] = {}
     retired: dict[str, int] = {}
-    for name, entry in _each(store, lambda oid: _surveyed(store, oid), folders).items():
+    listed = store.backend.listings(folders)  # on an object store: pages of objects/
+    entries = _each(store, lambda oid: _surveyed(store, oid, listed.get(oid)), folders)
+    for name, entry in entries.items():
         if entry is None:  # nothing left to take
             retired[name] = _mtime(store, name)
             continue

@@ -273,10 +273,12 @@ class OutputStore:
 
         return look_up_all(look, ids)
 
-    def history(self, output_id: str) -> list[Lookup]:
+    def history(self, output_id: str, listing: Listing | None = None) -> list[Lookup]:
         """Every generation of ``output_id`` that has a folder, oldest first (on an
-        object store: one listing, and one read per record)."""
-        listing = self.backend.listing(check_output_id(output_id))
+        object store: one listing, unless ``listing`` is the folder listed already by
+        ``backend.listings``, and one read per record)."""
+        if listing is None:
+            listing = self.backend.listing(check_output_id(output_id))
         return [
             self._read(output_id, g, listing.keys) or self.read(output_id, g)
             for g in listing.present
