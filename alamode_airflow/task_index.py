@@ -100,7 +100,9 @@ def _record(store: OutputStore, name: str) -> SuccessRecord | None:
     output_id, generation = name.split(".")
     try:
         record = SuccessRecord.loads(store.backend.read_record(output_id, int(generation)))
-    except (OSError, ValueError, KeyError, TypeError):  # gone, damaged, a newer format
+    except FileNotFoundError:  # gc took it, a lifecycle rule expired it, quarantined
+        return None
+    except (ValueError, KeyError, TypeError):  # damaged, or of a newer format
         return None
     if (record.output_id, record.generation) != (output_id, int(generation)):
         return None
