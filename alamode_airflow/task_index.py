@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,12 +122,12 @@ class Rebuilt:
     removed: int  # markers that named nothing
 
 
-def rebuild(store: OutputStore, advance: Callable[[], None] = lambda: None) -> Rebuilt:
+def rebuild(store: OutputStore) -> Rebuilt:
     """Every record's marker written where missing, and markers that name nothing
-    removed; ``advance`` is called once per output. One pass over the whole store."""
+    removed: one pass over the whole store (on an object store, many requests at once)."""
     before = _all_markers(store)  # first: a marker written after this names a record seen
     expected: set[str] = set()
-    unreadable: set[tuple[str, int]] = set()
+    unreadable: set[tuple[str, int | None]] = set()
 
     def history(output_id: str) -> None:
         for found in store.history(output_id):
@@ -136,18 +135,21 @@ def rebuild(store: OutputStore, advance: Callable[[], None] = lambda: None) -> R
                 expected.add(marker(found.record))
             else:  # a newer format, damage, an attempt: its markers are left alone
                 unreadable.add((output_id, found.generation))
-        advance()
 
+    workers = 1 if store.local else LOOKUP_WORKERS
     outputs = [name for name in child_names(store.root / "objects") if is_output_id(name)]
-    look_up_all(history, outputs, 1 if store.local else LOOKUP_WORKERS)  # type: ignore[arg-type]
-    for relative in sorted(expected - before):
-        store.backend.mark(relative)
-    removed = 0
-    for relative in sorted(before - expected):
-        output_id, _, generation = relative.rpartition("/")[2].partition(".")
-        if (output_id, int(generation)) not in unreadable:
-            removed += _remove(store, relative)
-    return Rebuilt(len(expected), len(expected - before), removed)
+    look_up_all(history, outputs, workers)  # type: ignore[arg-type]
+    missing = sorted(expected - before)
+    look_up_all(store.backend.mark, missing, workers)  # type: ignore[arg-type]
+    stray = [key for key in sorted(before - expected) if _names(key) not in unreadable]
+    removed = look_up_all(lambda key: _remove(store, key), stray, workers)  # type: ignore
+    return Rebuilt(len(expected), len(missing), sum(removed.values()))
+
+
+def _names(key: str) -> tuple[str, int]:
+    """The output and generation a marker names."""
+    output_id, _, generation = key.rpartition("/")[2].partition(".")
+    return output_id, int(generation)
 
 
 def _all_markers(store: OutputStore) -> set[str]:
