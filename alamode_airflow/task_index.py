@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from alamode_airflow._compat import ObjectStoragePath
 from alamode_airflow.listing import child_names
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import LOOKUP_WORKERS, OutputStore, is_output_id, look_up_all
@@ -90,7 +91,8 @@ def task_records(store: OutputStore, task: str, dag_id: str | None = None) -> li
     return [record for record in found.values() if record is not None]
 
 
-def _folders(folder) -> list:
+def _folders(folder: ObjectStoragePath) -> list[ObjectStoragePath]:
+    """The DAG folders under a task's folder (a task of any DAG)."""
     return [folder / name for name in child_names(folder)]
 
 
