@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from a_la_mode import AlamodeError, load
-from alamode_airflow import gc_leftovers
+from alamode_airflow import gc_leftovers, task_index
 from alamode_airflow.gc_index import (
     Entry,
     changed_at,
@@ -227,18 +227,23 @@ def _take(store: OutputStore, chosen: Plan, output_id: str) -> list[Path]:
     again, the output never reuses a generation number for other bytes, even when gc
     is killed half way (what is left behind the tombstone is never current, and the
     next gc takes it). ``objects/`` itself does not change: the output's folder stays
-    with its tombstone, watched for a build again."""
+    with its tombstone, watched for a build again. The output's task markers
+    (``task_index``) go with it."""
     newest = store.newest_generation(output_id)
     if newest is None:
         return []
     folder = local_root(store) / "objects" / output_id
     gc_leftovers.writable(folder)
+    # Read before the records move; removed after, so a gc killed between the two
+    # leaves markers that name nothing (skipped by explain), never a record unmarked.
+    markers = [task_index.marker(f.record) for f in store.history(output_id) if f.record]
     store.retire(output_id, newest)
     taken = []
     for generation in store.generations(output_id):
         name = f"{output_id}.{generation}"
         trash = gc_leftovers.to_trash(local_root(store), folder / str(generation), name)
         taken += [trash] if trash is not None else []
+    task_index.unmark(store, markers)
     chosen.retired[output_id] = folder.stat().st_mtime_ns
     return taken
 

@@ -23,7 +23,7 @@ from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import verify
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, OutputStore, look_up_all
-from alamode_airflow.task_index import task_index
+from alamode_airflow.task_index import UNINDEXED, task_records, unindexed
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ class Explanation:
     change: TaskChange | None = None
     stale: str | None = None
     intervals: int = 0  # partitioned: how many intervals are recorded
+    note: str = ""  # what the answer may miss (a store without a task index)
 
     def reasons(self) -> list[str]:
         """One line per cause, for people and logs."""
@@ -135,7 +136,8 @@ def explain(
     """Why task ``name`` will run (or not): compared with the nearest earlier output
     of the same task of the same DAG (``dag_id``, else the pipeline's meta ``dag_id``;
     of any DAG when neither is known), the one whose preimage differs in the fewest
-    places. Only that task's records are read, found through the store's task index."""
+    places. Only that task's records are read, found by the markers ``task_index``
+    keeps of them; the rest of the store is never listed."""
     task = pipeline[name]
     dag_id = dag_id or pipeline.meta.get("dag_id")
     if name in partitioned(pipeline):
@@ -154,14 +156,10 @@ def explain(
 
 
 def _nearest(name: str, task, store: OutputStore, dag_id: str | None) -> Explanation:
-    candidates = [
-        found.record
-        for output_id in sorted(task_index(store).outputs(name, dag_id))
-        for found in store.history(output_id)
-        if found.record and found.record.task == name and dag_id in (None, found.record.dag_id)
-    ]
+    candidates = task_records(store, name, dag_id)
     if not candidates:
-        return Explanation(name, task.output, Verdict.NEVER_BUILT)
+        note = UNINDEXED if unindexed(store) else ""
+        return Explanation(name, task.output, Verdict.NEVER_BUILT, note=note)
     current = (thaw(task.spec), dict(task.inputs), task.output)
     # Most recent first, then a stable sort on the number of differences.
     candidates.sort(key=lambda record: record.end, reverse=True)

@@ -385,7 +385,13 @@ class OutputStore:
             # Before the record: an index entry may name an output that is not (yet)
             # committed, which readers check, but a committed one is never unlisted.
             self.backend.mark(f"partitions/{record.file_output_id}/{record.output_id}")
-        return self.backend.commit(staging, record)
+        committed = self.backend.commit(staging, record)
+        # After the record (either way it is there now): a marker names a record, which
+        # ``alamode explain`` finds by its task without listing ``objects/``.
+        from alamode_airflow.task_index import marker
+
+        self.backend.mark(marker(record))
+        return committed
 
     def partitions(self, file_output_id: str) -> list[str]:
         """The output IDs ever committed (or attempted) for a partitioned task's file

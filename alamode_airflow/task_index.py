@@ -1,165 +1,186 @@
-"""Which outputs each task of each DAG produced: an index ``alamode`` keeps from the
-store's success records, so a question about one task (``alamode explain``) reads that
-task's records and not the whole store.
+"""Which outputs each task of each DAG produced: a marker written when an output is
+committed, so a question about one task (``alamode explain``) reads that task's
+records and never the whole store.
 
-The index is derived data, kept at ``index/tasks.json`` in the store: the output IDs it
-has read the records of (``seen``), and per DAG and task the output IDs whose records
-name them. Each use refreshes it: one listing of ``objects/``, then the records of the
-outputs it has not seen (every generation of each), and outputs no longer listed (gc
-took them) are dropped. So the first use on a store reads every record once, and later
-ones only what was committed since. Records are immutable, so what it has read stays
-true; it may lag in one way: a new generation of an output it has already seen, written
-by another DAG (a shared output rebuilt elsewhere), is not listed under that DAG.
+Layout under the storage root::
 
-Anyone may rebuild it: it is rewritten whole (atomically on a local root, one object on
-an object store), and deleting it only costs the next use a full read. A store that
-cannot be written (read-only credentials) is answered from a fresh index each time.
+    tasks/<task>/<dag id>/<output id>.<generation>   an empty marker per record
+
+``OutputStore.commit`` writes a record's marker once the record is committed, or found
+committed by another attempt (the record is there; the marker may be one that attempt
+did not live to write). ``task_records`` lists one task's folder (one request per
+1000 markers on an object store, never a listing of ``objects/``) and reads the record
+of each marker by the generation it names (one GET each, many at once). The task
+comes first so that a task of any DAG (no ``dag_id``) is one folder's folders.
+
+Names. Airflow's ids are letters, digits, ``_``, ``-`` and ``.`` (a task group's tasks
+are ``group.task``); a DAG's id may also be a file's name. A name of 1 to 100 of those
+characters that starts with neither ``.`` nor ``-`` is kept as it is, so no folder is
+``.`` or ``..`` and every one is short enough for any disk; any other name is written
+``-`` and 40 hex digits of its SHA-256 (no kept name starts with ``-``, so the two never
+meet). Names may still share a folder (a case-insensitive disk folds ``Sales`` into
+``sales``): a marker is a hint, and a record counts for the DAG and task it names.
+
+Markers that name nothing. A marker whose record is gone (gc took the output, a
+lifecycle rule expired it, it was quarantined), cannot be read, or names another DAG
+or task is skipped: readers believe records, not markers. gc removes the markers of
+the outputs it takes; ``alamode index`` removes the ones left otherwise.
+
+Stores with outputs committed before markers existed (or by a worker killed between a
+record and its marker): ``alamode index`` (``rebuild``) reads every record once and
+writes the markers that are missing. Run it once on such a store; until then explain
+compares with what was committed since, and, while the store has no markers at all,
+says so. It may run while tasks commit: the markers are listed before the records are
+read, so a marker written meanwhile is never taken for one that names nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import json
+import hashlib
 import os
-import tempfile
-import time
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
+from alamode_airflow._compat import ObjectStoragePath
 from alamode_airflow.listing import child_names
-from alamode_airflow.store import OutputStore, is_output_id
+from alamode_airflow.records import SuccessRecord
+from alamode_airflow.store import LOOKUP_WORKERS, OutputStore, is_output_id, look_up_all
 
-INDEX = ("index", "tasks.json")
-FORMAT = 2
-
-
-class TaskIndex:
-    """Output IDs by (dag_id, task), refreshed from the store's records. Kept as it is
-    stored, newline-joined IDs per task, and split only for the task asked or changed:
-    a use of the index pays for one task's list, not for every task's."""
-
-    def __init__(
-        self, seen: str = "", tasks: dict[str, str] | None = None, stamp: int | None = None
-    ) -> None:
-        self._seen = seen
-        self.tasks: dict[str, str] = dict(tasks or {})
-        # A local root: the mtime of ``objects/`` when it was listed, so an unchanged
-        # folder needs no listing (an output committed or removed changes it).
-        self.stamp = stamp
-
-    @functools.cached_property
-    def seen(self) -> set[str]:
-        """The outputs whose records were read (split only when a refresh needs it)."""
-        return set(self._seen.split("\n")) - {""}
-
-    @staticmethod
-    def key(dag_id: str, task: str) -> str:
-        return f"{dag_id}\t{task}"  # neither Airflow id can hold a tab
-
-    def outputs(self, task: str, dag_id: str | None = None) -> set[str]:
-        """The outputs recorded for ``task`` of ``dag_id`` (of any DAG when None)."""
-        keys = (
-            [self.key(dag_id, task)]
-            if dag_id is not None
-            else [k for k in self.tasks if k.partition("\t")[2] == task]
-        )
-        return {oid for key in keys for oid in self.tasks.get(key, "").split("\n") if oid}
-
-    def refresh(self, store: OutputStore) -> bool:
-        """Read the records of the outputs committed since, drop those gone; whether
-        anything changed."""
-        stamp = _stamp(store)
-        if stamp is not None and stamp == self.stamp:
-            return False
-        present = set(_output_ids(store))
-        gone, new = self.seen - present, present - self.seen
-        new = {name for name in new if is_output_id(name)}
-        if gone:
-            self.seen -= gone
-            for key, joined in list(self.tasks.items()):
-                self._set(key, {oid for oid in joined.split("\n") if oid not in gone})
-        added: dict[str, set[str]] = {}
-        for output_id in sorted(new):
-            records = [found.record for found in store.history(output_id) if found.record]
-            # Not seen until a record is readable: one being committed is read next time.
-            if records:
-                self.seen.add(output_id)
-            for record in records:
-                added.setdefault(self.key(record.dag_id, record.task), set()).add(output_id)
-        for key, outputs in added.items():
-            self._set(key, outputs | set(self.tasks.get(key, "").split("\n")))
-        # Kept only once it is a second old: the mtime's clock ticks every few ms, and a
-        # commit in the tick of the listing would not move it ("racy git").
-        before, self.stamp = self.stamp, stamp
-        if stamp is not None and time.time_ns() - stamp < 1_000_000_000:
-            self.stamp = None
-        return bool(gone or new) or self.stamp != before
-
-    def _set(self, key: str, outputs: set[str]) -> None:
-        joined = "\n".join(sorted(outputs - {""}))
-        if joined:
-            self.tasks[key] = joined
-        else:
-            self.tasks.pop(key, None)
-
-    def to_json(self) -> dict:
-        seen = "\n".join(self.seen)  # unsorted: sorting 100k IDs costs more than the rest
-        return {"format": FORMAT, "seen": seen, "tasks": self.tasks, "stamp": self.stamp}
+TASKS = "tasks"
+_KEPT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+_MARKER = re.compile(r"([0-9a-f]{64})\.([0-9]+)")
+#: What ``explain`` says of a store whose outputs have no markers at all.
+UNINDEXED = (
+    "this store has no task index: its outputs were committed by an earlier version; "
+    "run `alamode index` once to find them"
+)
 
 
-def task_index(store: OutputStore) -> TaskIndex:
-    """The store's index, refreshed, and written back when it changed."""
-    index = _load(store)
-    if index.refresh(store):
-        with contextlib.suppress(OSError):
-            _save(store, index)
-    return index
+def folder_name(name: str) -> str:
+    """A DAG's or a task's id as a folder name safe on every disk and object store.
+
+    >>> folder_name("group.clean"), folder_name("../x")[:9]
+    ('group.clean', '-d6b96a97')
+    """
+    if _KEPT.fullmatch(name):
+        return name
+    return "-" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
-def _load(store: OutputStore) -> TaskIndex:
-    try:
-        body = json.loads(store.root.joinpath(*INDEX).read_text())
-        if body.get("format") != FORMAT:
-            return TaskIndex()  # another version's: rebuilt from the records
-        return TaskIndex(body["seen"], body["tasks"], body.get("stamp"))
-    except FileNotFoundError:
-        return TaskIndex()
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return TaskIndex()  # damaged (a disk error, a hand edit): rebuilt from the records
+def marker(record: SuccessRecord) -> str:
+    """The marker of ``record``, relative to the storage root."""
+    folder = f"{TASKS}/{folder_name(record.task)}/{folder_name(record.dag_id)}"
+    return f"{folder}/{record.output_id}.{record.generation}"
 
 
-def _save(store: OutputStore, index: TaskIndex) -> None:
-    text = json.dumps(index.to_json(), separators=(",", ":"))
-    path = store.root.joinpath(*INDEX)
-    if not store.local:
-        path.write_text(text)  # one object: readers see the old one or this one
-        return
-    folder = Path(path.path).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as file:
-        file.write(text)
-    os.replace(file.name, folder / INDEX[-1])
+def task_records(store: OutputStore, task: str, dag_id: str | None = None) -> list[SuccessRecord]:
+    """The records of ``task`` of ``dag_id`` (of any DAG when None), from its markers."""
+    folder = store.root / TASKS / folder_name(task)
+    folders = [folder / folder_name(dag_id)] if dag_id is not None else _folders(folder)
+    markers = [name for f in folders for name in child_names(f) if _MARKER.fullmatch(name)]
 
-
-def _stamp(store: OutputStore) -> int | None:
-    """The mtime of a local root's ``objects/`` (None on an object store: no folders)."""
-    if not store.local:
-        return None
-    try:
-        return os.stat(store.root.joinpath("objects").path).st_mtime_ns
-    except FileNotFoundError:
+    def read(name: str) -> SuccessRecord | None:
+        record = _record(store, name)
+        if record and record.task == task and dag_id in (None, record.dag_id):
+            return record
         return None
 
+    workers = 1 if store.local else LOOKUP_WORKERS  # a local read waits on no round trip
+    found = look_up_all(read, sorted(markers), workers)  # type: ignore[arg-type]
+    return [record for record in found.values() if record is not None]
 
-def _output_ids(store: OutputStore) -> list[str]:
-    """The output IDs under ``objects/``: one listing (a local one without a path
-    object per name, which costs more than the listing itself at 100k outputs)."""
-    objects = store.root / "objects"
+
+def _folders(folder: ObjectStoragePath) -> list[ObjectStoragePath]:
+    """The DAG folders under a task's folder (a task of any DAG)."""
+    return [folder / name for name in child_names(folder)]
+
+
+def _record(store: OutputStore, name: str) -> SuccessRecord | None:
+    """The record a marker names; None when it is gone or cannot be read."""
+    output_id, generation = name.split(".")
+    try:
+        record = SuccessRecord.loads(store.backend.read_record(output_id, int(generation)))
+    except FileNotFoundError:  # gc took it, a lifecycle rule expired it, quarantined
+        return None
+    except (ValueError, KeyError, TypeError):  # damaged, or of a newer format
+        return None
+    if (record.output_id, record.generation) != (output_id, int(generation)):
+        return None
+    return record
+
+
+def unindexed(store: OutputStore) -> bool:
+    """Whether the store holds outputs and no marker at all (one listing of the root):
+    it was filled before markers, and ``alamode index`` has not run on it."""
+    names = set(child_names(store.root))
+    return "objects" in names and TASKS not in names
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    records: int  # readable records found
+    written: int  # markers that were missing
+    removed: int  # markers that named nothing
+
+
+def rebuild(store: OutputStore) -> Rebuilt:
+    """Every record's marker written where missing, and markers that name nothing
+    removed: one pass over the whole store (on an object store, many requests at once)."""
+    before = _all_markers(store)  # first: a marker written after this names a record seen
+    expected: set[str] = set()
+    unreadable: set[tuple[str, int | None]] = set()
+
+    def history(output_id: str) -> None:
+        for found in store.history(output_id):
+            if found.record is not None:
+                expected.add(marker(found.record))
+            else:  # a newer format, damage, an attempt: its markers are left alone
+                unreadable.add((output_id, found.generation))
+
+    workers = 1 if store.local else LOOKUP_WORKERS
+    outputs = [name for name in child_names(store.root / "objects") if is_output_id(name)]
+    look_up_all(history, outputs, workers)  # type: ignore[arg-type]
+    missing = sorted(expected - before)
+    look_up_all(store.backend.mark, missing, workers)  # type: ignore[arg-type]
+    stray = [key for key in sorted(before - expected) if _names(key) not in unreadable]
+    removed = look_up_all(lambda key: _remove(store, key), stray, workers)  # type: ignore
+    return Rebuilt(len(expected), len(missing), sum(removed.values()))
+
+
+def _names(key: str) -> tuple[str, int]:
+    """The output and generation a marker names."""
+    output_id, _, generation = key.rpartition("/")[2].partition(".")
+    return output_id, int(generation)
+
+
+def _all_markers(store: OutputStore) -> set[str]:
+    """Every marker, relative to the root (one listing per 1000 on an object store)."""
+    top = store.root / TASKS
     if store.local:
-        try:
-            names = os.listdir(objects.path)
-        except FileNotFoundError:
-            names = []
+        base = Path(top.path)
+        found = (
+            Path(folder, name).relative_to(base.parent).as_posix()
+            for folder, _, names in os.walk(base)
+            for name in names
+        )
     else:
-        names = child_names(objects)
-    return names  # what is not an output ID is left out when it is new
+        top.fs.invalidate_cache(top.path)
+        prefix = store.root.path.rstrip("/") + "/"
+        found = (key.removeprefix(prefix) for key in top.fs.find(top.path))
+    return {key for key in found if key.count("/") == 3 and _MARKER.fullmatch(key.split("/")[3])}
+
+
+def _remove(store: OutputStore, relative: str) -> int:
+    """Delete one marker; 1 if it was there."""
+    try:
+        (store.root / relative).unlink()
+    except FileNotFoundError:
+        return 0
+    return 1
+
+
+def unmark(store: OutputStore, markers: list[str]) -> None:
+    """Delete ``markers`` (gc, after taking their outputs away)."""
+    for relative in markers:
+        _remove(store, relative)

@@ -79,6 +79,7 @@ def explanation_json(result: Explanation) -> dict[str, Any]:
         "nearest": nearest.output_id if nearest else None,
         "nearest_run": nearest.run_id if nearest else None,
         "reasons": result.reasons(),
+        "note": result.note or None,
     }
 
 
@@ -100,6 +101,8 @@ def explanation(result: Explanation) -> None:
         return
     if result.verdict is Verdict.NEVER_BUILT:
         console.print(f"{head} will run: no output of this task was ever recorded")
+        if result.note:
+            console.print(f"  note: {result.note}")
         return
     nearest = result.nearest
     console.print(

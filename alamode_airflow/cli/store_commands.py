@@ -1,4 +1,5 @@
-"""``alamode status``, ``explain`` and ``lineage``: what the store says about outputs."""
+"""``alamode status``, ``explain`` and ``lineage``: what the store says about outputs;
+``alamode index``: the task markers ``explain`` reads, for outputs committed before them."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from alamode_airflow.cli.commands import cli
 from alamode_airflow.history import Check, explain, lineage, occurrences, status
 from alamode_airflow.listing import child_names
 from alamode_airflow.store import OutputStore
+from alamode_airflow.task_index import rebuild
 
 #: The folders a store's root holds (``trash`` is gc's, ``pins`` pinned outputs,
-#: ``index`` what ``task_index`` derives from the records).
+#: ``tasks`` the markers of ``task_index``, ``index`` what earlier versions kept).
 STORE_FOLDERS = frozenset(
     {
+        "tasks",
         "objects",
         "staging",
         "locks",
@@ -120,3 +123,16 @@ def lineage_command(output_id: str, verify: bool, store_root: str | None, as_jso
 
 def _bad(tree) -> bool:
     return any(o.node.check not in (Check.OK, None) for o in occurrences(tree) if not o.repeated)
+
+
+@cli.command("index")
+@store_option
+def index_command(store_root: str | None) -> int:
+    """Write the task markers explain reads for outputs committed without them (by an
+    earlier version): every record is read once. Run it once on such a store."""
+    done = rebuild(open_store(store_root))
+    click.echo(
+        f"{done.records} records: {done.written} task markers written, "
+        f"{done.removed} that named nothing removed"
+    )
+    return 0

@@ -95,10 +95,10 @@ def test_gc_looks_outputs_up_concurrently(s3, monkeypatch):
     both = threading.Barrier(2, timeout=10)
     history = store.history
 
-    def meeting(output_id: str):
+    def meeting(output_id: str, listing=None):
         if output_id in (second, third):
             both.wait()
-        return history(output_id)
+        return history(output_id, listing)
 
     monkeypatch.setattr(store, "history", meeting)
     chosen = gc.plan(store, set(), timedelta(0))

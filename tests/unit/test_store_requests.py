@@ -316,3 +316,58 @@ def test_a_kept_record_is_used_only_while_it_is_the_stores(store, server, sent, 
     sent.clear()
     assert store.lookup(output).record.host == "elsewhere"
     assert [m for m, u in sent if "record.json" in u] == ["GET"], sent
+
+
+def other_dags_records(server, store: OutputStore, n: int) -> None:
+    """``n`` outputs of other DAGs (``e00`` to ``e09``, tasks ``t00`` to ``t19``; none
+    is ``clean``), uploaded straight to the bucket as a commit leaves them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, base = server.client(), store.root.path.split("/", 1)[1]
+
+    def upload(i: int) -> None:
+        command = f"echo {i}"
+        body = f"d7:command{len(command)}:{command}6:inputsdee".encode()
+        output_id = hashlib.sha256(body).hexdigest()
+        record = SuccessRecord(
+            output_id=output_id,
+            dag_id=f"e{i % 10:02d}",
+            task=f"t{i // 10 % 20:02d}",
+            run_id="fill",
+            try_number=1,
+            start="2026-01-01T00:00:00+00:00",
+            end="2026-01-01T00:00:01+00:00",
+            duration_s=1.0,
+            command=command,
+            image=None,
+            sha=None,
+            inputs={},
+            preimage_b64=base64.b64encode(body).decode(),
+            host="h",
+            manifest=(),
+        )
+        key = f"{base}/objects/{output_id}/0/record.json"
+        client.put_object(Bucket=server.bucket, Key=key, Body=record.dumps().encode())
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, range(n)))
+
+
+def test_explain_reads_one_tasks_records_whatever_else_the_store_holds(store, sent, server):
+    """``explain`` on a store of many records of other DAGs: a listing of the task's
+    markers and a read of each earlier output of the task (at most 20 requests in
+    all), never a listing of ``objects/`` nor a read of another task's record."""
+    from alamode_airflow.history import explain
+    from tests.unit.test_task_index import commit, single
+
+    other_dags_records(server, store, 200)
+    for v in range(3):
+        commit(store, load(single("sales", f"clean.py --v{v}").bencode()), "sales", f"2026-01-0{v}")
+    commit(store, load(single("hr", "clean.py --v2 -x").bencode()), "hr", "2026-01-05")
+    sent.clear()
+    result = explain(load(single("sales", "clean.py --v2 -y").bencode()), "clean", store)
+    assert (result.nearest.dag_id, result.nearest.run_id) == ("sales", "2026-01-02")
+    shown = "\n".join(f"{method} {url}" for method, url in sent)
+    assert len(sent) <= 20, shown
+    assert len([url for _, url in sent if url.endswith("/record.json")]) == 3, shown
+    assert not [url for _, url in sent if "objects%2F&" in url or url.endswith("objects%2F")], shown

@@ -1,22 +1,24 @@
-"""``alamode explain`` through the store's task index: it compares a task with the
-earlier outputs of the same task of the same DAG, and reads only their records."""
+"""``alamode explain`` through the store's task markers: it compares a task with the
+earlier outputs of the same task of the same DAG, and reads only their records;
+``alamode index`` writes the markers of outputs committed without them."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
-import os
 import shutil
 
 import pytest
 
 from a_la_mode import Dag, load
+from alamode_airflow import gc
 from alamode_airflow.cli import main
-from alamode_airflow.history import Verdict, explain
+from alamode_airflow.history import explain
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
-from alamode_airflow.store import OutputStore
-from alamode_airflow.task_index import INDEX, task_index
+from alamode_airflow.store import Committed, OutputStore
+from alamode_airflow.task_index import UNINDEXED, Rebuilt, marker, rebuild, task_records
 
 
 class CountingStore(OutputStore):
@@ -25,15 +27,19 @@ class CountingStore(OutputStore):
     def __init__(self, root: str) -> None:
         super().__init__(root)
         self.reads: list[str] = []
+        read = self.backend.read_record
 
-    def _read(self, output_id, generation, keys):
-        # Every record read, by a lookup, a history or ``read``, goes through here.
-        self.reads.append(output_id)
-        return super()._read(output_id, generation, keys)
+        def counted(output_id: str, generation: int) -> str:
+            # Every record read, by a lookup, a history or the task index, comes here.
+            self.reads.append(output_id)
+            return read(output_id, generation)
+
+        self.backend.read_record = counted
 
 
-def commit(store: OutputStore, pipeline, dag_id: str, run_id: str) -> None:
-    """Commit every task's output as a run of ``dag_id`` does."""
+def commit(store: OutputStore, pipeline, dag_id: str, run_id: str) -> list[SuccessRecord]:
+    """Commit every task's output as a run of ``dag_id`` does; the records."""
+    records = []
     for task in pipeline:
         staging = store.stage(task.output)
         (staging / "data" / "out.txt").write_text(f"{dag_id} {task.name} {run_id}")
@@ -57,6 +63,8 @@ def commit(store: OutputStore, pipeline, dag_id: str, run_id: str) -> None:
             manifest=manifest(staging / "data"),
         )
         store.commit(staging, record)
+        records.append(record)
+    return records
 
 
 def single(dag_id: str | None, command: str):
@@ -96,55 +104,116 @@ def test_explain_reads_only_the_records_of_that_task(store):
         commit(store, load(single("other", spec).bencode()), "other", f"2026-01-{day:02d}")
     v1, v2 = (load(single("sales", f"clean.py --{v}").bencode()) for v in ("v1", "v2"))
     commit(store, v1, "sales", "2026-02-01")
-    task_index(store)  # the first use reads every record once
     commit(store, v2, "sales", "2026-02-02")
     store.reads.clear()
     result = explain(load(single("sales", "clean.py --v3").bencode()), "clean", store)
     assert result.nearest.run_id == "2026-02-02"
-    # v2's record once for the index, then the task's two outputs; no other DAG's.
-    assert sorted(store.reads) == sorted([v1["clean"].output] + [v2["clean"].output] * 2)
+    assert sorted(store.reads) == sorted([v1["clean"].output, v2["clean"].output])
 
 
-def test_the_index_follows_gc_and_survives_damage(store, tmp_path):
-    first = load(single("sales", "clean.py --v1").bencode())
-    commit(store, first, "sales", "2026-01-01")
-    assert task_index(store).outputs("clean", "sales") == {first["clean"].output}
-    shutil.rmtree(tmp_path / "store/objects" / first["clean"].output)  # as gc takes it
-    assert task_index(store).outputs("clean", "sales") == set()
-    commit(store, first, "sales", "2026-01-02")
-    (tmp_path / "store").joinpath(*INDEX).write_text("{not json")
-    assert task_index(store).outputs("clean", "sales") == {first["clean"].output}
+def test_a_freshly_committed_output_is_found_without_reading_the_store(store):
+    """The first explain on a store of many outputs: the one just committed for the
+    task is found, and no other output's record is read."""
+    for day in range(1, 31):
+        spec = f"clean.py --day {day}"
+        commit(store, load(single("other", spec).bencode()), "other", f"2026-01-{day:02d}")
+    v1 = load(single("sales", "clean.py --v1").bencode())
+    commit(store, v1, "sales", "2026-02-01")
+    store.reads.clear()
     result = explain(load(single("sales", "clean.py --v2").bencode()), "clean", store)
-    assert result.verdict is Verdict.CHANGED
+    assert result.nearest.output_id == v1["clean"].output
+    assert store.reads == [v1["clean"].output]
 
 
-def test_explain_on_an_object_store_keeps_its_index_in_the_bucket(tmp_path, monkeypatch):
-    from loopback.servers import s3_server
+@pytest.mark.parametrize(
+    ("dag_id", "task"),
+    [
+        ("team.sales-v2", "group.clean"),  # task group ids hold dots
+        ("..", "-rf"),
+        (".hidden", "..."),
+        ("d" * 250, "t" * 250),  # the longest ids Airflow allows
+    ],
+)
+def test_any_dag_and_task_id_is_a_safe_marker_and_found_again(store, tmp_path, dag_id, task):
+    dag = Dag({"dag_id": dag_id})
+    dag.task(task, {"command": "clean.py --v1"})
+    [record] = commit(store, load(dag.bencode()), dag_id, "2026-01-01")
+    relative = marker(record)
+    parts = relative.split("/")
+    assert (parts[0], len(parts)) == ("tasks", 4)
+    assert all(0 < len(part) <= 105 and part.strip(".") for part in parts)  # no . nor ..
+    assert (tmp_path / "store" / relative).is_file()
+    assert [r.output_id for r in task_records(store, task, dag_id)] == [record.output_id]
+    assert [r.output_id for r in task_records(store, task)] == [record.output_id]
+    assert task_records(store, task, dag_id + "x") == []
 
-    (tmp_path / "s3").mkdir()
-    with s3_server(tmp_path / "s3") as server:
-        monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_INDEX_S3", server.connection())
-        bucket = OutputStore(
-            "s3://alamode-outputs/store", conn_id="alamode_index_s3"
-        )  # its own: clients are cached by id
-        commit(bucket, load(single("sales", "clean.py --v1").bencode()), "sales", "2026-01-01")
-        commit(bucket, load(single("hr", "clean.py --v2").bencode()), "hr", "2026-01-02")
-        result = explain(load(single("sales", "clean.py --v2 -x").bencode()), "clean", bucket)
-        assert result.nearest.dag_id == "sales"
-        assert server.keys("store/index") == ["store/index/tasks.json"]
-        commit(bucket, load(single("sales", "clean.py --v4").bencode()), "sales", "2026-01-04")
-        again = explain(load(single("sales", "clean.py --v5").bencode()), "clean", bucket)
-        assert again.nearest.run_id == "2026-01-04"
+
+def test_a_retry_that_finds_its_output_committed_writes_the_marker_again(store, tmp_path):
+    """A worker killed between the record and its marker: the retry's commit finds the
+    generation committed, and the marker is written then."""
+    [record] = commit(store, load(single("sales", "clean.py --v1").bencode()), "sales", "d1")
+    (tmp_path / "store" / marker(record)).unlink()
+    staging = store.stage(record.output_id)
+    again = dataclasses.replace(record, run_id="d1-retry", data_path=store.data_path(staging))
+    assert store.commit(staging, again) is Committed.ALREADY
+    assert (tmp_path / "store" / marker(record)).is_file()
+    assert [r.run_id for r in task_records(store, "clean", "sales")] == ["d1"]
 
 
-def test_an_unchanged_objects_folder_is_not_listed_again_and_a_commit_is_seen(store, tmp_path):
-    v1, v2 = (load(single("sales", f"clean.py --{v}").bencode()) for v in ("v1", "v2"))
-    commit(store, v1, "sales", "2026-01-01")
-    objects = tmp_path / "store/objects"
-    os.utime(objects, ns=(10**18, 10**18))  # listed long after its last change
-    assert task_index(store).stamp == 10**18
-    shutil.rmtree(objects / v1["clean"].output)
-    os.utime(objects, ns=(10**18, 10**18))  # a change the folder's mtime does not show
-    assert task_index(store).outputs("clean", "sales") == {v1["clean"].output}
-    commit(store, v2, "sales", "2026-01-02")  # moves the mtime: listed again
-    assert task_index(store).outputs("clean", "sales") == {v2["clean"].output}
+def test_gc_takes_the_markers_and_a_marker_without_its_record_is_skipped(store, tmp_path):
+    v1, v2, v3 = (load(single("sales", f"clean.py --{v}").bencode()) for v in ("v1", "v2", "v3"))
+    [first] = commit(store, v1, "sales", "2026-01-01")
+    [second] = commit(store, v2, "sales", "2026-01-02")
+    [third] = commit(store, v3, "sales", "2026-01-03")
+    chosen = gc.plan(store, {v2["clean"].output, v3["clean"].output}, gc.parse_age("0"))
+    assert gc.collect(store, chosen).deleted == [first.output_id]
+    assert not (tmp_path / "store" / marker(first)).exists()
+    # Removed otherwise (an object store's lifecycle rule): the marker stays, unread.
+    shutil.rmtree(tmp_path / "store/objects" / second.output_id)
+    assert (tmp_path / "store" / marker(second)).exists()
+    result = explain(load(single("sales", "clean.py --v4").bencode()), "clean", store)
+    assert result.nearest.output_id == third.output_id
+    assert [r.output_id for r in task_records(store, "clean", "sales")] == [third.output_id]
+    assert rebuild(store).removed == 1  # alamode index takes the stray marker
+    assert not (tmp_path / "store" / marker(second)).exists()
+
+
+def test_alamode_index_writes_the_markers_of_a_store_filled_before_them(store, tmp_path, capsys):
+    """Outputs committed by an earlier version (no markers): explain says the store has
+    no index; ``alamode index`` reads every record once, and explain finds them."""
+    v1 = load(single("sales", "clean.py --v1").bencode())
+    [record] = commit(store, v1, "sales", "2026-01-01")
+    commit(store, load(single("hr", "clean.py --v1 -x").bencode()), "hr", "2026-01-02")
+    shutil.rmtree(tmp_path / "store/tasks")  # as an earlier version left the store
+    path = tmp_path / "sales.alamode"
+    single("sales", "clean.py --v2").save(path)
+    assert main(["explain", str(path), "clean", "--store", store.url, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["verdict"], printed["note"]) == ("never built", UNINDEXED)
+    assert main(["index", "--store", store.url]) == 0
+    assert "2 records: 2 task markers written, 0 that named nothing removed" in (
+        capsys.readouterr().out
+    )
+    assert main(["explain", str(path), "clean", "--store", store.url, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["nearest"], printed["note"]) == (record.output_id, None)
+    assert rebuild(store) == Rebuilt(records=2, written=0, removed=0)  # once is enough
+
+
+def test_the_markers_of_an_object_store_are_in_its_bucket(server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_INDEX_S3", server.connection())
+    # A connection of its own: clients are cached by connection id.
+    bucket = OutputStore("s3://alamode-outputs/store", conn_id="alamode_index_s3")
+    [sales] = commit(bucket, load(single("sales", "clean.py --v1").bencode()), "sales", "d1")
+    [hr] = commit(bucket, load(single("hr", "clean.py --v2").bencode()), "hr", "d2")
+    assert server.keys("store/tasks") == sorted(f"store/{marker(r)}" for r in (sales, hr))
+    result = explain(load(single("sales", "clean.py --v2 -x").bencode()), "clean", bucket)
+    assert result.nearest.dag_id == "sales"
+    server.client().delete_object(Bucket=server.bucket, Key=f"store/{marker(sales)}")
+    stray = f"store/tasks/clean/sales/{'0' * 64}.0"
+    server.client().put_object(Bucket=server.bucket, Key=stray, Body=b"")
+    assert task_records(bucket, "clean", "sales") == []
+    assert rebuild(bucket) == Rebuilt(records=2, written=1, removed=1)
+    assert server.keys("store/tasks") == sorted(f"store/{marker(r)}" for r in (sales, hr))
+    again = explain(load(single("sales", "clean.py --v3").bencode()), "clean", bucket)
+    assert again.nearest.run_id == "d1"
