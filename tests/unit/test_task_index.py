@@ -29,10 +29,10 @@ class CountingStore(OutputStore):
         self.reads: list[str] = []
         read = self.backend.read_record
 
-        def counted(output_id: str, generation: int) -> str:
+        def counted(output_id: str, generation: int, etag: str | None = None) -> str:
             # Every record read, by a lookup, a history or the task index, comes here.
             self.reads.append(output_id)
-            return read(output_id, generation)
+            return read(output_id, generation, etag)
 
         self.backend.read_record = counted
 
