@@ -11,6 +11,7 @@ Layout under the storage root::
     claims/<output id>/<n>                         who produces an output (object stores)
     quarantine/<output id>.<generation>.<random>/  bad records or vanished data, kept
     pins/<output id>                               outputs garbage collection keeps
+    tasks/<task>/<dag id>/<output id>.<generation> a marker per record (task_index)
     partitions/<file output id>/<output id>        a partitioned task's outputs, by file ID
 
 Generation 0 is an output's first build; a rebuild, or a run that finds the output
