@@ -22,7 +22,7 @@ from alamode_airflow.currency import assess
 from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import verify
 from alamode_airflow.records import SuccessRecord
-from alamode_airflow.store import Found, OutputStore, look_up_all
+from alamode_airflow.store import Found, OutputStore
 from alamode_airflow.task_index import UNINDEXED, task_records, unindexed
 
 
@@ -74,7 +74,7 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
 
 def _intervals(store: OutputStore, task) -> TaskStatus:
     """A partitioned task's row: which intervals have a success (one lookup each)."""
-    found = list(look_up_all(store.lookup, store.partitions(task.output)).values())
+    found = list(store.lookup_all(store.partitions(task.output)).values())
     done = sorted((f.record for f in found if f.done), key=lambda r: r.interval or ("", ""))
     where = store.where(done[-1].output_id) if done else "-"
     status_ = Found.DONE if done else Found.MISSING
@@ -141,7 +141,7 @@ def explain(
     task = pipeline[name]
     dag_id = dag_id or pipeline.meta.get("dag_id")
     if name in partitioned(pipeline):
-        found = look_up_all(store.lookup, store.partitions(task.output))
+        found = store.lookup_all(store.partitions(task.output))
         recorded = [oid for oid, lookup in found.items() if lookup.done]
         if recorded:
             return Explanation(name, task.output, Verdict.PER_INTERVAL, intervals=len(recorded))

@@ -30,9 +30,13 @@ records, and the rules above.
 
 On an object store every request is a round trip, so a lookup is one listing of
 ``objects/<id>/`` (the keys of all its generations: which have a record, a tombstone,
-the record's data) and one read of the current record; walks of many outputs (the
-plan, a task's inputs) make their lookups many at once (``look_up_all``). No walk the
-engine makes on its way to running a task lists more than the outputs it looks up.
+the record's data) and one read of the current record. Walks of many outputs (the plan,
+``status``, gc, a partitioned task's intervals) call ``lookup_all``: their folders are
+listed together, in pages of ``objects/`` that each answer for hundreds of outputs, and
+the records are read many at once, and not at all where this machine keeps a copy the
+listing vouches for (``record_cache``). No walk costs more requests than a listing and
+a read per output, and none the engine makes on its way to running a task lists more
+than the outputs it looks up.
 """
 
 from __future__ import annotations
