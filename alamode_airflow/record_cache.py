@@ -87,7 +87,8 @@ class RecordCache:
 
 @functools.cache
 def _private(folder: Path) -> None:
-    """The folder, made readable by its owner only: a copy is trusted only as far as
-    its MD5, so nobody else should be able to plant one."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder.parent.chmod(0o700)
+    """The folder and the cache's own, made for their owner alone when this makes them
+    (a copy is trusted only as far as its MD5: nobody else should plant one). A folder
+    that exists keeps its mode: ``record_cache`` may name a shared one."""
+    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
