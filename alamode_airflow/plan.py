@@ -46,7 +46,7 @@ class AlamodePlanOperator(BaseOperator):
             task_id: run.output_id(task_id, file_id, task_id in self.partitioned)
             for task_id, file_id in self.outputs.items()
         }
-        look_all = functools.partial(store.lookup_all, warn=self.log.warning)
+        look_all = functools.partial(store.lookup_all, warn=self.log.warning, pack=self.dag_id)
         verdicts = assess(targets, inputs, look_all, run.rebuild)
         cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
         self._log(verdicts, cached, asked, rebuild)

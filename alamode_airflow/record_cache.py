@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import hashlib
+import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')
@@ -41,6 +44,10 @@ class RecordCache:
 
     def __init__(self, folder: Path | None, store_url: str) -> None:
         self.folder, self.store_url = folder, store_url
+        # Texts offered by a pack (``packed``), by (output, generation), checked as the
+        # folder's are; and, while a pack is being made, the texts served.
+        self.offered: dict[tuple[str, int], bytes] = {}
+        self.served: dict[tuple[str, int], str] | None = None
 
     @classmethod
     def configured(cls, store_url: str) -> RecordCache:
@@ -58,16 +65,23 @@ class RecordCache:
         return self.folder / name[:2] / name
 
     def get(self, output_id: str, generation: int, md5: str | None) -> str | None:
-        """The kept text of that record if its MD5 is ``md5``; else None."""
-        if self.folder is None or md5 is None:
+        """The kept text of that record (offered by a pack, or in the folder) if its
+        MD5 is ``md5``; else None."""
+        if md5 is None:
             return None
-        try:
-            data = self._path(output_id, generation).read_bytes()
-        except OSError:
-            return None
-        if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+        data = self.offered.get((output_id, generation))
+        if data is None and self.folder is not None:
+            with contextlib.suppress(OSError):
+                data = self._path(output_id, generation).read_bytes()
+        if data is None or hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
             return None
         return data.decode()
+
+    def note(self, output_id: str, generation: int, md5: str | None, text: str) -> None:
+        """A text served for that record whose MD5 the store vouched for: what the
+        pack being made holds."""
+        if self.served is not None and md5 is not None:
+            self.served[(output_id, generation)] = text
 
     def put(self, output_id: str, generation: int, md5: str | None, text: str) -> None:
         """Keep ``text`` if the store's ``md5`` is its MD5 (what a later ``get``
@@ -83,6 +97,43 @@ class RecordCache:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(temp, path)
+
+
+@contextlib.contextmanager
+def packed(cache: RecordCache, pack) -> Iterator[None]:
+    """Offer ``cache`` the records of ``pack`` (an ``ObjectStoragePath``: one object
+    holding the records a DAG's last plan read, gzipped JSON), then, if what this walk
+    read differs from it, write it again with exactly those. A pack is a copy like any
+    other: each record in it is used only when its MD5 is the ETag the listing returned,
+    so a stale or damaged pack costs reads, never a wrong answer. One GET instead of one
+    per record: a plan on a machine that keeps nothing (a fresh pod) costs its listing
+    pages and the pack."""
+    from alamode_airflow.claims import read_whole
+
+    try:
+        loaded = json.loads(gzip.decompress(read_whole(pack.fs, pack.path)))["records"]
+        texts = {_pack_key(key): text.encode() for key, text in loaded.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError):
+        texts = {}  # none yet, or not one this version reads: made again below
+    cache.offered.update(texts)
+    cache.served = {}
+    try:
+        yield
+        served = cache.served
+    finally:
+        cache.served = None
+        for key in texts:
+            cache.offered.pop(key, None)
+    if served.keys() != texts.keys() or any(t.encode() != texts[k] for k, t in served.items()):
+        records = {f"{oid}/{g}": text for (oid, g), text in sorted(served.items())}
+        data = gzip.compress(json.dumps({"format": 1, "records": records}).encode(), 6)
+        with contextlib.suppress(OSError):  # read-only credentials: no pack, no harm
+            pack.write_bytes(data)
+
+
+def _pack_key(key: str) -> tuple[str, int]:
+    output_id, generation = key.split("/")
+    return output_id, int(generation)
 
 
 @functools.cache

@@ -12,6 +12,7 @@ Layout under the storage root::
     quarantine/<output id>.<generation>.<random>/  bad records or vanished data, kept
     pins/<output id>                               outputs garbage collection keeps
     tasks/<task>/<dag id>/<output id>.<generation> a marker per record (task_index)
+    packs/<dag id>.json.gz                         the records a DAG's plan read (object stores)
     partitions/<file output id>/<output id>        a partitioned task's outputs, by file ID
 
 Generation 0 is an output's first build; a rebuild, or a run that finds the output
@@ -260,14 +261,23 @@ class OutputStore:
         return found
 
     def lookup_all(
-        self, output_ids: Iterable[str], warn: Callable[..., None] | None = None
+        self,
+        output_ids: Iterable[str],
+        warn: Callable[..., None] | None = None,
+        pack: str | None = None,
     ) -> dict[str, Lookup]:
         """``lookup`` of each output (``settle`` with ``warn``), many at once. The
         backend first lists the outputs' folders together where it can
         (``listings``: on an object store, a few pages of keys for many outputs,
         rather than a listing each), so a walk of many cached outputs costs about one
-        record read per output, all of them concurrent (``look_up_all``)."""
+        record read per output, all of them concurrent (``look_up_all``). With
+        ``pack`` (a DAG's id: the plan's), an object store also serves the records
+        from that DAG's pack, one object, and writes it again if it changed."""
         ids = list(dict.fromkeys(output_ids))
+        with self.backend.packed(pack):
+            return self._lookup_all(ids, warn)
+
+    def _lookup_all(self, ids: list[str], warn: Callable[..., None] | None) -> dict[str, Lookup]:
         listed = self.backend.listings([check_output_id(oid) for oid in ids])
 
         def look(output_id: str) -> Lookup:

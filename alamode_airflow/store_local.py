@@ -62,6 +62,10 @@ class LocalBackend:
         its own thread."""
         return {}
 
+    def packed(self, name: str | None) -> contextlib.AbstractContextManager[None]:
+        """Nothing: a local record is read without a round trip."""
+        return contextlib.nullcontext()
+
     def read_record(self, output_id: str, generation: int, etag: str | None = None) -> str:
         from alamode_airflow.store import RECORD
 

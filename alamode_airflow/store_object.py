@@ -34,7 +34,7 @@ from a_la_mode import AlamodeError
 from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims, read_whole
 from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import remove
-from alamode_airflow.record_cache import RecordCache, md5_of
+from alamode_airflow.record_cache import RecordCache, md5_of, packed
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import LOOKUP_WORKERS, RECORD
 
@@ -157,7 +157,17 @@ class ObjectBackend:
             path = self._key(output_id, str(generation), RECORD)
             text = read_whole(self.root.fs, path).decode()
             self.records.put(output_id, generation, md5, text)
+        self.records.note(output_id, generation, md5, text)
         return text
+
+    def packed(self, name: str | None) -> contextlib.AbstractContextManager[None]:
+        """Within it, records are also served from the pack ``name`` (a DAG's:
+        ``record_cache.packed``), which is written again after if it changed."""
+        if name is None:
+            return contextlib.nullcontext()
+        from alamode_airflow.task_index import folder_name
+
+        return packed(self.records, self.root / "packs" / f"{folder_name(name)}.json.gz")
 
     @functools.cached_property
     def records(self) -> RecordCache:

@@ -18,10 +18,12 @@ from alamode_airflow.store import OutputStore
 from alamode_airflow.task_index import rebuild
 
 #: The folders a store's root holds (``trash`` is gc's, ``pins`` pinned outputs,
-#: ``tasks`` the markers of ``task_index``, ``index`` what earlier versions kept).
+#: ``tasks`` the markers of ``task_index``, ``packs`` the plans' record packs,
+#: ``index`` what earlier versions kept).
 STORE_FOLDERS = frozenset(
     {
         "tasks",
+        "packs",
         "objects",
         "staging",
         "locks",

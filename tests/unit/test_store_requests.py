@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import hashlib
 import json
 import threading
@@ -371,3 +372,45 @@ def test_explain_reads_one_tasks_records_whatever_else_the_store_holds(store, se
     assert len(sent) <= 20, shown
     assert len([url for _, url in sent if url.endswith("/record.json")]) == 3, shown
     assert not [url for _, url in sent if "objects%2F&" in url or url.endswith("objects%2F")], shown
+
+
+def test_a_plan_on_a_machine_that_keeps_nothing_reads_its_dags_pack(store, sent):
+    """A plan writes the records it read as one pack for its DAG; the next plan, on a
+    machine that keeps no record (a fresh pod), reads the pack instead of each record,
+    and writes nothing when nothing changed."""
+    outputs, inputs = commit_chain(store, 100)
+    first = assess(outputs, inputs, functools.partial(store.lookup_all, pack="d"))
+    assert [m for m, u in sent if "packs" in u][-1:] == ["PUT"]
+    sent.clear()
+    fresh = OutputStore(store.url, conn_id=CONN_ID)
+    again = assess(outputs, inputs, functools.partial(fresh.lookup_all, pack="d"))
+    assert again == first
+    assert not [u for m, u in sent if "record.json" in u], sent
+    assert [m for m, u in sent if "packs" in u] == ["GET"], sent
+    assert len(sent) <= 5, sent
+
+
+def read_pack(server, key: str) -> dict:
+    body = server.client().get_object(Bucket=server.bucket, Key=key)["Body"].read()
+    return json.loads(gzip.decompress(body))
+
+
+def test_a_pack_is_a_copy_served_only_while_it_is_the_stores(store, server, sent):
+    """A record in the pack that differs from the store's (the pack edited, or the
+    record replaced by hand since) is read from the store, and the pack made again."""
+    outputs, _ = commit_chain(store, store_object.SCAN_MIN)
+    ids = sorted(outputs.values())
+    store.lookup_all(ids, pack="d")
+    base = store.root.path.split("/", 1)[1]
+    key = f"{base}/packs/d.json.gz"
+    pack = read_pack(server, key)
+    entry = f"{ids[0]}/0"
+    pack["records"][entry] = pack["records"][entry].replace('"host": "h"', '"host": "forged"')
+    body = gzip.compress(json.dumps(pack).encode())
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=body)
+    sent.clear()
+    found = OutputStore(store.url, conn_id=CONN_ID).lookup_all(ids, pack="d")
+    assert found[ids[0]].record.host == "h"
+    assert len([u for m, u in sent if "record.json" in u]) == 1, sent
+    pack = read_pack(server, key)
+    assert '"host": "h"' in pack["records"][entry]
