@@ -110,10 +110,10 @@ class Listing:
 
     present: list[int]
     void: int | None
-    keys: Mapping[str, str] | None = None
+    keys: Mapping[str, str | None] | None = None
 
     @classmethod
-    def of(cls, names: Iterable[str], keys: Mapping[str, str] | None = None) -> Listing:
+    def of(cls, names: Iterable[str], keys: Mapping[str, str | None] | None = None) -> Listing:
         """From the names in the folder (``0``, ``1``, ``0.void``, ...)."""
         names = set(names)
         present = sorted(int(name) for name in names if name.isdigit())
@@ -306,7 +306,7 @@ class OutputStore:
         return found
 
     def _read(
-        self, output_id: str, generation: int, keys: Mapping[str, str] | None
+        self, output_id: str, generation: int, keys: Mapping[str, str | None] | None
     ) -> Lookup | None:
         """``read``, answered from ``keys`` (a listing of the output's folder: key ->
         ETag) where it can be; None when a record the listing holds is gone. Paths are

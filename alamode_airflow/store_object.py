@@ -52,6 +52,8 @@ SCAN_MIN = 64
 SCAN_DENSE = 16
 #: Keys most outputs have (a record, a file or two of data, perhaps a tombstone).
 KEYS_PER_OUTPUT = 4
+#: The fewest keys a page of that scan asks for (near a run's end).
+SCAN_KEYS = 100
 
 
 class ObjectBackend:
@@ -88,19 +90,20 @@ class ObjectBackend:
         page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=LISTED_KEYS)
         if page.get("IsTruncated"):
             return Listing.of(child_names(self.store.object_dir(output_id)))
-        keys = {item["Key"][len(prefix) :]: item["ETag"] for item in page.get("Contents", ())}
+        keys = {item["Key"][len(prefix) :]: item.get("ETag") for item in page.get("Contents", ())}
         return Listing.of({key.split("/", 1)[0] for key in keys}, keys)
 
     def listings(self, output_ids: list[str]) -> dict[str, Listing]:
         """The folders of many outputs, listed together: the keys of ``objects/``
         read in pages from just before each output not yet listed
         (``StartAfter``), so one page answers for every output whose keys it holds
-        whole (outputs are a few keys each: a page answers for hundreds). Each page
-        answers for at least one output, so a walk never costs more requests than
-        outputs, and it reads no key before the first output or after the last. The
-        IDs, sorted, are split into runs scanned at once, one thread each. Where the
-        outputs are sparse among the store's (a page answers for few of them), the
-        rest of a run is left to each lookup's own listing."""
+        whole (outputs are a few keys each: a page answers for hundreds). It reads
+        no key before the first output, and a page past a run's last output only
+        where the run ends inside it. The IDs, sorted, are split into runs scanned at
+        once, one thread each. Where a page answers for few outputs (they are sparse
+        among the store's, or one output's keys fill a page), the rest of its run is
+        left to each lookup's own listing: a walk costs at most a page per run more
+        than a listing and a read per output."""
         fs = self.root.fs
         if not hasattr(fs, "call_s3") or len(output_ids) < SCAN_MIN:
             return {}
@@ -113,7 +116,11 @@ class ObjectBackend:
             return {oid: listing for part in parts for oid, listing in part.items()}
 
     def _scan(self, ids: list[str]) -> dict[str, Listing]:
-        """``listings`` of one sorted run of IDs, page after page."""
+        """``listings`` of one sorted run of IDs, page after page. A page answers for
+        the outputs whose keys it holds whole: all of them when it is the listing's
+        last, else those whose keys all sort before its last key (an output's keys
+        are ``<id>/...``, all below ``<id>0``; names such as ``<id>.bak/`` sort
+        elsewhere and are nobody's)."""
         from alamode_airflow.store import Listing
 
         fs = self.root.fs
@@ -129,23 +136,21 @@ class ObjectBackend:
                 StartAfter=prefix + ids[i],
                 # No more than the run's outputs are likely to fill: a page is parsed
                 # whole, and the next run's own pages read what lies past this one's.
-                MaxKeys=min(LISTED_KEYS, KEYS_PER_OUTPUT * (len(ids) - i)),
+                MaxKeys=min(LISTED_KEYS, max(SCAN_KEYS, KEYS_PER_OUTPUT * (len(ids) - i))),
             )
-            folders: dict[str, dict[str, str]] = {}
-            for item in page.get("Contents", ()):
+            contents = page.get("Contents", ())
+            folders: dict[str, dict[str, str | None]] = {}
+            for item in contents:
                 output_id, _, rest = item["Key"][len(prefix) :].partition("/")
-                folders.setdefault(output_id, {})[rest] = item["ETag"]
-            # A truncated page may hold only the first keys of its last output.
-            end = max(folders) if page.get("IsTruncated") and folders else None
+                folders.setdefault(output_id, {})[rest] = item.get("ETag")
+            last = None if not page.get("IsTruncated") else contents[-1]["Key"][len(prefix) :]
             start = i
-            while i < len(ids) and (end is None or ids[i] < end):
+            while i < len(ids) and (last is None or ids[i] + "0" <= last):
                 keys = folders.get(ids[i], {})
                 found[ids[i]] = Listing.of({k.split("/", 1)[0] for k in keys}, keys)
                 i += 1
-            if i == start:
-                i += 1  # its keys alone fill a page: its lookup lists it
-            elif end is not None and i - start < SCAN_DENSE:
-                break  # sparse here: a listing per output costs less than pages
+            if last is not None and i - start < SCAN_DENSE:
+                break  # few answered (sparse, or one output's keys fill pages): each lists
         return found
 
     def read_record(self, output_id: str, generation: int, etag: str | None = None) -> str:

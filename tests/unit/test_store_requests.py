@@ -129,16 +129,24 @@ def test_outputs_sparse_among_the_stores_cost_at_most_two_requests_each(store, s
     assert len(sent) <= 2 * len(wanted) + 1, "\n".join(f"{m} {u}" for m, u in sent)
 
 
-@pytest.mark.parametrize("page", [5, 1000])
+@pytest.mark.parametrize("page", [3, 5, 1000])
 def test_outputs_looked_up_together_are_found_as_each_alone(store, server, monkeypatch, page):
     """The shared listing gives each output the answer its own listing would: done,
     never committed, quarantined, a generation being written beside a done one, data
-    gone, and more keys than a page holds; with pages that end inside an output."""
+    gone, and more keys than a page holds; with pages that end inside an output, also
+    where a stray name beside an output's folder (``<id>.bak/``) sorts before it."""
     monkeypatch.setattr(store_object, "LISTED_KEYS", page)
     outputs, _ = commit_chain(store, store_object.SCAN_MIN)
     ids = sorted(outputs.values())
     base = f"{store.root.path.split('/', 1)[1]}/objects"
     put = functools.partial(server.client().put_object, Bucket=server.bucket, Body=b"x")
+    first = store.lookup(ids[0]).record
+    staging = store.stage(ids[0])
+    (staging / "data" / "out.txt").write_text("rebuilt")
+    rebuilt = replace(first, generation=1, rebuilt=True, data_path=store.data_path(staging))
+    store.commit(staging, replace(rebuilt, manifest=manifest(staging / "data")))
+    store.quarantine(ids[0], 1)  # 0/..., 1.void: generation 0 was superseded
+    put(Key=f"{base}/{ids[0]}.bak/0/record.json")
     store.quarantine(ids[1], 0)
     put(Key=f"{base}/{ids[2]}/1/0123456789abcdef/data/out.txt")  # being written
     record = store.lookup(ids[3]).record
@@ -153,7 +161,7 @@ def test_outputs_looked_up_together_are_found_as_each_alone(store, server, monke
     alone = {oid: store.lookup(oid) for oid in [*ids, *never]}
     assert together == alone
     statuses = [together[oid].status for oid in ids[:5]]
-    assert statuses == [Found.DONE, Found.MISSING, Found.DONE, Found.VANISHED, Found.DONE]
+    assert statuses == [Found.MISSING, Found.MISSING, Found.DONE, Found.VANISHED, Found.DONE]
     assert {together[oid].status for oid in never} == {Found.MISSING}
 
 
