@@ -31,6 +31,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')
+#: The pack's format: a pack of another is neither used nor written over.
+PACK_FORMAT = 1
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def md5_of(etag: str | None) -> str | None:
@@ -73,30 +79,35 @@ class RecordCache:
         if data is None and self.folder is not None:
             with contextlib.suppress(OSError):
                 data = self._path(output_id, generation).read_bytes()
-        if data is None or hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+        if data is None or _md5(data) != md5:
             return None
         return data.decode()
 
     def note(self, output_id: str, generation: int, md5: str | None, text: str) -> None:
-        """A text served for that record whose MD5 the store vouched for: what the
-        pack being made holds."""
-        if self.served is not None and md5 is not None:
+        """A text served for that record, if its MD5 is the store's ``md5`` (not where
+        the ETag is no MD5 of it: a pack of those would never serve): what the pack
+        being made holds."""
+        if self.served is not None and md5 == _md5(text.encode()):
             self.served[(output_id, generation)] = text
 
     def put(self, output_id: str, generation: int, md5: str | None, text: str) -> None:
         """Keep ``text`` if the store's ``md5`` is its MD5 (what a later ``get``
         checks). Never fails a lookup: a folder that cannot be written keeps nothing."""
         data = text.encode()
-        if self.folder is None or md5 != hashlib.md5(data, usedforsecurity=False).hexdigest():
+        if self.folder is None or md5 != _md5(data):
             return
         path = self._path(output_id, generation)
         with contextlib.suppress(OSError):
             _private(path.parent)
             # Whole or not at all: a reader never sees half a copy (nor would use it).
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temp, path)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(temp, path)
+            except BaseException:
+                os.unlink(temp)  # a full disk leaves no half-written files behind
+                raise
 
 
 @contextlib.contextmanager
@@ -111,10 +122,19 @@ def packed(cache: RecordCache, pack) -> Iterator[None]:
     from alamode_airflow.claims import read_whole
 
     try:
-        loaded = json.loads(gzip.decompress(read_whole(pack.fs, pack.path)))["records"]
-        texts = {_pack_key(key): text.encode() for key, text in loaded.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError):
-        texts = {}  # none yet, or not one this version reads: made again below
+        loaded = json.loads(gzip.decompress(read_whole(pack.fs, pack.path)))
+    except Exception:  # none yet, or damaged in any way: the records are read, and it made
+        loaded = None
+    if not isinstance(loaded, dict):
+        loaded = {"format": PACK_FORMAT, "records": {}}
+    if loaded.get("format") != PACK_FORMAT:
+        yield  # another version's: it is left to that version, and not used
+        return
+    try:
+        texts = {_pack_key(k): t.encode() for k, t in loaded["records"].items()}
+    except (KeyError, ValueError, TypeError, AttributeError):
+        texts = {}
+    del loaded
     cache.offered.update(texts)
     cache.served = {}
     try:
@@ -126,8 +146,9 @@ def packed(cache: RecordCache, pack) -> Iterator[None]:
             cache.offered.pop(key, None)
     if served.keys() != texts.keys() or any(t.encode() != texts[k] for k, t in served.items()):
         records = {f"{oid}/{g}": text for (oid, g), text in sorted(served.items())}
-        data = gzip.compress(json.dumps({"format": 1, "records": records}).encode(), 6)
-        with contextlib.suppress(OSError):  # read-only credentials: no pack, no harm
+        data = gzip.compress(json.dumps({"format": PACK_FORMAT, "records": records}).encode(), 6)
+        del records
+        with contextlib.suppress(Exception):  # read-only credentials: no pack, no harm
             pack.write_bytes(data)
 
 

@@ -422,3 +422,27 @@ def test_a_pack_is_a_copy_served_only_while_it_is_the_stores(store, server, sent
     assert len([u for m, u in sent if "record.json" in u]) == 1, sent
     pack = read_pack(server, key)
     assert '"host": "h"' in pack["records"][entry]
+
+
+@pytest.mark.parametrize(
+    "body", [b"not a pack", gzip.compress(b"[1, 2]"), gzip.compress(b'{"format": 1}')]
+)
+def test_a_damaged_pack_costs_reads_and_is_made_again(store, server, body):
+    outputs, _ = commit_chain(store, store_object.SCAN_MIN)
+    key = f"{store.root.path.split('/', 1)[1]}/packs/d.json.gz"
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=body)
+    found = store.lookup_all(outputs.values(), pack="d")
+    assert all(f.done for f in found.values())
+    assert len(read_pack(server, key)["records"]) == len(outputs)
+
+
+def test_a_pack_of_another_format_is_neither_used_nor_written_over(store, server, sent):
+    """During a rolling upgrade, a newer version's pack is left to it."""
+    outputs, _ = commit_chain(store, store_object.SCAN_MIN)
+    key = f"{store.root.path.split('/', 1)[1]}/packs/d.json.gz"
+    newer = gzip.compress(json.dumps({"format": 2, "records": {}}).encode())
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=newer)
+    sent.clear()
+    assert all(f.done for f in store.lookup_all(outputs.values(), pack="d").values())
+    assert [m for m, u in sent if "packs" in u] == ["GET"], sent
+    assert read_pack(server, key) == {"format": 2, "records": {}}
