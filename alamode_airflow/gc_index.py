@@ -126,10 +126,15 @@ def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown], dict[st
     index: dict[str, Entry] = {}
     retired: dict[str, int] = {}
     listed = store.backend.listings(folders)  # on an object store: pages of objects/
-    entries = _each(store, lambda oid: _surveyed(store, oid, listed.get(oid)), folders)
-    for name, entry in entries.items():
+
+    def surveyed(output_id: str) -> tuple[Entry | None, int]:
+        # The mtime first: a build into the folder after it is read changes it.
+        mtime = _mtime(store, output_id)
+        return _surveyed(store, output_id, listed.get(output_id)), mtime
+
+    for name, (entry, mtime) in _each(store, surveyed, folders).items():
         if entry is None:  # nothing left to take
-            retired[name] = _mtime(store, name)
+            retired[name] = mtime
             continue
         index[name] = entry
         if entry.unknown:

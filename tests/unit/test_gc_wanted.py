@@ -4,13 +4,14 @@ keeps, what changed between the listing and the deletion, and records it cannot 
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from a_la_mode import AlamodeError, load
-from alamode_airflow import gc
+from alamode_airflow import gc, gc_index
 from alamode_airflow.cli import main
 from alamode_airflow.history import lineage
 from alamode_airflow.store import OutputStore
@@ -294,4 +295,32 @@ def test_an_output_built_again_where_gc_left_a_tombstone_keeps_its_inputs(tmp_pa
     assert store.lookup(t1).generation == 1  # after the tombstone, never 0 again
     outcome = gc.collect(store, chosen)
     assert outcome.deleted == []
+    assert store.lookup(t0).done
+
+
+def test_an_output_built_again_where_gc_left_a_tombstone_during_the_survey_keeps_its_inputs(
+    tmp_path, monkeypatch
+):
+    """The same, with t1 built again while this gc surveys the store, just after its
+    folder was read (as tombstones only) and before the survey ends: t0 stays."""
+    store = OutputStore(str(tmp_path / "store"))
+    pipe = load(chain(2, "x").bencode())
+    t0 = commit(store, pipe["t0"], {}, OLD)
+    t1 = commit(store, pipe["t1"], {"t0": t0}, OLD)
+    assert gc.collect(store, gc.plan(store, {t0}, gc.parse_age("1d"))).deleted == [t1]
+    surveyed = gc_index._surveyed
+
+    def built_meanwhile(store, output_id, listing=None):
+        entry = surveyed(store, output_id, listing)
+        if output_id == t1:
+            time.sleep(0.01)  # a later mtime, whatever the file system's granularity
+            commit(store, pipe["t1"], {"t0": t0}, datetime.now(UTC).isoformat())
+        return entry
+
+    monkeypatch.setattr(gc_index, "_surveyed", built_meanwhile)
+    chosen = gc.plan(store, set(), gc.parse_age("1d"))
+    monkeypatch.setattr(gc_index, "_surveyed", surveyed)
+    assert store.lookup(t1).generation == 1
+    outcome = gc.collect(store, chosen)
+    assert t0 not in outcome.deleted
     assert store.lookup(t0).done
