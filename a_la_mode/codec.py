@@ -71,3 +71,11 @@ _DECODER = StrictDecoder()
 def decode(data: bytes) -> Any:
     """Decode canonical bencode; raises bencode.py's BencodeDecodeError otherwise."""
     return _DECODER.decode(data)
+
+
+def decode_dict_at(data: bytes, start: int) -> dict[str, Any]:
+    """The dictionary that starts at offset ``start`` of ``data`` (what follows it is
+    not read); raises ValueError, IndexError or BencodeDecodeError if it is not one."""
+    if data[start : start + 1] != b"d":
+        raise ValueError("not a dictionary")
+    return _DECODER.decode_dict(data, start)[0]
