@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from os import PathLike
 from types import MappingProxyType
 from typing import Any
@@ -111,14 +111,18 @@ def parse(data: bytes, name: str | None = None, *, require_digest: bool = True) 
 
 
 def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
-    meta, records = _split(_decode(data))
+    top, preimage = _decode(data)
+    meta, records = _split(top)
     bodies = {task: _body(task, record) for task, record in records.items()}
     order = topological_order({task: body["inputs"] for task, body in bodies.items()})
     outputs: dict[str, str] = {}
     tasks = {}
     for task in order:
         body = bodies[task]
-        outputs[task] = _verify(task, body, records[task]["output"], outputs)
+        given = preimage(task)
+        if given is None:
+            given = bencode.encode(body)
+        outputs[task] = _verify(task, body, given, records[task]["output"], outputs)
         inputs = MappingProxyType(body.pop("inputs"))
         tasks[task] = PipelineTask(task, freeze_owned(body), inputs, outputs[task])
     _verify_digest(meta, {task: outputs[task] for task in records}, require_digest)
@@ -126,9 +130,9 @@ def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
     return Pipeline(freeze(plain_meta), MappingProxyType(tasks), name)
 
 
-def _decode(data: bytes) -> Any:
+def _decode(data: bytes) -> tuple[Any, Callable[[str], bytes | None]]:
     try:
-        return codec.decode(data)
+        return codec.decode_file(data)
     except bencode.BencodeDecodeError as exc:
         raise FileFormatError(f"not a bencoded file, or truncated ({exc})") from None
 
@@ -166,7 +170,11 @@ def _body(task: str, record: Any) -> dict[str, Any]:
     return body
 
 
-def _verify(task: str, body: Mapping[str, Any], output: str, outputs: Mapping[str, str]) -> str:
+def _verify(
+    task: str, body: Mapping[str, Any], preimage: bytes, output: str, outputs: Mapping[str, str]
+) -> str:
+    """The task's output ID, checked: its inputs' IDs against their tasks' outputs, and
+    ``output`` against the ID of ``preimage`` (the bencoded ``body``)."""
     for dep, value in body["inputs"].items():
         if value != outputs[dep]:
             raise IntegrityError(
@@ -174,7 +182,7 @@ def _verify(task: str, body: Mapping[str, Any], output: str, outputs: Mapping[st
                 f"{outputs[dep][:12]}... (tampered or corrupted)",
                 task=task,
             )
-    actual = id_of(bencode.encode(body))
+    actual = id_of(preimage)
     if actual != output:
         raise IntegrityError(
             "output ID does not match the task's spec and inputs (tampered or corrupted)",
