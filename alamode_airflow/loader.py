@@ -2,11 +2,13 @@
 through its own generated module (``dag_module``, ``dag_from``), or every file without
 one through the folder loader ``dags/alamode_dags.py`` (``load_dags``).
 
-A dag_id belongs to one encoded file of the folder: its meta ``dag_id``, else its file
-name. Each file is parsed on its own, so each looks at the others' metas (a short read
-of each file's start, ``a_la_mode.load.peek_meta``): when several files declare one
-dag_id, the first in path order keeps it and every later one becomes a broken DAG
-naming the first, instead of the two DAGs silently replacing each other.
+A dag_id belongs to one encoded file of the dags folder (Airflow's ``[core]
+dags_folder``): its meta ``dag_id``, else its file name. Each file is parsed on its
+own, so each looks at the metas of the files before it (a short read of each file's
+start, ``a_la_mode.load.peek_meta``): when several files declare one dag_id, the first
+in path order (``find_files``) keeps it and every later one becomes a broken DAG
+naming the first, instead of the two DAGs silently replacing each other. Files that
+``.airflowignore`` leaves out are counted too.
 
 One bad file must not hide the others. Airflow 3.3 records import errors per Python
 file, so an error raised here would hide every DAG of the loader module; instead a bad
@@ -48,16 +50,27 @@ class BrokenFileOperator(BaseOperator):
 
 
 def find_files(folder: str | Path) -> list[Path]:
-    """Every ``*.alamode`` file under ``folder``, sorted, hidden files and folders left
-    out."""
-    found = []
-    for top, subfolders, names in os.walk(folder):
-        # Pruned in place: os.walk then never enters a hidden folder.
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found += [
-            Path(top, name) for name in names if name.endswith(SUFFIX) and not name.startswith(".")
-        ]
-    return sorted(found)
+    """Every ``*.alamode`` file under ``folder``, hidden files and folders left out, in
+    path order: a folder's files by name, then its subfolders' by name."""
+    found: list[Path] = []
+    _walk(os.fspath(folder), found)
+    return found
+
+
+def _walk(folder: str, found: list[Path]) -> None:
+    # os.scandir, not Path.rglob: every generated module's parse walks the folder.
+    files, subfolders = [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.name.endswith(SUFFIX) and entry.is_file():
+                files.append(entry.path)
+            elif entry.is_dir():
+                subfolders.append(entry.path)
+    found += map(Path, sorted(files))
+    for subfolder in sorted(subfolders):
+        _walk(subfolder, found)
 
 
 def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, DAG]:
