@@ -7,11 +7,11 @@ for. See SPEC.md in the documentation for the rules every engine follows.
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# Eager: the function ``diff`` shares its name with its module, which would shadow it.
-from a_la_mode.diff import ChangeKind, DiffResult, KeyChange, TaskChange, diff
 from a_la_mode.errors import (
     AlamodeError,
     CycleError,
@@ -28,11 +28,19 @@ from a_la_mode.load import load
 from a_la_mode.pipeline import Pipeline, PipelineTask
 
 if TYPE_CHECKING:
+    from a_la_mode.diff import ChangeKind, DiffResult, KeyChange, TaskChange, diff
     from a_la_mode.dsl import Dag, Task
 
 #: Imported when first used: an engine that only loads files (every DAG parse) never
-#: pays for the DSL.
-_LAZY = {"Dag": "a_la_mode.dsl", "Task": "a_la_mode.dsl"}
+#: pays for the DSL or for comparing pipelines.
+_LAZY = {
+    "Dag": "a_la_mode.dsl",
+    "Task": "a_la_mode.dsl",
+    **{
+        name: "a_la_mode.diff"
+        for name in ("ChangeKind", "DiffResult", "KeyChange", "TaskChange", "diff")
+    },
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,6 +49,19 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'a_la_mode' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """``a_la_mode.diff`` is the function: importing the module of the same name (which
+    sets the package's attribute to the module) leaves it so."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "diff" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -7,7 +7,8 @@ the file, the task and the reason, never an exception from inside bencode.py.
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from os import PathLike
 from types import MappingProxyType
 from typing import Any
@@ -54,6 +55,48 @@ def load(source: Source, *, max_bytes: int | None = None, require_digest: bool =
         raise
 
 
+#: How much of a file ``peek_meta`` reads first: the meta of every usual file.
+META_HEAD = 4096
+_META_START = b"d4:metad"
+
+
+def peek_meta(path: str | PathLike) -> dict[str, Any]:
+    """The meta of the file at ``path``, unverified, reading only as far as its end.
+
+    An encoded file is a dictionary whose keys sort ``meta`` first, so a file's meta
+    (its ``dag_id``, ...) is at its start: asking many files for theirs costs a short
+    read each, not a load. Raises FileFormatError for a file that does not start as
+    an encoded file does."""
+    # os.read, not a file object: a folder's parse asks every file for its meta.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise FileFormatError(f"cannot read file: {exc.strerror}", file=str(path)) from None
+    try:
+        data = os.read(fd, META_HEAD)
+        if not data.startswith(_META_START):
+            raise FileFormatError(
+                "not an a-la-mode file (it does not start with its meta)", file=str(path)
+            )
+        try:
+            return codec.decode_dict_at(data, len(_META_START) - 1)
+        except (IndexError, ValueError, bencode.BencodeDecodeError):
+            if len(data) < META_HEAD:
+                raise
+        # A meta longer than the head (long docs): the rest of the file, bounded.
+        rest = os.fstat(fd).st_size - len(data)
+        if rest > max_file_bytes():
+            raise FileTooLargeError(f"file is over the limit of {max_file_bytes()} bytes")
+        data += os.read(fd, rest)
+        return codec.decode_dict_at(data, len(_META_START) - 1)
+    except (IndexError, ValueError, bencode.BencodeDecodeError):
+        raise FileFormatError("not a bencoded file, or truncated", file=str(path)) from None
+    except OSError as exc:
+        raise FileFormatError(f"cannot read file: {exc.strerror}", file=str(path)) from None
+    finally:
+        os.close(fd)
+
+
 def parse(data: bytes, name: str | None = None, *, require_digest: bool = True) -> Pipeline:
     """Verify decoded bytes; ``name`` only labels the result."""
     # The decoded tree and what is built from it hold no reference cycles, yet a large
@@ -68,14 +111,18 @@ def parse(data: bytes, name: str | None = None, *, require_digest: bool = True) 
 
 
 def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
-    meta, records = _split(_decode(data))
+    top, preimage = _decode(data)
+    meta, records = _split(top)
     bodies = {task: _body(task, record) for task, record in records.items()}
     order = topological_order({task: body["inputs"] for task, body in bodies.items()})
     outputs: dict[str, str] = {}
     tasks = {}
     for task in order:
         body = bodies[task]
-        outputs[task] = _verify(task, body, records[task]["output"], outputs)
+        given = preimage(task)
+        if given is None:
+            given = bencode.encode(body)
+        outputs[task] = _verify(task, body, given, records[task]["output"], outputs)
         inputs = MappingProxyType(body.pop("inputs"))
         tasks[task] = PipelineTask(task, freeze_owned(body), inputs, outputs[task])
     _verify_digest(meta, {task: outputs[task] for task in records}, require_digest)
@@ -83,9 +130,9 @@ def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
     return Pipeline(freeze(plain_meta), MappingProxyType(tasks), name)
 
 
-def _decode(data: bytes) -> Any:
+def _decode(data: bytes) -> tuple[Any, Callable[[str], bytes | None]]:
     try:
-        return codec.decode(data)
+        return codec.decode_file(data)
     except bencode.BencodeDecodeError as exc:
         raise FileFormatError(f"not a bencoded file, or truncated ({exc})") from None
 
@@ -123,7 +170,11 @@ def _body(task: str, record: Any) -> dict[str, Any]:
     return body
 
 
-def _verify(task: str, body: Mapping[str, Any], output: str, outputs: Mapping[str, str]) -> str:
+def _verify(
+    task: str, body: Mapping[str, Any], preimage: bytes, output: str, outputs: Mapping[str, str]
+) -> str:
+    """The task's output ID, checked: its inputs' IDs against their tasks' outputs, and
+    ``output`` against the ID of ``preimage`` (the bencoded ``body``)."""
     for dep, value in body["inputs"].items():
         if value != outputs[dep]:
             raise IntegrityError(
@@ -131,7 +182,7 @@ def _verify(task: str, body: Mapping[str, Any], output: str, outputs: Mapping[st
                 f"{outputs[dep][:12]}... (tampered or corrupted)",
                 task=task,
             )
-    actual = id_of(bencode.encode(body))
+    actual = id_of(preimage)
     if actual != output:
         raise IntegrityError(
             "output ID does not match the task's spec and inputs (tampered or corrupted)",

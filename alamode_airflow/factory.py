@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,6 @@ from alamode_airflow._compat import (
     Param,
     TriggerRule,
 )
-from alamode_airflow.containers import RUNNERS
 from alamode_airflow.links import output_asset
 from alamode_airflow.meta import dag_settings, report_spec_settings, report_unknown
 from alamode_airflow.operating import (
@@ -56,6 +56,19 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
     A plan task runs first and skips every task whose output is already recorded;
     every other task runs when none of its upstream tasks failed (a skipped upstream
     means its output exists)."""
+    # Everything made here stays alive (the DAG holds it), yet its many objects would
+    # set off collections that walk them all again and again: thousands of operators
+    # cost several full collections. The loader of the file does the same (``load``).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(pipeline, path, storage_root)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build(pipeline: Pipeline, path: Path, storage_root: str | None) -> DAG:
     parts = partitioned(pipeline)
     dag_args = dag_settings(pipeline.meta, default_dag_id=path.stem, partitioned=bool(parts))
     report_unknown(str(path), dag_args)
@@ -85,10 +98,7 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
             (base_cwd, storage_root),
             parts,
         )
-        if task.inputs:
-            # One call for all of a task's inputs: Airflow hashes the whole DAG (its
-            # task ids) once per call, so one call per edge would grow quadratically.
-            op.set_upstream([operators[dep] for dep in task.inputs])
+        _depends(op, [operators[dep] for dep in task.inputs])
     # Every operator made takes a deep copy of the DAG's params (about 1 ms a task),
     # and only the plan reads the rebuild form's field: added now, it is copied once.
     dag.params.update({"rebuild": REBUILD_PARAM})
@@ -100,7 +110,9 @@ def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -
         dag=dag,
         **plan_settings(pipeline.meta).arguments,
     )
-    plan >> [operators[task.name] for task in pipeline if not task.inputs]
+    for task in pipeline:
+        if not task.inputs:
+            _depends(operators[task.name], [plan])
     with _refused_by_airflow():
         # What Airflow's DAG bag checks before accepting a DAG: failing there would file
         # the error against the loader module, naming no .alamode file.
@@ -124,9 +136,24 @@ def _refused_by_airflow(task: str | None = None) -> Iterator[None]:
         raise SpecValueError(f"Airflow refuses {what}: {exc}", task=task, key=key) from None
 
 
+def _depends(op: AlamodeCommandOperator, upstream: list[AlamodeCommandOperator]) -> None:
+    """``op`` runs after ``upstream``, all tasks of the DAG being built. What
+    ``set_upstream`` records, without what it costs: it checks every task against the
+    DAG's hash, which covers every task id, so each edge would cost a walk of the DAG
+    and a file of many tasks would take quadratic time."""
+    for dep in upstream:
+        dep.downstream_task_ids.add(op.task_id)
+        op.upstream_task_ids.add(dep.task_id)
+
+
 def runner_class(name: Any) -> type[AlamodeCommandOperator]:
     """The operator class for meta ``runner``, else ``[alamode] runner``, else local."""
     name = name or settings.get("runner") or "local"
+    if name == "local":
+        # The container runners' module is imported only by the files that use one.
+        return AlamodeCommandOperator
+    from alamode_airflow.containers import RUNNERS
+
     if name not in RUNNERS:
         raise SpecValueError(
             f"unknown runner {name!r}; choose one of {', '.join(RUNNERS)}", key="meta.runner"

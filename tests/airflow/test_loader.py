@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from a_la_mode import Dag
+from a_la_mode import Dag, load
+from alamode_airflow.dag_module import write_module
 from tests.airflow.conftest import REPO
 
 
@@ -63,3 +64,30 @@ def test_bad_schedule_is_a_broken_dag_naming_the_file(airflow):
     assert airflow.json("dags", "list-import-errors") == []
     (details,) = airflow.json("dags", "details", "alamode_broken__typo")
     assert "typo.alamode: key 'meta.schedule': '@dayly' is not a cron" in details["description"]
+
+
+def test_two_files_declaring_one_dag_id_the_later_is_broken_naming_the_earlier(airflow):
+    dag = Dag({"dag_id": "report", "schedule": "@daily"})
+    dag.task("hello", {"command": "true"})
+    # Each with its own generated DAG file, as `alamode encode --dags-folder` writes it:
+    # each is parsed in a process of its own, yet they see each other.
+    for path in (airflow.dags / "report.alamode", airflow.dags / "team" / "report.alamode"):
+        write_module(dag.save(path), load(path))
+    # And one without a module, for the folder loader, under another name.
+    dag.save(airflow.dags / "zz_copy.alamode")
+
+    dags = {d["dag_id"]: d for d in airflow.dag_list()}
+    assert set(dags) == {"report", "alamode_broken__report", "alamode_broken__zz_copy"}
+    assert dags["report"]["fileloc"] == str(airflow.dags / "report.py")
+    assert dags["alamode_broken__report"]["fileloc"] == str(airflow.dags / "team" / "report.py")
+    assert airflow.json("dags", "list-import-errors") == []
+    (details,) = airflow.json("dags", "details", "alamode_broken__report")
+    assert (
+        "team/report.alamode: dag_id 'report' is already declared by report.alamode; "
+        "give one of them another meta dag_id"
+    ) in details["description"]
+    (details,) = airflow.json("dags", "details", "alamode_broken__zz_copy")
+    assert (
+        "zz_copy.alamode: dag_id 'report' is already declared by report.alamode"
+        in (details["description"])
+    )

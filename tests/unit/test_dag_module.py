@@ -134,3 +134,46 @@ def test_encode_can_skip_the_engine_check(tmp_path, monkeypatch):
     assert main(["encode", "odd.py", "-o", "odd.alamode"]) == 4
     assert main(["encode", "odd.py", "-o", "odd.alamode", "--no-check"]) == 0
     assert (tmp_path / "odd.alamode").exists()
+
+
+def test_two_encoded_files_of_one_dag_id_the_later_is_broken_naming_the_earlier(
+    dags, tmp_path, monkeypatch
+):
+    # Files in subfolders are compared across the whole dags folder Airflow reads.
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags))
+    # The same pipelines encoded again into a subfolder: "first" and "second" twice.
+    assert main(["encode", str(tmp_path / "pipes.py"), "--dags-folder", str(dags / "team")]) == 0
+    # And a copy of first.alamode under another name, built by the folder loader.
+    shutil.copy(dags / "first.alamode", dags / "zz_copy.alamode")
+    found = bag(dags)
+    assert found.import_errors == {}
+    assert Path(found.dags["first"].fileloc) == dags / "first.py"  # first in path order
+    team = found.dags["alamode_broken__first"]
+    assert Path(team.fileloc) == dags / "team" / "first.py"
+    assert (
+        "team/first.alamode: dag_id 'first' is already declared by first.alamode; "
+        "give one of them another meta dag_id"
+    ) in team.description
+    copy = found.dags["alamode_broken__zz_copy"]
+    assert Path(copy.fileloc).name == "alamode_dags.py"
+    assert "zz_copy.alamode: dag_id 'first' is already declared by first.alamode" in (
+        copy.description
+    )
+
+
+def test_a_dag_id_after_a_long_meta_is_still_seen(tmp_path):
+    from a_la_mode import Dag
+    from a_la_mode.load import META_HEAD
+    from alamode_airflow.loader import load_dags
+
+    # Meta keys sort: "dag_id" comes after a "cwd" longer than the first read.
+    for name in ("a", "b"):
+        dag = Dag({"dag_id": "same", "cwd": "x" * META_HEAD * 2})
+        dag.task("t", {"command": "true"})
+        dag.save(tmp_path / f"{name}.alamode")
+    (tmp_path / "c.alamode").write_bytes(b"d4:metad6:dag_id4:same")  # cut short: no claim
+    dags = load_dags(tmp_path)
+    assert set(dags) == {"same", "alamode_broken__b", "alamode_broken__c"}
+    assert "b.alamode: dag_id 'same' is already declared by a.alamode" in (
+        dags["alamode_broken__b"].description
+    )

@@ -134,7 +134,9 @@ def test_two_files_claiming_one_dag_id(tmp_path):
     dag.save(tmp_path / "two.alamode")
     dags = load_dags(tmp_path)
     assert set(dags) == {"same", "alamode_broken__two"}
-    assert "dag_id 'same' is used by another file" in dags["alamode_broken__two"].description
+    assert "two.alamode: dag_id 'same' is already declared by one.alamode" in (
+        dags["alamode_broken__two"].description
+    )
 
 
 def test_rebuild_form_field_on_the_dag_copied_into_the_plan_only(collage, tmp_path):
