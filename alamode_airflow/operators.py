@@ -67,6 +67,11 @@ class AlamodeOperator(BaseOperator):
         self.storage_root = storage_root
 
     def execute(self, context: Any, presumed_dead: int | None = None) -> None:
+        from alamode_airflow.links import pushes_link
+
+        if not pushes_link(type(self)):
+            # The api-server derives the link (links.py): Airflow pushes none after us.
+            self.operator_extra_links = ()
         self._store = store = OutputStore.configured(self.storage_root)
         run = RunInfo(context["run_id"], interval_of(context), self._rebuilds(context))
         target = run.output_id(self.task_id, self.output_id, self.partitioned)
