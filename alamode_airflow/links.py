@@ -1,25 +1,93 @@
 """Links on our tasks in the Airflow UI, and the Assets that carry output IDs into
-Airflow's own lineage views."""
+Airflow's own lineage views.
+
+The **Output location** button is derived by the api-server from what a committed
+attempt stores anyway (its asset event, else its record in XCom), not pushed by the
+task: Airflow would otherwise push each link of each task as one more XCom after the
+task ends, a round trip to the api-server and a database write per task attempt.
+The plugin registers the link for the operators this package defines (``operators``);
+a link of the same name registered by a plugin takes the place of the pushed one
+wherever Airflow shows a task's links. The task process leaves its links out
+(``pushes_link``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from alamode_airflow._compat import Asset, BaseOperatorLink
+from alamode_airflow._compat import Asset, BaseOperator, BaseOperatorLink
 
 ASSET_GROUP = "alamode"
 
 
 class OutputLocationLink(BaseOperatorLink):
-    """The task's committed output (a ``file://`` or object-store URL), shown as a
-    button on the task instance once it has produced its output."""
+    """The task's committed output (a path or object-store URL), shown as a button on
+    the task instance once it has produced its output."""
 
     name = "Output location"
 
+    @property
+    def operators(self) -> list[type]:
+        """The operators whose link the api-server derives (read by Airflow's plugin
+        manager on the api-server only: imported when first asked)."""
+        from alamode_airflow.containers import AlamodeDockerOperator, AlamodeKubernetesOperator
+        from alamode_airflow.operators import AlamodeCommandOperator
+
+        return [AlamodeCommandOperator, AlamodeDockerOperator, AlamodeKubernetesOperator]
+
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        # Airflow 3 asks for the link right after the task finishes, in the same
-        # process, and stores the answer in XCom for the UI.
-        return getattr(operator, "committed_location", "") or ""
+        if isinstance(operator, BaseOperator):  # a task process: what it committed
+            return getattr(operator, "committed_location", "")
+        return committed_location(ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index)
+
+
+def pushes_link(operator_class: type) -> bool:
+    """Whether tasks of ``operator_class`` push their link themselves: only operators
+    the plugin does not list (subclasses defined elsewhere, which the api-server does
+    not import)."""
+    return operator_class not in OutputLocationLink().operators
+
+
+def committed_location(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """Where the task instance's attempt committed its output, from the database (on
+    the api-server): its asset event's ``location`` (exactly as the task showed it),
+    else its success record in XCom under the configured storage root; "" when it
+    committed nothing (skipped, failed, still running)."""
+    from airflow.models.asset import AssetEvent
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from alamode_airflow.operators import RECORD_XCOM
+
+    with create_session() as session:
+        extra = session.scalar(
+            select(AssetEvent.extra)
+            .where(
+                AssetEvent.source_dag_id == dag_id,
+                AssetEvent.source_run_id == run_id,
+                AssetEvent.source_task_id == task_id,
+                AssetEvent.source_map_index == map_index,
+            )
+            .order_by(AssetEvent.timestamp.desc())
+            .limit(1)
+        )
+        if extra and extra.get("location"):
+            return str(extra["location"])
+        query = XComModel.get_many(
+            key=RECORD_XCOM, run_id=run_id, dag_ids=dag_id, task_ids=task_id, map_indexes=map_index
+        )
+        value = session.scalar(query.with_only_columns(XComModel.value))
+    return _record_location(value) if value else ""
+
+
+def _record_location(value: Any) -> str:
+    from alamode_airflow.records import SuccessRecord
+    from alamode_airflow.store import OutputStore
+
+    text = value if isinstance(value, str) else json.dumps(value)
+    store = OutputStore.configured()
+    return store.shown(store.data_of(SuccessRecord.loads(text)))
 
 
 #: Airflow leaves a URI scheme starting with "x-" to its owner: no provider's

@@ -67,7 +67,12 @@ class AlamodeOperator(BaseOperator):
         self.storage_root = storage_root
 
     def execute(self, context: Any, presumed_dead: int | None = None) -> None:
-        store = OutputStore.configured(self.storage_root)
+        from alamode_airflow.links import pushes_link
+
+        if not pushes_link(type(self)):
+            # The api-server derives the link (links.py): Airflow pushes none after us.
+            self.operator_extra_links = ()
+        self._store = store = OutputStore.configured(self.storage_root)
         run = RunInfo(context["run_id"], interval_of(context), self._rebuilds(context))
         target = run.output_id(self.task_id, self.output_id, self.partitioned)
         inputs = {
@@ -144,7 +149,9 @@ class AlamodeOperator(BaseOperator):
             raise AlamodeError(found.reason, task=self.task_id)
         if not found.done and not under_lock:
             return found  # the inputs are looked up under the lock, for the record
-        looked = look_up_all(store.lookup, inputs.values())
+        # A local lookup is a few system calls: threads would cost more than they save.
+        look, ids = store.lookup, inputs.values()
+        looked = {i: look(i) for i in ids} if store.local else look_up_all(look, ids)
         self._inputs_found = {name: looked[oid] for name, oid in inputs.items()}
         if not found.done:
             return found
@@ -336,7 +343,7 @@ class AlamodeCommandOperator(AlamodeOperator):
     def _read_only(self) -> tuple[str, ...]:
         """Beyond the inputs, the committed store itself is out of a command's reach
         (``$ALAMODE_INPUT_X/../record.json``, other outputs) on a local root."""
-        store = OutputStore.configured(self.storage_root)
+        store = getattr(self, "_store", None) or OutputStore.configured(self.storage_root)
         return (str(Path(store.root.path) / "objects"),) if store.local else ()
 
     def on_kill(self) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
+import subprocess
+import sys
 
 from a_la_mode import Dag
 from alamode_airflow import manifests
@@ -180,16 +183,42 @@ def test_success_record_in_xcom_carries_provenance(airflow, counter):
         assert key in record
 
 
+# What the api-server does for a task's links (its extra-links endpoint): the task
+# from the serialized DAG, its links as the plugins registered them, for one instance.
+UI_LINK = """
+import sys
+from sqlalchemy import select
+from airflow.models.serialized_dag import SerializedDagModel
+from airflow.models.taskinstance import TaskInstance as TI
+from airflow.utils.session import create_session
+
+dag_id, run_id, task_id = sys.argv[1:]
+with create_session() as session:
+    where = (TI.dag_id == dag_id, TI.run_id == run_id, TI.task_id == task_id)
+    ti = session.scalars(select(TI).where(*where)).one()
+    task = SerializedDagModel.get_dag(dag_id, session=session).get_task(task_id)
+    print(task.extra_links, repr(task.get_extra_links(ti, "Output location")))
+"""
+
+
+def ui_link(airflow, dag_id: str, run_id: str, task_id: str) -> str:
+    """The task's links, and its Output location as the UI shows it."""
+    args = [sys.executable, "-c", UI_LINK, dag_id, run_id, task_id]
+    done = subprocess.run(args, env=airflow.env, capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()[-1]
+
+
 def test_ui_link_and_asset_events_carry_the_output(airflow, counter):
     dag = chain(counter)
     airflow.save(dag, "chain")
     airflow.run("chain", "2026-01-01")
     c_id = dag.encode()["tasks"]["c"]["output"]
-    (link,) = airflow.query(
-        "select value from xcom where dag_id='chain' and task_id='c' "
-        "and key='_link_OutputLocationLink'"
-    )[0]
-    assert f"objects/{c_id}/0/data" in str(link)
+    # The api-server derives the link from what the attempt stored: the task pushes
+    # none (a round trip and a database write less per task attempt).
+    assert airflow.query("select key from xcom where dag_id='chain' and key like '_link_%'") == []
+    (first,) = airflow.query("select run_id from dag_run where dag_id='chain'")[0]
+    location = f"{airflow.store}/objects/{c_id}/0/data"
+    assert ui_link(airflow, "chain", first, "c") == f"['Output location'] '{location}'"
     events = airflow.query(
         "select a.uri, e.extra from asset_event e join asset a on a.id = e.asset_id "
         "where e.source_task_id='c'"
@@ -198,6 +227,12 @@ def test_ui_link_and_asset_events_carry_the_output(airflow, counter):
     uri, extra = events[0]
     assert uri == f"x-alamode://outputs/{c_id}"
     assert json.loads(extra)["output_id"] == c_id
-    # A cached run produces nothing, so it announces nothing.
+    # A cached run produces nothing, so it announces nothing and links nowhere.
     airflow.run("chain", "2026-01-02")
     assert len(airflow.query("select 1 from asset_event where source_task_id='c'")) == 1
+    (cached,) = airflow.query("select run_id from dag_run where run_id != ?", first)[0]
+    assert ui_link(airflow, "chain", cached, "c") == "['Output location'] ''"
+    # Without its asset event, the link comes from the record in XCom.
+    with sqlite3.connect(airflow.home / "airflow.db") as db:
+        db.execute("delete from asset_event")
+    assert ui_link(airflow, "chain", first, "c") == f"['Output location'] '{location}'"
