@@ -60,14 +60,17 @@ def find_files(folder: str | Path) -> list[Path]:
 def _walk(folder: str, found: list[Path]) -> None:
     # os.scandir, not Path.rglob: every generated module's parse walks the folder.
     files, subfolders = [], []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.name.endswith(SUFFIX) and entry.is_file():
-                files.append(entry.path)
-            elif entry.is_dir():
-                subfolders.append(entry.path)
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.name.endswith(SUFFIX) and entry.is_file():
+                    files.append(entry.path)
+                elif entry.is_dir():
+                    subfolders.append(entry.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # no folder (or gone meanwhile): nothing in it
     found += map(Path, sorted(files))
     for subfolder in sorted(subfolders):
         _walk(subfolder, found)

@@ -2,10 +2,8 @@
 
 Run it with ``PYTHONPATH=. .venv/bin/python benchmarks/engine.py`` from the repo root. Options:
 ``--quick`` (parse 1k tasks only; scheduler part with 50 tasks), ``--skip-scheduler``,
-``--json PATH`` (write every measurement), ``--repeats N`` (best of N, default 3),
-``--preimport`` (the parser's parent has imported ``alamode_airflow.loader``, as a
-deployment whose ``airflow_local_settings.py`` imports it). Scratch files go to the temp folder
-(``alamode-bench-airflow``).
+``--json PATH`` (write every measurement), ``--repeats N`` (best of N, default 3). Scratch
+files go to the temp folder (``alamode-bench-airflow``).
 
 1. Parse: an encoded file of 1k and 10k tasks (a seeded random layered DAG, ~2
    dependencies per task) read through its generated DAG file, against a hand-written
@@ -62,8 +60,6 @@ QUICK_PARSE_SIZES = (1000,)
 SCHED_TASKS = 200
 QUICK_SCHED_TASKS = 50
 REPEATS = 3
-#: Whether the parser's parent has imported our loader (``--preimport``).
-PREIMPORT = False
 RUN_TIMEOUT_S = 1800.0
 
 
@@ -108,7 +104,8 @@ def write_handwritten(graph: Graph, dag_id: str, path: Path) -> Path:
 # Runs in a fresh interpreter. The DAG processor's manager freezes its heap (gc.freeze)
 # and pre-imports the airflow.* modules a file names before forking the parser, so that
 # import is not timed; anything else (our packages) is imported inside the timed DagBag,
-# as in the real parser, unless the manager imported it (--preimport).
+# as in the real parser, unless the manager imported it: Airflow imports the package's
+# airflow.policy entry point (alamode_airflow.preload, our loader) in every process.
 PARSE_CHILD = """
 import gc, json, sys, time
 from pathlib import Path
@@ -116,8 +113,6 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.dag_processing.processor import _pre_import_airflow_modules
 import structlog
-if sys.argv[2] == "1":
-    import alamode_airflow.loader
 gc.freeze()
 folder = Path(sys.argv[1])
 for py in folder.glob("*.py"):
@@ -156,7 +151,7 @@ print(json.dumps({"import": t1 - t0, "load": t2 - t1, "build": t3 - t2}))
 
 def child_json(home: AirflowHome, code: str, arg: Path) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", code, str(arg), "1" if PREIMPORT else "0"],
+        [sys.executable, "-c", code, str(arg)],
         env=home.env,
         cwd=SCRATCH,  # sys.path[0] of the child: never the repo or this folder
         capture_output=True,
@@ -362,7 +357,7 @@ def parse_report(rows: list[dict[str, Any]]) -> str:
             f"{_peak(ours):.0f}", f"{_peak(hand):.0f}",
         ])  # fmt: skip
     title = f"DAG parse (DagBag, best of {REPEATS}; +ser = with serialization"
-    title += "; our loader pre-imported)" if PREIMPORT else ")"
+    title += ")"
     return title + "\n" + table(header, body)
 
 
@@ -403,17 +398,14 @@ def _fmt(value: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global REPEATS, PREIMPORT
+    global REPEATS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k parse, 50-task scheduler run")
     parser.add_argument("--skip-scheduler", action="store_true")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="best of N (default 3)")
-    parser.add_argument(
-        "--preimport", action="store_true", help="the parser's parent imported our loader"
-    )
     args = parser.parse_args(argv)
-    REPEATS, PREIMPORT = args.repeats, args.preimport
+    REPEATS = args.repeats
     SCRATCH.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     result: dict[str, Any] = {

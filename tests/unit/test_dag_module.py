@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,13 @@ def test_a_dag_id_after_a_long_meta_is_still_seen(tmp_path):
     assert "b.alamode: dag_id 'same' is already declared by a.alamode" in (
         dags["alamode_broken__b"].description
     )
+
+
+def test_every_airflow_process_starts_with_the_engine_imported():
+    """The ``airflow.policy`` entry point: importing Airflow imports the modules that
+    build a DAG, so the DAG processor's parsers and the tasks' processes, forked from
+    Airflow's, do not import them each."""
+    code = "import sys, airflow; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert {"alamode_airflow.loader", "alamode_airflow.factory"} <= set(done.stdout.split())
