@@ -362,6 +362,7 @@ def test_the_deployments_secrets_never_reach_a_command(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://u:pw@db/airflow")
     monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_STORE", '{"password": "s3-key"}')
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", "/dags")  # not a secret: kept
+    monkeypatch.delenv("AIRFLOW__ALAMODE__RECORD_CACHE")  # the tests' own setting
     lines = []
     Command(call(tmp_path, "env | grep ^AIRFLOW | sort")).run(lines.append)
     assert lines == ["AIRFLOW__CORE__DAGS_FOLDER=/dags"]
