@@ -314,7 +314,8 @@ class AlamodeCommandOperator(AlamodeOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.cwd = cwd
-        self.env = dict(env or {})
+        # None, not {}, when empty: each template field set costs the serializer work.
+        self.env = dict(env) if env else None
         self.timeout_s = timeout_s
         self._running: Command | None = None
 
@@ -325,7 +326,7 @@ class AlamodeCommandOperator(AlamodeOperator):
 
     def invocation(self, output: str, inputs: Mapping[str, str], run: RunInfo) -> Invocation:
         """The command with its locations (as the command will see them)."""
-        env = {k: str(v) for k, v in self.env.items()}
+        env = {k: str(v) for k, v in (self.env or {}).items()}
         if run.interval:
             env["ALAMODE_INTERVAL_START"], env["ALAMODE_INTERVAL_END"] = run.interval
         return Invocation(
