@@ -129,15 +129,19 @@ class ObjectBackend:
         found: dict[str, Listing] = {}
         i = 0
         while i < len(ids):
-            page = fs.call_s3(
-                "list_objects_v2",
-                Bucket=bucket,
-                Prefix=prefix,
-                StartAfter=prefix + ids[i],
-                # No more than the run's outputs are likely to fill: a page is parsed
-                # whole, and the next run's own pages read what lies past this one's.
-                MaxKeys=min(LISTED_KEYS, max(SCAN_KEYS, KEYS_PER_OUTPUT * (len(ids) - i))),
-            )
+            try:
+                page = fs.call_s3(
+                    "list_objects_v2",
+                    Bucket=bucket,
+                    Prefix=prefix,
+                    StartAfter=prefix + ids[i],
+                    # No more than the run's outputs are likely to fill: a page is parsed
+                    # whole, and the next run's own pages read what lies past this one's.
+                    MaxKeys=min(LISTED_KEYS, max(SCAN_KEYS, KEYS_PER_OUTPUT * (len(ids) - i))),
+                )
+            except OSError:
+                break  # no listing from a key here (S3 directory buckets): each lists
+
             contents = page.get("Contents", ())
             folders: dict[str, dict[str, str | None]] = {}
             for item in contents:

@@ -446,3 +446,18 @@ def test_a_pack_of_another_format_is_neither_used_nor_written_over(store, server
     assert all(f.done for f in store.lookup_all(outputs.values(), pack="d").values())
     assert [m for m, u in sent if "packs" in u] == ["GET"], sent
     assert read_pack(server, key) == {"format": 2, "records": {}}
+
+
+def test_a_store_that_cannot_list_from_a_key_is_listed_output_by_output(store, monkeypatch):
+    """S3 directory buckets refuse ``StartAfter``: the walk lists each output's folder."""
+    outputs, _ = commit_chain(store, store_object.SCAN_MIN)
+    fs = store.root.fs
+    call = fs.call_s3
+
+    def directory_bucket(method, *args, **kwargs):
+        if "StartAfter" in kwargs:
+            raise OSError(22, "InvalidArgument: StartAfter is not supported")
+        return call(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "call_s3", directory_bucket)
+    assert all(found.done for found in store.lookup_all(outputs.values()).values())
