@@ -37,7 +37,8 @@ def test_a_killed_task_leaves_no_process_of_its_command_running(airflow):
     )
     try:
         deadline = time.monotonic() + 120
-        while not running(token):
+        # Its shell holds the token from its start: wait for the first write too.
+        while not running(token) or not list((airflow.store / "staging").glob("*/data/x")):
             assert run.poll() is None, "the run ended before its command started"
             assert time.monotonic() < deadline, "the command never started"
             time.sleep(0.05)
