@@ -149,9 +149,11 @@ print(json.dumps({"import": t1 - t0, "load": t2 - t1, "build": t3 - t2}))
 """
 
 
-def child_json(home: AirflowHome, code: str, arg: Path) -> dict[str, Any]:
+def child_json(home: AirflowHome, code: str, *args: str | Path) -> dict[str, Any]:
+    """What ``code`` prints last as JSON, run in a fresh interpreter with ``args``."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [sys.executable, "-c", code, str(arg)],
+        [sys.executable, "-c", code, *map(str, args)],
         env=home.env,
         cwd=SCRATCH,  # sys.path[0] of the child: never the repo or this folder
         capture_output=True,
@@ -159,7 +161,7 @@ def child_json(home: AirflowHome, code: str, arg: Path) -> dict[str, Any]:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"parse child failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"child failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
