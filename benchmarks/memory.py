@@ -14,7 +14,7 @@ Each figure is the peak resident set (``VmHWM``) of a fresh process doing one th
    manager does before it forks a parser), then runs ``DagBag`` on the folder and the
    serialization the DAG processor does next. ``floor`` is the resident set after the
    pre-import, the same for both; ``growth`` is the peak less the floor.
-2. Plan: ``currency.assess`` with the plan task's ``settle`` over a fully cached local
+2. Plan: ``currency.assess`` with the plan task's ``lookup_all`` over a fully cached local
    store of the same N outputs (as ``plan.py`` fills it), in a process that has
    imported the engine and loaded the encoded file. Its baselines: the same process
    just before the plan (``before``), and the hand-written DAG's parse.
@@ -30,14 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine import parse_homes, save_encoded, write_handwritten
+from engine import child_json, parse_homes, save_encoded, write_handwritten
 from plan import fill
 from report import table
 from shapes import random_layered
@@ -97,6 +96,7 @@ PLAN_CHILD = (
     COMMON
     + """
 from a_la_mode import load
+import functools
 from alamode_airflow.currency import assess
 from alamode_airflow.store import OutputStore
 encoded, root = Path(sys.argv[1]), sys.argv[3]
@@ -105,7 +105,7 @@ outputs = {task.name: task.output for task in pipeline}
 inputs = {task.name: list(task.inputs) for task in pipeline}
 store = OutputStore(root)
 before = memory()["VmRSS"]
-verdicts = assess(outputs, inputs, lambda oid: store.settle(oid, print))
+verdicts = assess(outputs, inputs, functools.partial(store.lookup_all, warn=print))
 assert all(v.current for v in verdicts.values()), "not every output is current"
 print(json.dumps({"before": before, "peak": memory()["VmHWM"], "tasks": len(verdicts),
                   "top": top()}))
@@ -114,17 +114,7 @@ print(json.dumps({"before": before, "peak": memory()["VmHWM"], "tasks": len(verd
 
 
 def child(home: AirflowHome, code: str, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=home.env,
-        cwd=SCRATCH,  # sys.path[0] of the child: never the repo or this folder
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"child failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = child_json(home, code, *args)
     if result.get("errors"):
         raise RuntimeError(f"import errors parsing {args[0]}: {result['errors']}")
     return result
