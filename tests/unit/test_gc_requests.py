@@ -17,6 +17,7 @@ from a_la_mode import AlamodeError
 from alamode_airflow import gc
 from alamode_airflow.cli import main
 from alamode_airflow.store import OutputStore
+from tests.unit.counting import requests_sent
 from tests.unit.test_store_requests import commit_chain
 
 CONN_ID = "alamode_gc_requests_s3"
@@ -40,16 +41,8 @@ def open_store(name: str) -> OutputStore:
 @pytest.fixture
 def sent(s3) -> Iterator[list[tuple[str, str]]]:
     """(method, URL) of every request the S3 client of the connection sends."""
-    requests: list[tuple[str, str]] = []
-    fs = open_store("any").root.fs
-    fs.connect()
-
-    def count(request, **_) -> None:
-        requests.append((request.method, request.url))
-
-    fs.s3.meta.events.register("before-send.s3", count, unique_id="alamode-gc-count")
-    yield requests
-    fs.s3.meta.events.unregister("before-send.s3", unique_id="alamode-gc-count")
+    with requests_sent(open_store("any").root.fs) as requests:
+        yield requests
 
 
 def stored_bytes(s3, prefix: str) -> int:

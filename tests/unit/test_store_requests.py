@@ -27,6 +27,7 @@ from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, Lookup, OutputStore, look_up_all
 from alamode_airflow.triggers import ClaimReleasedTrigger
+from tests.unit.counting import requests_sent
 from tests.unit.test_operators import SCHEDULED, operator, run
 
 CONN_ID = "alamode_requests_s3"
@@ -42,16 +43,8 @@ def store(server, monkeypatch, request) -> OutputStore:
 @pytest.fixture
 def sent(store) -> Iterator[list[tuple[str, str]]]:
     """(method, URL) of every request the store's client sends while the test runs."""
-    requests: list[tuple[str, str]] = []
-    fs = store.root.fs
-    fs.connect()
-
-    def count(request, **_) -> None:
-        requests.append((request.method, request.url))
-
-    fs.s3.meta.events.register("before-send.s3", count, unique_id="alamode-count")
-    yield requests
-    fs.s3.meta.events.unregister("before-send.s3", unique_id="alamode-count")
+    with requests_sent(store.root.fs) as requests:
+        yield requests
 
 
 def preimage(n: int) -> bytes:
