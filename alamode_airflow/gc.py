@@ -174,7 +174,7 @@ def plan(store: OutputStore, root_ids: Iterable[str], older_than: timedelta) -> 
     seeds.update(e.output_id for e in index.values() if wanted(e, root_ids | pinned, cutoff))
     kept = closure(seeds, lambda oid: index[oid].inputs if oid in index else ())
     order = consumers_first(index, [oid for oid in index if oid not in kept])
-    size = sizes(store, order)
+    size = sizes(store, [index[oid] for oid in order])
     reclaimable = [Candidate(o, index[o].task, index[o].newest, size[o]) for o in order]
     leftovers, odd = gc_leftovers.find(local_root(store), cutoff) if store.local else ([], [])
     found = (reclaimable, unknown + odd, leftovers, cutoff, root_ids, pinned, kept, index)

@@ -10,7 +10,8 @@ the store once per root.
 On an object store, where each request is a round trip, the pass is one listing of
 ``objects/``'s folders (a request per thousand outputs), then the keys of every folder in
 pages of ``objects/`` (``ObjectBackend.listings``: hundreds of outputs a page), then a
-read per record, and a listing for each reclaimable output's size, many outputs at once
+read per record (the listing also gives each reclaimable output's size; an output
+listed alone gets one listing more for it), many outputs at once
 (``store.look_up_all``): a bounded number of requests per output, whatever the store's
 size.
 """
@@ -41,6 +42,7 @@ class Entry:
     inputs: frozenset[str] = frozenset()
     file_ids: frozenset[str] = frozenset()  # file IDs of a partitioned output
     unknown: str = ""  # why some generation cannot be read; empty when all can
+    size: int | None = None  # bytes under its folder, when its listing said (object stores)
 
 
 def read_entry(store: OutputStore, output_id: str) -> Entry:
@@ -76,8 +78,9 @@ def _surveyed(store: OutputStore, output_id: str, listing: Listing | None = None
         ends.append(end if end.tzinfo else end.replace(tzinfo=UTC))
         task = record.task
     newest = max(ends, default=None)
+    size = listing.size if listing is not None else None
     return Entry(
-        output_id, task, newest, frozenset(inputs), frozenset(file_ids), "; ".join(unknown)
+        output_id, task, newest, frozenset(inputs), frozenset(file_ids), "; ".join(unknown), size
     )
 
 
@@ -162,9 +165,11 @@ def object_names(store: OutputStore) -> list[tuple[str, bool]]:
     return sorted((name, kind == "directory") for name, kind in named)
 
 
-def sizes(store: OutputStore, output_ids: list[str]) -> dict[str, int]:
-    """Bytes under each output's folder: one listing of its keys each on an object
-    store, many at once."""
+def sizes(store: OutputStore, entries: list[Entry]) -> dict[str, int]:
+    """Bytes under each output's folder: what the survey's listing said where it did,
+    else, on an object store, one listing of its keys each, many at once."""
+    known = {e.output_id: e.size for e in entries if e.size is not None}
+    output_ids = [e.output_id for e in entries if e.size is None]
     if store.local:
         return {oid: size(Path(store.object_dir(oid).path)) for oid in output_ids}
 
@@ -175,7 +180,7 @@ def sizes(store: OutputStore, output_ids: list[str]) -> dict[str, int]:
         except FileNotFoundError:  # taken meanwhile
             return 0
 
-    return _each(store, listed, output_ids)
+    return known | _each(store, listed, output_ids)
 
 
 def _each(store: OutputStore, work: Callable[[str], T], output_ids: list[str]) -> dict[str, T]:

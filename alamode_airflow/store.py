@@ -106,19 +106,27 @@ class Listing:
     every key under the folder (object stores), those keys relative to it, each with
     its ETag. With the keys, whether a generation has a record and whether its data is
     there are answered without asking the store again, and a record this machine read
-    before need not be read again (``record_cache``)."""
+    before need not be read again (``record_cache``); ``size`` is the bytes of those
+    keys (what gc reports)."""
 
     present: list[int]
     void: int | None
     keys: Mapping[str, str | None] | None = None
+    size: int | None = None
 
     @classmethod
-    def of(cls, names: Iterable[str], keys: Mapping[str, str | None] | None = None) -> Listing:
+    def of(
+        cls,
+        names: Iterable[str],
+        keys: Mapping[str, str | None] | None = None,
+        size: int | None = None,
+    ) -> Listing:
         """From the names in the folder (``0``, ``1``, ``0.void``, ...)."""
         names = set(names)
         present = sorted(int(name) for name in names if name.isdigit())
         voids = [name[: -len(VOID)] for name in names if name.endswith(VOID)]
-        return cls(present, max((int(v) for v in voids if v.isdigit()), default=None), keys)
+        void = max((int(v) for v in voids if v.isdigit()), default=None)
+        return cls(present, void, keys, size)
 
 
 def look_up_all(

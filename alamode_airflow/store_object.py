@@ -90,8 +90,7 @@ class ObjectBackend:
         page = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=LISTED_KEYS)
         if page.get("IsTruncated"):
             return Listing.of(child_names(self.store.object_dir(output_id)))
-        keys = {item["Key"][len(prefix) :]: item.get("ETag") for item in page.get("Contents", ())}
-        return Listing.of({key.split("/", 1)[0] for key in keys}, keys)
+        return _listed(page.get("Contents", ()), len(prefix))
 
     def listings(self, output_ids: list[str]) -> dict[str, Listing]:
         """The folders of many outputs, listed together: the keys of ``objects/``
@@ -121,7 +120,6 @@ class ObjectBackend:
         last, else those whose keys all sort before its last key (an output's keys
         are ``<id>/...``, all below ``<id>0``; names such as ``<id>.bak/`` sort
         elsewhere and are nobody's)."""
-        from alamode_airflow.store import Listing
 
         fs = self.root.fs
         bucket, key, _ = fs.split_path(f"{self.base}/objects")
@@ -143,15 +141,13 @@ class ObjectBackend:
                 break  # no listing from a key here (S3 directory buckets): each lists
 
             contents = page.get("Contents", ())
-            folders: dict[str, dict[str, str | None]] = {}
+            folders: dict[str, list[dict]] = {}
             for item in contents:
-                output_id, _, rest = item["Key"][len(prefix) :].partition("/")
-                folders.setdefault(output_id, {})[rest] = item.get("ETag")
+                folders.setdefault(item["Key"][len(prefix) :].split("/", 1)[0], []).append(item)
             last = None if not page.get("IsTruncated") else contents[-1]["Key"][len(prefix) :]
             start = i
             while i < len(ids) and (last is None or ids[i] + "0" <= last):
-                keys = folders.get(ids[i], {})
-                found[ids[i]] = Listing.of({k.split("/", 1)[0] for k in keys}, keys)
+                found[ids[i]] = _listed(folders.get(ids[i], ()), len(prefix) + len(ids[i]) + 1)
                 i += 1
             if last is not None and i - start < SCAN_DENSE:
                 break  # few answered (sparse, or one output's keys fill pages): each lists
@@ -318,6 +314,16 @@ class ObjectBackend:
             else:
                 data.fs.get_file((data / entry.path).path, str(target))
         return into
+
+
+def _listed(items, start: int) -> Listing:
+    """The listing of an output's folder from its keys as S3 lists them (each key's
+    name from ``start`` on, relative to the folder), with their ETags and bytes."""
+    from alamode_airflow.store import Listing
+
+    keys = {item["Key"][start:]: item.get("ETag") for item in items}
+    size = sum(item.get("Size", 0) for item in items)
+    return Listing.of({key.split("/", 1)[0] for key in keys}, keys, size)
 
 
 def _data_prefix(fs, record_key: str) -> str | None:

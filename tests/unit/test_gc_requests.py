@@ -77,6 +77,9 @@ def test_gc_lists_an_object_store_in_a_bounded_number_of_requests_per_output(s3,
         assert counts[n] <= PER_OUTPUT * n + 2, f"{counts[n]} requests for {n} outputs"
     # Four times the outputs, at most four times the requests: nothing grows with N.
     assert counts[200] <= 4 * counts[50], counts
+    # Past a few dozen outputs their folders are listed together, sizes and all: about
+    # one read per record, no listing per output.
+    assert counts[200] <= 200 + 200 // 10, counts
 
 
 def test_gc_looks_outputs_up_concurrently(s3, monkeypatch):
