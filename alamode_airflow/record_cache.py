@@ -11,7 +11,8 @@ copy replaced. Where the ETag is not an MD5 (multipart uploads, some server-side
 encryption), nothing is kept and every read goes to the store.
 
 This is what makes a fully cached plan on an object store cost its listing pages: on
-a machine that planned the DAG before, no record is read again. The folder is
+a machine that planned the DAG before, or whose tasks committed the records (a task
+keeps the record it commits), no record is read again. The folder is
 ``[alamode] record_cache`` (default ``$AIRFLOW_HOME/alamode-records``; ``none`` keeps
 nothing). A file per record generation looked up here, about a kilobyte each; delete
 any of it at any time, the next lookup reads the record again.
@@ -89,6 +90,12 @@ class RecordCache:
         being made holds."""
         if self.served is not None and md5 == _md5(text.encode()):
             self.served[(output_id, generation)] = text
+
+    def keep(self, output_id: str, generation: int, text: str) -> None:
+        """Keep the text of a record this machine just committed: the next plan here
+        reads no record its tasks wrote. Checked like any copy, against the ETag a
+        listing returns, so where the store's ETag is no MD5 it is never served."""
+        self.put(output_id, generation, _md5(text.encode()), text)
 
     def put(self, output_id: str, generation: int, md5: str | None, text: str) -> None:
         """Keep ``text`` if the store's ``md5`` is its MD5 (what a later ``get``

@@ -260,12 +260,14 @@ class ObjectBackend:
             for entry in record.manifest:
                 if entry.link is None:
                     data.fs.put_file(str(staging / "data" / entry.path), (data / entry.path).path)
+            text = record.dumps()
             try:
                 # Exclusive: of two holders (one stalled past its lease), one commits.
                 with (folder / RECORD).open("xb") as handle:
-                    handle.write(record.dumps().encode())
+                    handle.write(text.encode())
             except FileExistsError:
                 return Committed.ALREADY
+            self.records.keep(record.output_id, record.generation, text)
             return Committed.COMMITTED
         finally:
             self.discard(staging)

@@ -18,8 +18,9 @@ every input), then:
   record read per output, many at once), on a machine with no record kept;
 - fresh: the plan on a machine that keeps no record (a fresh pod), after the DAG's last
   plan wrote its pack: the listing pages and one read of the pack;
-- again: the same plan on a machine that made it before: its record cache
-  (``record_cache.py``) holds every record, so only the listing pages are requested;
+- again: the same plan on a machine that made it before, or whose tasks committed the
+  outputs (a LocalExecutor's): its record cache (``record_cache.py``) holds every
+  record, so only the listing pages are requested;
 - local: the same plan on a local root filled with the same outputs.
 
 Target: at most 2 requests per output, and 10,000 outputs within 30 s at 20 ms.

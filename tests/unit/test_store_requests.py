@@ -301,6 +301,17 @@ def test_a_plan_run_again_on_the_same_machine_reads_no_record(store, sent, cache
     assert len(sent) <= 4, sent
 
 
+def test_a_plan_on_the_machine_whose_tasks_committed_reads_no_record(store, sent, cached):
+    """A task keeps the record it committed: the next plan on that machine (every
+    task of a LocalExecutor deployment) costs the listing pages alone."""
+    outputs, inputs = commit_chain(store, 100)
+    sent.clear()
+    verdicts = assess(outputs, inputs, store.lookup_all)
+    assert all(v.current for v in verdicts.values())
+    assert not [u for m, u in sent if "record.json" in u], sent
+    assert len(sent) <= 4, sent
+
+
 def test_a_kept_record_is_used_only_while_it_is_the_stores(store, server, sent, cached):
     """A copy that differs from the store's record is never served: a copy damaged
     here is read again from the store; a record replaced in the store (by hand) is
