@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import socket
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -160,9 +161,8 @@ class AlamodeOperator(BaseOperator):
         stale = record.stale_reason(reads)
         ours = (record.dag_id, record.run_id) == (context["ti"].dag_id, run.run_id)
         if stale is None and (self.task_id not in run.rebuild or ours):
-            raise AirflowSkipException(
-                f"output {target[:12]} already produced by {record.produced_by()}"
-            )
+            said = f"output {target[:12]} already produced by {record.produced_by()}"
+            raise AirflowSkipException(said + _cleared_hint(context, self.task_id))
         self.log.info(
             "%s %s: generation %d (by %s) stays, generation %d is written beside it",
             f"stale ({stale})" if stale else "rebuilding",
@@ -288,6 +288,20 @@ class AlamodeOperator(BaseOperator):
         """Write the output into ``output``; ``inputs`` maps dependency names to the
         locations of their committed outputs."""
         raise NotImplementedError
+
+
+def _cleared_hint(context: Any, task_id: str) -> str:
+    """What a task instance run again (Airflow's Clear) that finds its output recorded
+    adds to its skip: a location that succeeded is never written again, so Clear does
+    not recompute; a run that rebuilds the task writes a new generation beside it."""
+    if getattr(context["ti"], "try_number", 1) <= 1:
+        return ""
+    conf = json.dumps({"rebuild": [task_id]})
+    return (
+        f". Clear never recomputes a recorded output (it re-runs the attempt, and the "
+        f"output is current); to recompute it, trigger a run with conf {conf}, or use "
+        f"Rebuild on the task's Provenance page"
+    )
 
 
 def _claimant(context: Any) -> Claimant:

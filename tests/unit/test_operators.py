@@ -143,3 +143,27 @@ def test_only_a_run_asked_to_rebuild_reads_the_plan(pipeline, tmp_path):
     # No rebuild asked: the plan's list is not even read (one api-server request less).
     assert ti.pulls == 0
     assert ti.pushed[RECORD_XCOM]["generation"] == 0
+
+
+def test_a_cleared_task_whose_output_is_recorded_says_clear_does_not_recompute(pipeline, tmp_path):
+    """Clear re-runs an attempt: a recorded output is skipped again, and the skip says
+    why and how to recompute it (a run that rebuilds the task)."""
+    tasks, _ = pipeline
+    store = OutputStore(str(tmp_path / "store"))
+    fetch = operator(tasks["fetch"], store, tmp_path)
+    assert run(fetch, "d", SCHEDULED) is not None
+    ti = FakeTaskInstance("d", "fetch", SCHEDULED, {})
+    ti.try_number = 2  # what Clear does to the task instance
+    context = {"ti": ti, "run_id": SCHEDULED, "params": {}, "outlet_events": defaultdict(object)}
+    with pytest.raises(AirflowSkipException) as skipped:
+        fetch.execute(context)
+    message = str(skipped.value)
+    assert f"already produced by run {SCHEDULED}" in message
+    assert "Clear never recomputes a recorded output" in message
+    assert '"rebuild": ["fetch"]' in message
+    # A first attempt that finds its output recorded is not told about Clear.
+    first = FakeTaskInstance("d", "fetch", "manual__2", {})
+    context |= {"ti": first, "run_id": "manual__2"}
+    with pytest.raises(AirflowSkipException) as skipped:
+        fetch.execute(context)
+    assert "Clear" not in str(skipped.value)
