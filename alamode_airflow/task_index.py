@@ -126,20 +126,24 @@ class Rebuilt:
 
 def rebuild(store: OutputStore) -> Rebuilt:
     """Every record's marker written where missing, and markers that name nothing
-    removed: one pass over the whole store (on an object store, many requests at once)."""
+    removed: one pass over the whole store (on an object store, pages of keys and a
+    read per record, many requests at once)."""
     before = _all_markers(store)  # first: a marker written after this names a record seen
     expected: set[str] = set()
     unreadable: set[tuple[str, int | None]] = set()
 
+    outputs = [name for name in child_names(store.root / "objects") if is_output_id(name)]
+    # Their folders listed together (pages of objects/ on an object store), not one each.
+    listed = store.backend.listings(outputs)
+
     def history(output_id: str) -> None:
-        for found in store.history(output_id):
+        for found in store.history(output_id, listed.get(output_id)):
             if found.record is not None:
                 expected.add(marker(found.record))
             else:  # a newer format, damage, an attempt: its markers are left alone
                 unreadable.add((output_id, found.generation))
 
     workers = 1 if store.local else LOOKUP_WORKERS
-    outputs = [name for name in child_names(store.root / "objects") if is_output_id(name)]
     look_up_all(history, outputs, workers)  # type: ignore[arg-type]
     missing = sorted(expected - before)
     look_up_all(store.backend.mark, missing, workers)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Committed, OutputStore
 from alamode_airflow.task_index import UNINDEXED, Rebuilt, marker, rebuild, task_records
+from tests.unit.counting import requests_sent
 
 
 class CountingStore(OutputStore):
@@ -217,3 +218,19 @@ def test_the_markers_of_an_object_store_are_in_its_bucket(server, monkeypatch):
     assert server.keys("store/tasks") == sorted(f"store/{marker(r)}" for r in (sales, hr))
     again = explain(load(single("sales", "clean.py --v3").bencode()), "clean", bucket)
     assert again.nearest.run_id == "d1"
+
+
+def test_alamode_index_on_an_object_store_lists_outputs_together(server, monkeypatch):
+    """A pass over a bucket of many outputs costs a read per record and a few pages of
+    keys, not a listing per output as well."""
+    monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_INDEX_MANY", server.connection())
+    bucket = OutputStore("s3://alamode-outputs/many", conn_id="alamode_index_many")
+    dag = Dag({"dag_id": "many"})
+    for i in range(120):
+        dag.task(f"t{i}", {"command": f"echo {i}"})
+    commit(bucket, load(dag.bencode()), "many", "d1")
+    with requests_sent(bucket.root.fs) as sent:
+        assert rebuild(bucket) == Rebuilt(records=120, written=0, removed=0)
+    reads = [url for method, url in sent if url.endswith("record.json")]
+    assert len(reads) == 120
+    assert len(sent) - len(reads) <= 10, "\n".join(f"{m} {u}" for m, u in sent)
