@@ -30,6 +30,9 @@ from alamode_airflow.store import Committed, Found, Lookup, OutputStore, look_up
 
 RECORD_XCOM = "alamode_record"
 PLAN_XCOM = "alamode_plan"
+# The names a run was asked to rebuild, apart from the plan: small whatever the DAG's
+# size, so that each task of a rebuild run reads them, not the whole plan.
+REBUILD_XCOM = "alamode_rebuild_asked"
 PLAN_TASK = "alamode_plan"
 
 
@@ -107,8 +110,12 @@ class AlamodeOperator(BaseOperator):
         params = context.get("params") or {}
         if not (conf.get("rebuild") or params.get("rebuild")):
             return frozenset()
-        plan = context["ti"].xcom_pull(task_ids=PLAN_TASK, key=PLAN_XCOM) or {}
-        return rebuilds_for(self, plan)
+        ti = context["ti"]
+        asked = ti.xcom_pull(task_ids=PLAN_TASK, key=REBUILD_XCOM)
+        if asked is not None:
+            return rebuilds_for(self, {"rebuild_asked": asked})
+        # A plan task of an engine before REBUILD_XCOM: its plan says it all.
+        return rebuilds_for(self, ti.xcom_pull(task_ids=PLAN_TASK, key=PLAN_XCOM) or {})
 
     def resume(self, context: Any, event: Mapping[str, Any] | None = None) -> None:
         """Back from waiting for another attempt's claim: skip or produce, as new."""

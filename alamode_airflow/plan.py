@@ -9,7 +9,7 @@ from typing import Any
 
 from alamode_airflow._compat import BaseOperator, DownstreamTasksSkipped
 from alamode_airflow.currency import assess
-from alamode_airflow.operators import PLAN_TASK, PLAN_XCOM
+from alamode_airflow.operators import PLAN_TASK, PLAN_XCOM, REBUILD_XCOM
 from alamode_airflow.runs import ALL, RunInfo, expand_rebuilds, interval_of, requested_rebuilds
 from alamode_airflow.store import OutputStore
 
@@ -57,6 +57,8 @@ class AlamodePlanOperator(BaseOperator):
         # the whole ``rebuild`` set stays for tasks that read it (an engine before it).
         plan |= {"rebuild_asked": sorted(asked), "rebuild": sorted(rebuild)}
         context["ti"].xcom_push(PLAN_XCOM, plan)
+        if asked:  # what each task of the run reads (operators.REBUILD_XCOM)
+            context["ti"].xcom_push(REBUILD_XCOM, sorted(asked))
         if cached:
             raise DownstreamTasksSkipped(tasks=cached)
 

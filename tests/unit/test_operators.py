@@ -10,7 +10,12 @@ import pytest
 
 from a_la_mode import Dag, load
 from alamode_airflow._compat import AirflowSkipException
-from alamode_airflow.operators import PLAN_XCOM, RECORD_XCOM, AlamodeCommandOperator
+from alamode_airflow.operators import (
+    PLAN_XCOM,
+    REBUILD_XCOM,
+    RECORD_XCOM,
+    AlamodeCommandOperator,
+)
 from alamode_airflow.runner import InputModified
 from alamode_airflow.store import Found, OutputStore
 
@@ -22,9 +27,14 @@ class FakeTaskInstance:
         self.dag_id, self.task_id, self.run_id = dag_id, task_id, run_id
         self.try_number, self.map_index = 1, -1
         self.plan, self.pushed, self.pulls = plan, {}, 0
+        self.pulled: list[str] = []
 
     def xcom_pull(self, task_ids: str, key: str):
+        """As the plan task pushed: the plan, and the names asked to rebuild."""
         self.pulls += 1
+        self.pulled.append(key)
+        if key == REBUILD_XCOM:
+            return self.plan.get("rebuild_asked")
         return self.plan if key == PLAN_XCOM else None
 
     def xcom_push(self, key: str, value) -> None:
@@ -167,3 +177,30 @@ def test_a_cleared_task_whose_output_is_recorded_says_clear_does_not_recompute(p
     with pytest.raises(AirflowSkipException) as skipped:
         fetch.execute(context)
     assert "Clear" not in str(skipped.value)
+
+
+def test_a_rebuilding_task_reads_the_names_asked_not_the_whole_plan(pipeline, tmp_path):
+    """The plan lists every task (skipped, to run, stale): read by each task of a
+    rebuild run, a 10k-task DAG's plan would cross the api-server 10k times. A task
+    reads the names asked alone and resolves them against its own ancestors."""
+    from airflow.sdk import DAG
+
+    tasks, _ = pipeline
+    store = OutputStore(str(tmp_path / "store"))
+    with DAG("d", schedule=None):
+        fetch = operator(tasks["fetch"], store, tmp_path)
+        report = operator(tasks["report"], store, tmp_path)
+        fetch >> report
+    assert run(fetch, "d", "run-1") is not None
+    assert run(report, "d", "run-1") is not None
+    plan = {"rebuild_asked": ["fetch"], "rebuild": ["fetch", "report"], "skipped": []}
+    ti = FakeTaskInstance("d", "report", "run-2", plan)
+    context = {
+        "ti": ti,
+        "run_id": "run-2",
+        "params": {"rebuild": ["fetch"]},
+        "outlet_events": defaultdict(object),
+    }
+    report.execute(context)  # rebuilt: downstream of a task asked
+    assert ti.pulled == [REBUILD_XCOM]
+    assert ti.pushed[RECORD_XCOM]["generation"] == 1
