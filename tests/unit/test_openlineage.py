@@ -4,17 +4,21 @@ output marked reused, with facets valid against the schemas the package ships.""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import replace
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from jsonschema import Draft202012Validator
 from openlineage.client.serde import Serde
 
 from a_la_mode import Dag, load
+from a_la_mode.partitions import partition_id, timestamp
 from alamode_airflow import openlineage as ol
 from alamode_airflow._compat import AirflowSkipException
 from alamode_airflow.manifests import ManifestEntry
@@ -160,32 +164,40 @@ def test_the_manifest_digest_changes_with_any_file_and_is_canonical():
     digest = ol.manifest_digest(entries)
     text = '[{"path":"a","sha256":"' + "0" * 64 + '","size":2},{"path":"b","sha256":"'
     text += "1" * 64 + '","size":5}]'
-    assert digest == __import__("hashlib").sha256(text.encode()).hexdigest()
+    assert digest == hashlib.sha256(text.encode()).hexdigest()
     assert ol.manifest_digest((entries[0], replace(entries[1], size=6))) != digest
     assert ol.manifest_digest((entries[0], replace(entries[1], link="x"))) != digest
 
 
-def test_an_object_store_is_its_url_and_a_bad_facet_is_refused():
+def test_a_partitioned_task_names_the_output_and_inputs_of_the_run_s_interval():
+    file_id, up = "cd" * 32, "ab" * 32
+    task = SimpleNamespace(
+        task_id="t",
+        output_id=file_id,
+        partitioned=True,
+        inputs={"up": up, "static": "ef" * 32},
+        partitioned_inputs=frozenset({"up"}),
+    )
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    context = {"run_id": RUN, "data_interval_start": start, "data_interval_end": end}
+    target, inputs = ol.output_ids(task, context)
+    interval = (timestamp(start), timestamp(end))
+    assert target == partition_id(file_id, *interval) != file_id
+    assert inputs == {"up": partition_id(up, *interval), "static": "ef" * 32}
+
+
+def test_an_object_store_s_namespace_is_its_url():
     assert ol.namespace(OutputStore("s3://bucket/prefix/")) == "s3://bucket/prefix"
-    event = as_event(_lineage_with(generation=-1))
-    assert any("alamode_output" in line and "-1" in line for line in problems(event))
+    assert ol.namespace(OutputStore("s3://bucket")) == "s3://bucket"
 
 
-def _lineage_with(**changes):
+def test_a_facet_its_schema_refuses_is_reported():
     from alamode_airflow.openlineage_facets import lineage
 
-    fields = ol.output_fields(record(), ("d", "r", "t", 1))
-    return lineage(
-        "file://h/r",
-        "cd" * 32,
-        {},
-        ol.job_fields("cd" * 32, None, None, False),
-        {
-            **fields,
-            **changes,
-        },
-        {},
-    )
+    job = ol.job_fields("cd" * 32, None, None, False)
+    bad = {**ol.output_fields(record(), ("d", "r", "t", 1)), "generation": -1}
+    event = as_event(lineage("file://h/r", "cd" * 32, {}, job, bad, {}))
+    assert any("alamode_output" in line and "-1" in line for line in problems(event))
 
 
 def test_the_shipped_schemas_are_json_schema_with_ids_the_facets_name():
