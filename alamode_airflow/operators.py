@@ -23,6 +23,7 @@ from alamode_airflow._compat import AirflowSkipException, BaseOperator
 from alamode_airflow.claims import Claim, Claimant
 from alamode_airflow.links import OutputLocationLink
 from alamode_airflow.manifests import OutputRefused, manifest
+from alamode_airflow.openlineage import OpenLineageMixin
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.runner import Command, CommandFailed, InputModified, Invocation
 from alamode_airflow.runs import RunInfo, interval_of, rebuilds_for
@@ -36,7 +37,7 @@ REBUILD_XCOM = "alamode_rebuild_asked"
 PLAN_TASK = "alamode_plan"
 
 
-class AlamodeOperator(BaseOperator):
+class AlamodeOperator(OpenLineageMixin, BaseOperator):
     """Produce one content-addressed output, at most once across all runs and DAGs."""
 
     ui_color = "#fdf1dc"
