@@ -6,4 +6,4 @@ COPY --chown=airflow:0 setup.cfg pyproject.toml README.md constraints.txt /opt/a
 COPY --chown=airflow:0 a_la_mode /opt/alamode/a_la_mode
 COPY --chown=airflow:0 alamode_airflow /opt/alamode/alamode_airflow
 RUN pip install --no-cache-dir -c /opt/alamode/constraints.txt \
-        "/opt/alamode[examples,s3,celery,postgres]" "apache-airflow==3.3.2"
+        "/opt/alamode[examples,s3,celery,postgres,openlineage]" "apache-airflow==3.3.2"
