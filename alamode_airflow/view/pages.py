@@ -94,7 +94,8 @@ def _intervals(records: Sequence[Any]) -> str:
         f" ({esc(r.run_id)})</li>"
         for r in records
     )
-    return f"<details><summary>{len(records)} intervals done</summary><ul>{items}</ul></details>"
+    count = f"{len(records)} interval{'' if len(records) == 1 else 's'} done"
+    return f"<details><summary>{count}</summary><ul>{items}</ul></details>"
 
 
 def dag_page(
