@@ -115,7 +115,9 @@ def test_an_anonymous_request_gets_no_data(served):
 def test_the_uis_cookie_is_enough(served):
     """Airflow's UI shows the pages in an iframe: the browser sends its ``_token``."""
     cookie = {"_token": served["tokens"]["viewer"]}
-    assert get(served, "/alamode/dags/prov", user=None, cookies=cookie).status_code == 200
+    response = get(served, "/alamode/dags/prov", user=None, cookies=cookie)
+    assert response.status_code == 200
+    assert "<h1>Provenance of prov</h1>" in response.text
 
 
 def test_the_dag_page_shows_each_output_and_the_next_run(served):
