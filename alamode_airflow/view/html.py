@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 STATE_COLOURS = {
     "success": "#008000",
     "failed": "#ff0000",
-    "skipped": "#ff69b4",
+    "skipped": "#e60076",
     "upstream_failed": "#ffa500",
     "running": "#00ff00",
     "queued": "#808080",
@@ -65,6 +65,7 @@ svg .node rect { fill: var(--head); stroke: var(--muted); }
 svg .node.root rect { stroke: var(--link); stroke-width: 2; }
 svg .node.bad rect { stroke: #ff0000; stroke-width: 2; }
 svg .node text { fill: var(--fg); font: 12px system-ui, sans-serif; }
+svg .node text.title { font-weight: 600; }
 svg .edge { stroke: var(--muted); fill: none; }
 """
 
@@ -89,10 +90,10 @@ def page(title: str, body: str) -> str:
     )
 
 
-def badge(state: str | None) -> str:
-    """A state as Airflow colours it."""
+def badge(state: str | None, colour: str | None = None) -> str:
+    """A state as Airflow colours it (or in ``colour``)."""
     state = state or "none"
-    colour = STATE_COLOURS.get(state, "#808080")
+    colour = colour or STATE_COLOURS.get(state, "#808080")
     return f'<span class="badge" style="background:{colour}">{esc(state)}</span>'
 
 

@@ -14,7 +14,18 @@ from typing import Any
 from a_la_mode.ids import short
 from alamode_airflow.history import Verdict
 from alamode_airflow.view.facts import Attempt, InstanceFacts, TaskRow
-from alamode_airflow.view.html import attr, badge, esc, facts, link, note, page, path, table
+from alamode_airflow.view.html import (
+    STATE_COLOURS,
+    attr,
+    badge,
+    esc,
+    facts,
+    link,
+    note,
+    page,
+    path,
+    table,
+)
 
 #: What a user who cleared a skipped task must know (the task instance page says it).
 CLEAR_RULE = (
@@ -171,6 +182,14 @@ def instance_page(
     parts.append(_record_facts(links, found))
     if record is not None and record.inputs:
         parts.append("<h2>Read</h2>" + _inputs(links, record))
+    if found.current is not None and record is None:
+        parts.append(
+            note(
+                "The output is recorded: "
+                + link(links.output(found.output_id), f"generation {found.current.generation}")
+                + f" by run {esc(found.current.run_id)} of {esc(found.current.dag_id)}."
+            )
+        )
     if found.current is not None and record is not None and found.current != record:
         parts.append(
             note(
@@ -230,7 +249,10 @@ def output_page(
     rows = []
     for node in nodes:
         record = node.record
-        check = badge("success" if node.check.value == "ok" else "failed") if node.check else ""
+        check = ""
+        if node.check is not None:
+            ok = node.check.value == "ok"
+            check = badge(node.check.value, STATE_COLOURS["success" if ok else "failed"])
         problems = "".join(f"<br><code>{esc(p)}</code>" for p in node.problems)
         rows.append(
             [
@@ -240,7 +262,7 @@ def output_page(
                 + "</code>",
                 esc("-" if node.generation is None else node.generation),
                 produced(links, record),
-                (esc(node.check.value) + " " + check if node.check else "") + problems,
+                check + problems,
             ]
         )
     bad = sum(1 for n in nodes if n.check is not None and n.check.value != "ok")

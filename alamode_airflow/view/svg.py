@@ -109,7 +109,7 @@ def _edge(source: tuple[int, int], reader: tuple[int, int]) -> str:
 
 
 def _box(box: Box, x: int, y: int) -> str:
-    texts = [f'<text x="{x + 8}" y="{y + 18}" font-weight="600">{esc(_cut(box.title))}</text>']
+    texts = [f'<text x="{x + 8}" y="{y + 18}" class="title">{esc(_cut(box.title))}</text>']
     texts += [
         f'<text x="{x + 8}" y="{y + 34 + 14 * n}">{esc(_cut(line))}</text>'
         for n, line in enumerate(box.lines[:2])

@@ -133,3 +133,22 @@ def test_a_partitioned_instance_reads_its_interval_output(store):
     (row,) = dag_rows(pipeline, store, "collage")
     assert row.status.state == "per interval"
     assert "1 interval done" in pages.dag_page(LINKS, "collage", [row])
+
+
+S3_CONN = "alamode_view_s3"
+
+
+def test_the_pages_read_an_object_store(collage, server, monkeypatch):
+    monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN.upper()}", server.connection())
+    store = OutputStore("s3://alamode-outputs/view", conn_id=S3_CONN)
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "2026-01-01", names={"download_images", "blur"})
+    rows = {row.status.task: row for row in dag_rows(pipeline, store, "collage")}
+    assert rows["blur"].status.state == "done"
+    assert rows["collage"].explanation.verdict.value == "never built"
+    attempt = Attempt("skipped", 0, datetime(2026, 2, 1, tzinfo=UTC), False, None)
+    found = instance_facts(pipeline, store, "blur", "run", "collage", attempt)
+    assert found.record.run_id == "2026-01-01"
+    assert found.location.startswith("s3://")
+    assert f"alamode-outputs/view/objects/{found.output_id}/0/" in found.location
+    assert found.location in pages.instance_page(LINKS, "collage", "run", attempt, found)
