@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from a_la_mode import Dag, load
+from alamode_airflow.dag_module import write_module
 from loopback.airflow_cli import AirflowHome
 from loopback.local import api_env, free_port, start, stop, wait_for_port
 from tests.airflow.conftest import LOADER, writer
@@ -54,6 +55,10 @@ def served(tmp_path_factory, migrated_db):
     first = home.test_run("prov", "2026-01-01")
     second = home.test_run("prov", "2026-01-02")
     assert set(second.states.values()) == {"success", "skipped"}
+    solo = Dag({"dag_id": "solo"})
+    solo.task("only", {"command": "true"})
+    write_module(solo.save(home.dags / "solo.alamode"), load(solo.bencode()))
+    home.cli("dags", "reserialize")  # what the DAG processor would do with the new module
     server = start(home, "api-server", ["api-server", "--port", str(port), "--host", "127.0.0.1"])
     try:
         wait_for_port(port, [server])
@@ -190,3 +195,16 @@ def test_the_views_are_registered_on_airflows_pages(served):
         "task_instance": "/alamode/dags/{DAG_ID}/runs/{RUN_ID}/tasks/{TASK_ID}"
         "?map_index={MAP_INDEX}",
     }
+
+
+def test_a_dag_built_by_its_own_module_and_a_file_changed_since_its_parse(served):
+    page = get(served, "/alamode/dags/solo", user="viewer").text
+    assert "0 of 1 outputs done" in page
+    assert "runs: never built" in page
+    assert "changed since Airflow last parsed" not in page
+    changed = Dag({"dag_id": "solo"})
+    changed.task("only", {"command": "false"})
+    changed.save(served["home"].dags / "solo.alamode")  # not parsed again: no processor
+    page = get(served, "/alamode/dags/solo", user="viewer").text
+    assert "the encoded file changed since Airflow last parsed this DAG (1 tasks" in page
+    assert load(changed.bencode())["only"].output[:12] in page  # the file is shown
