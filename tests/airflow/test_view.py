@@ -15,7 +15,8 @@ import requests
 from a_la_mode import Dag, load
 from alamode_airflow.dag_module import write_module
 from loopback.airflow_cli import AirflowHome
-from loopback.local import api_env, free_port, start, stop, wait_for_port
+from loopback.local import free_port, query, service_env, start, stop, wait_for_port
+from loopback.wait import until
 from tests.airflow.conftest import LOADER, writer
 
 USERS = {"admin": "admin-secret", "viewer": "viewer-secret"}
@@ -40,7 +41,7 @@ def served(tmp_path_factory, migrated_db):
     passwords = tmp / "passwords.json"
     passwords.write_text(json.dumps(USERS))
     env = (
-        *api_env(port),
+        *service_env(port),
         ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False"),
         ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,viewer:viewer"),
         ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords)),
@@ -76,6 +77,7 @@ def served(tmp_path_factory, migrated_db):
             "first": first.run_id,
             "second": second.run_id,
             "pipeline": load(home.dags / "prov.alamode"),
+            "executed": tmp / "executed.txt",
         }
     finally:
         stop([server])
@@ -149,6 +151,39 @@ def test_a_skipped_task_names_the_run_that_produced_its_output(served):
     assert f"{served['home'].store}/objects/{clean.output}/0/data" in page
     assert served["pipeline"]["fetch"].output[:12] in page  # what it read
     assert "Clear re-runs an attempt" not in page  # never cleared
+
+
+def test_a_cleared_task_skips_and_its_page_says_clear_never_recomputes(served):
+    """Clear a task that computed its output: the scheduler runs it again, it finds its
+    output recorded and skips, without running its command."""
+    home, url, first = served["home"], served["url"], served["first"]
+    admin = {"Authorization": f"Bearer {served['tokens']['admin']}"}
+    ran = served["executed"].read_text().split()
+    scheduler = start(home, "scheduler", ["scheduler"])
+    try:
+        dag = f"{url}/api/v2/dags/prov"
+        requests.patch(dag, json={"is_paused": False}, headers=admin).raise_for_status()
+        clear = {"dry_run": False, "task_ids": ["fetch"], "dag_run_id": first, "only_failed": False}
+        cleared = requests.post(
+            f"{url}/api/v2/dags/prov/clearTaskInstances", json=clear, headers=admin, timeout=60
+        )
+        cleared.raise_for_status()
+        sql = "select state, try_number from task_instance where run_id = ? and task_id = 'fetch'"
+        until(
+            lambda: query(home, sql, first) == [("skipped", 2)],
+            timeout=300,
+            every=1,
+            what="the cleared task did not run again",
+        )
+    finally:
+        requests.patch(f"{url}/api/v2/dags/prov", json={"is_paused": True}, headers=admin)
+        stop([scheduler])
+    assert served["executed"].read_text().split() == ran  # its command did not run
+    page = get(served, f"/alamode/dags/prov/runs/{quoted(first)}/tasks/fetch").text
+    assert "try 2" in page
+    assert "Clear re-runs an attempt; it never recomputes a recorded output" in page
+    assert "To recompute, rebuild." in page
+    assert 'href="/alamode/dags/prov/rebuild?task=fetch"' in page
 
 
 def test_the_output_page_draws_a_node_per_ancestor(served):
