@@ -23,24 +23,39 @@ from typing import Any
 
 URL_PREFIX = "/alamode"
 
+
+def base_path() -> str:
+    """The path of Airflow's ``[api] base_url`` (``/airflow`` for a server behind
+    ``https://example.com/airflow/``), under which the api-server serves everything."""
+    from urllib.parse import urlsplit
+
+    from airflow.configuration import conf
+
+    return urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+
+
 #: Tabs of Airflow's pages (the UI embeds each in an iframe and fills in the
 #: placeholders; it leaves ``{MAP_INDEX}`` as is for a task that is not mapped).
+#: The UI uses a view's ``href`` as the frame's address as it is, so it carries the
+#: base path.
 EXTERNAL_VIEWS = [
     {
         "name": "Provenance",
-        "href": URL_PREFIX + "/dags/{DAG_ID}",
+        "href": base_path() + URL_PREFIX + "/dags/{DAG_ID}",
         "destination": "dag",
         "url_route": "alamode-provenance",
     },
     {
         "name": "Provenance",
-        "href": URL_PREFIX + "/dags/{DAG_ID}?run_id={RUN_ID}",
+        "href": base_path() + URL_PREFIX + "/dags/{DAG_ID}?run_id={RUN_ID}",
         "destination": "dag_run",
         "url_route": "alamode-run-provenance",
     },
     {
         "name": "Provenance",
-        "href": URL_PREFIX + "/dags/{DAG_ID}/runs/{RUN_ID}/tasks/{TASK_ID}?map_index={MAP_INDEX}",
+        "href": base_path()
+        + URL_PREFIX
+        + "/dags/{DAG_ID}/runs/{RUN_ID}/tasks/{TASK_ID}?map_index={MAP_INDEX}",
         "destination": "task_instance",
         "url_route": "alamode-task-provenance",
     },

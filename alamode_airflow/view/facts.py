@@ -131,10 +131,8 @@ def _when(text: str) -> datetime:
 
 
 def _last(records: Iterable[SuccessRecord]) -> SuccessRecord | None:
-    found = None
-    for found in records:  # noqa: B007 (the last one is what is wanted)
-        pass
-    return found
+    found = list(records)
+    return found[-1] if found else None
 
 
 def ancestors(tree: Any) -> Sequence[Any]:
