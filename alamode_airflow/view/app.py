@@ -29,6 +29,7 @@ from airflow.api_fastapi.logging.decorators import action_logging
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import exists, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from a_la_mode import AlamodeError
 from alamode_airflow.store import OutputStore, check_output_id
@@ -50,7 +51,16 @@ def create_app() -> FastAPI:
     app = FastAPI(title="alamode provenance", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dag_bag = create_dag_bag()
     app.include_router(router)
+    app.add_exception_handler(StarletteHTTPException, _error_page)
     return app
+
+
+async def _error_page(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    """Refusals and misses as a page (the frame in Airflow's UI shows it), saying only
+    what Airflow's own answer says."""
+    title = {401: "not signed in", 403: "not allowed", 404: "not found"}.get(exc.status_code)
+    page = pages.message_page(title or "error", str(exc.detail))
+    return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
 
 
 @functools.cache
@@ -77,7 +87,9 @@ def serialized_dag(request: Request, dag_id: str, session) -> Any:
 
 
 @router.get("/dags/{dag_id}", dependencies=[READ_DAG], response_class=HTMLResponse)
-def dag_view(dag_id: str, request: Request, session: SessionDep, run_id: str | None = None):
+def dag_view(
+    dag_id: str, request: Request, session: SessionDep, user: GetUserDep, run_id: str | None = None
+):
     """Every task's output, and what the next run computes and why; with ``run_id``
     (the run page's view), each task's state in that run too."""
     dag = serialized_dag(request, dag_id, session)
@@ -92,7 +104,10 @@ def dag_view(dag_id: str, request: Request, session: SessionDep, run_id: str | N
 
         query = select(TI.task_id, TI.state).where(TI.dag_id == dag_id, TI.run_id == run_id)
         run = (run_id, {task: state for task, state in session.execute(query)})
-    return html(pages.dag_page(links(request), dag_id, rows, drift=source.drift, run=run))
+    page = pages.dag_page(
+        links(request), dag_id, rows, drift=source.drift, run=run, may_rebuild=_may(user, dag_id)
+    )
+    return html(page)
 
 
 @router.get(
@@ -106,6 +121,7 @@ def instance_view(
     task_id: str,
     request: Request,
     session: SessionDep,
+    user: GetUserDep,
     map_index: str | None = None,
 ):
     """One task instance: what made it skip, or what it committed and read."""
@@ -118,7 +134,8 @@ def instance_view(
         found = facts.instance_facts(pipeline, store(), task_id, run_id, dag_id, attempt)
     except (NotOurs, AlamodeError) as exc:
         return html(pages.message_page(f"{task_id}: no provenance", str(exc)), 404)
-    return html(pages.instance_page(links(request), dag_id, run_id, attempt, found))
+    page = pages.instance_page(links(request), dag_id, run_id, attempt, found, _may(user, dag_id))
+    return html(page)
 
 
 def _map_index(value: str | None) -> int:
@@ -182,6 +199,22 @@ def output_view(
     return html(page)
 
 
+def _may(user, dag_id: str) -> bool:
+    """Whether ``user`` may trigger ``dag_id`` (a rebuild), as Airflow decides."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().is_authorized_dag(
+        method="POST", access_entity=DagAccessEntity.RUN, details=_details(dag_id), user=user
+    )
+
+
+def _details(dag_id: str) -> DagDetails:
+    """What Airflow's own checks pass for a DAG (``requires_access_dag``)."""
+    from airflow.models.dag import DagModel
+
+    return DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id))
+
+
 def _readable(user, dag_ids: set[str]) -> set[str]:
     from airflow.api_fastapi.app import get_auth_manager
 
@@ -189,7 +222,7 @@ def _readable(user, dag_ids: set[str]) -> set[str]:
     return {
         d
         for d in dag_ids
-        if manager.is_authorized_dag(method="GET", details=DagDetails(id=d), user=user)
+        if manager.is_authorized_dag(method="GET", details=_details(d), user=user)
     }
 
 

@@ -116,9 +116,11 @@ def dag_page(
     *,
     drift: str = "",
     run: tuple[str, dict[str, str | None]] | None = None,
+    may_rebuild: bool = True,
 ) -> str:
     """Every task's output; with ``run`` (its id and its task instances' states), each
-    task's state in that run and a link to its instance page."""
+    task's state in that run and a link to its instance page. ``may_rebuild``: the user
+    may trigger the DAG, so each task has a Rebuild link."""
     head = ["task", "output", "state", "produced by", "next run"]
     if run is not None:
         head.append(f"in run {run[0]}")
@@ -132,7 +134,11 @@ def dag_page(
             _state(row),
             produced(links, status.record),
             reasons_html(row.explanation)
-            + f"<br>{link(links.rebuild(dag_id, [status.task]), 'Rebuild...')}",
+            + (
+                f"<br>{link(links.rebuild(dag_id, [status.task]), 'Rebuild...')}"
+                if may_rebuild
+                else ""
+            ),
         ]
         if run is not None:
             run_id, states = run
@@ -157,9 +163,16 @@ def instance_page(
     run_id: str,
     attempt: Attempt,
     found: InstanceFacts,
+    may_rebuild: bool = True,
 ) -> str:
-    """One task instance: the record that made it skip, or what it committed and read."""
+    """One task instance: the record that made it skip, or what it committed and read;
+    ``may_rebuild``: the user may trigger the DAG (else no Rebuild link)."""
     task, record = found.task, found.record
+    offer = (
+        link(links.rebuild(dag_id, [task]), f"Rebuild {task}...")
+        if may_rebuild
+        else "Rebuilding takes the right to trigger this DAG."
+    )
     parts = [
         f"<h1>{esc(task)}</h1><p class=muted>run "
         + link(links.airflow_instance(dag_id, run_id, task), run_id, top=True)
@@ -169,8 +182,7 @@ def instance_page(
         parts.append(
             note(
                 f"<strong>{esc(CLEAR_RULE)}</strong><br>This instance was cleared and found its"
-                " output recorded, so it skipped again. "
-                + link(links.rebuild(dag_id, [task]), f"Rebuild {task}...")
+                " output recorded, so it skipped again. " + offer
             )
         )
     if attempt.state == "skipped":
@@ -198,8 +210,8 @@ def instance_page(
                 + f" by run {esc(found.current.run_id)}."
             )
         )
-    if record is not None:
-        parts.append(f"<p>{link(links.rebuild(dag_id, [task]), f'Rebuild {task}...')}</p>")
+    if record is not None and may_rebuild:
+        parts.append(f"<p>{offer}</p>")
     return page(f"{task} in {run_id}", "".join(parts))
 
 

@@ -136,8 +136,10 @@ def test_the_dag_page_shows_each_output_and_the_next_run(served):
     for task in served["pipeline"]:
         assert task.output[:12] in page
     assert served["first"] in page  # the run that produced them, not the one that skipped
+    assert "/rebuild?task=" not in page  # a viewer may not trigger the DAG
     with_run = get(served, f"/alamode/dags/prov?run_id={quoted(served['second'])}").text
     assert f"/alamode/dags/prov/runs/{quoted(served['second'])}/tasks/report" in with_run
+    assert "/alamode/dags/prov/rebuild?task=report" in with_run  # an admin may
 
 
 def test_a_skipped_task_names_the_run_that_produced_its_output(served):

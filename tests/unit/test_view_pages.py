@@ -107,12 +107,16 @@ def test_a_cleared_skip_says_what_clear_means_and_offers_the_rebuild(collage, st
     pipeline = load(collage.bencode())
     produce(store, pipeline, "2026-01-01")
     end = datetime(2026, 2, 1, tzinfo=UTC)
-    for cleared in (True, False):
+    for cleared in (False, True):
         attempt = Attempt("skipped", 2 if cleared else 0, end, cleared, None)
         found = instance_facts(pipeline, store, "blur", "run", "collage", attempt)
         page = pages.instance_page(LINKS, "collage", "run", attempt, found)
         assert (pages.CLEAR_RULE in page) is cleared
         assert 'href="/alamode/dags/collage/rebuild?task=blur"' in page
+    viewer = pages.instance_page(LINKS, "collage", "run", attempt, found, may_rebuild=False)
+    assert pages.CLEAR_RULE in viewer
+    assert "/rebuild" not in viewer
+    assert "Rebuilding takes the right to trigger this DAG" in viewer
 
 
 def test_a_partitioned_instance_reads_its_interval_output(store):
