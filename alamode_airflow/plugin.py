@@ -13,4 +13,4 @@ from alamode_airflow.links import OutputLocationLink
 class AlamodePlugin(AirflowPlugin):
     name = "alamode"
     macros: ClassVar[list] = [settings.storage_root]
-    operator_extra_links: ClassVar[list] = [OutputLocationLink()]
+    operator_extra_links: ClassVar[list] = OutputLocationLink.registered()
