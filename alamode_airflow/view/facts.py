@@ -1,0 +1,144 @@
+"""What the pages say, gathered with the engine's own functions: a DAG's outputs as
+``alamode status`` sees them with ``alamode explain``'s reasons, a task instance's
+record, an output's lineage.
+
+A DAG page costs what ``alamode status`` costs, one batched walk of the store
+(``history.status``, which calls ``store.lookup_all`` once) and never a lookup per
+task, plus, for each output that is not current, the markers of its task's earlier
+records (``explain``'s nearest earlier output), read for those tasks together.
+``history.explain`` itself is not called per task: it assesses the task's ancestors
+again each time, which over a DAG would be quadratic; the verdicts ``status`` already
+made give it all but the nearest record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from a_la_mode import Pipeline
+from a_la_mode.diff import compare
+from a_la_mode.partitions import partitioned, timestamp
+from a_la_mode.values import thaw
+from alamode_airflow.history import Explanation, TaskStatus, Verdict, preimage_parts, status
+from alamode_airflow.records import SuccessRecord
+from alamode_airflow.runs import RunInfo
+from alamode_airflow.store import OutputStore, look_up_all
+from alamode_airflow.task_index import UNINDEXED, task_records, unindexed
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    status: TaskStatus
+    explanation: Explanation
+
+
+def dag_rows(pipeline: Pipeline, store: OutputStore, dag_id: str) -> list[TaskRow]:
+    """Each task of ``pipeline`` in topological order: its output's state and what the
+    next run does with it, and why."""
+    rows = status(pipeline, store)
+    needs = [row.task for row in rows if _verdict(row) is None]
+    note = UNINDEXED if needs and unindexed(store) else ""
+    nearest = look_up_all(lambda name: _nearest(pipeline, name, store, dag_id, note), needs)
+    return [TaskRow(row, _verdict(row) or nearest[row.task]) for row in rows]
+
+
+def _verdict(row: TaskStatus) -> Explanation | None:
+    """What ``explain`` says of a row without reading anything more; None when it is
+    the nearest earlier output that explains it."""
+    if row.intervals:
+        return Explanation(
+            row.task, row.output_id, Verdict.PER_INTERVAL, intervals=len(row.intervals)
+        )
+    if row.intervals is None and row.stale:
+        return Explanation(row.task, row.output_id, Verdict.STALE, row.record, stale=row.stale)
+    if row.intervals is None and row.state == "done":
+        return Explanation(row.task, row.output_id, Verdict.UP_TO_DATE)
+    return None
+
+
+def _nearest(pipeline: Pipeline, name: str, store: OutputStore, dag_id: str, note: str):
+    """``explain``'s answer for a task with no current output: compared with the
+    earlier output of the same task of the same DAG that differs in the fewest places."""
+    task = pipeline[name]
+    candidates = task_records(store, name, dag_id)
+    if not candidates:
+        return Explanation(name, task.output, Verdict.NEVER_BUILT, note=note)
+    current = (thaw(task.spec), dict(task.inputs), task.output)
+    candidates.sort(key=lambda record: record.end, reverse=True)
+    changes = [(compare(name, (*preimage_parts(r), r.preimage_id), current), r) for r in candidates]
+    change, record = min(changes, key=lambda pair: _differences(pair[0]))
+    return Explanation(name, task.output, Verdict.CHANGED, record, change)
+
+
+def _differences(change) -> int:
+    parts = (change.spec_changes, change.upstream_changed, change.inputs_added)
+    return sum(len(part) for part in (*parts, change.inputs_removed))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One task instance, as the database knows it."""
+
+    state: str | None
+    try_number: int
+    end: Any  # datetime or None
+    cleared: bool  # earlier tries are in Airflow's history: it was cleared (or retried)
+    interval: tuple[Any, Any] | None  # the run's data interval (datetimes)
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    task: str
+    output_id: str  # this run's output of the task
+    record: SuccessRecord | None  # what made it skip, or what it committed
+    location: str
+    current: SuccessRecord | None  # the output's current generation's record, if other
+
+
+def instance_facts(
+    pipeline: Pipeline, store: OutputStore, task: str, run_id: str, dag_id: str, attempt: Attempt
+) -> InstanceFacts:
+    """The record behind a task instance. Computed: the generation this run committed.
+    Skipped: the generation that was current when it was skipped, the newest one
+    committed before the instance ended (a later rebuild does not change what it found).
+    """
+    output_id = run_output_id(pipeline, task, attempt.interval)
+    history = [found.record for found in store.history(output_id) if found.record is not None]
+    current = history[-1] if history else None
+    record = None
+    if attempt.state == "success":
+        record = _last(r for r in history if r.run_id == run_id and r.dag_id == dag_id)
+    elif attempt.state == "skipped":
+        ended = attempt.end
+        record = _last(r for r in history if ended is None or _when(r.end) <= ended)
+    location = store.shown(store.data_of(record)) if record else ""
+    return InstanceFacts(task, output_id, record, location, current)
+
+
+def run_output_id(pipeline: Pipeline, task: str, interval: tuple[Any, Any] | None) -> str:
+    """The output ID ``task`` has in a run of data ``interval`` (datetimes), as the
+    run's tasks compute it (``RunInfo``): its file ID unless it is partitioned."""
+    stamps = None if interval is None or None in interval else tuple(map(timestamp, interval))
+    run = RunInfo("", stamps, frozenset())
+    return run.output_id(task, pipeline[task].output, task in partitioned(pipeline))
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _last(records: Iterable[SuccessRecord]) -> SuccessRecord | None:
+    found = None
+    for found in records:  # noqa: B007 (the last one is what is wanted)
+        pass
+    return found
+
+
+def ancestors(tree: Any) -> Sequence[Any]:
+    """The distinct nodes of a lineage tree, the output first."""
+    from alamode_airflow.history import occurrences
+
+    return [o.node for o in occurrences(tree) if not o.repeated]

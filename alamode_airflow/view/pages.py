@@ -1,0 +1,295 @@
+"""The provenance pages as HTML: pure renderers of what ``facts`` gathered.
+
+Links: ``Links.root`` is where this app is mounted (``/alamode`` under Airflow's base
+path) and ``Links.base`` Airflow's own base path; links to Airflow's pages open in the
+whole window, since these pages are shown in an iframe of Airflow's UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from a_la_mode.ids import short
+from alamode_airflow.history import Verdict
+from alamode_airflow.view.facts import Attempt, InstanceFacts, TaskRow
+from alamode_airflow.view.html import attr, badge, esc, facts, link, note, page, path, table
+
+#: What a user who cleared a skipped task must know (the task instance page says it).
+CLEAR_RULE = (
+    "Clear re-runs an attempt; it never recomputes a recorded output (the location that "
+    "succeeded is never written again). To recompute, rebuild."
+)
+
+
+@dataclass(frozen=True)
+class Links:
+    root: str  # this app: "/alamode", under Airflow's base path
+    base: str = ""  # Airflow's base path
+
+    def dag(self, dag_id: str, run_id: str | None = None) -> str:
+        return self.root + path("dags", dag_id, query={"run_id": run_id})
+
+    def instance(self, dag_id: str, run_id: str, task: str) -> str:
+        return self.root + path("dags", dag_id, "runs", run_id, "tasks", task)
+
+    def output(self, output_id: str, generation: int | None = None, verify: bool = False) -> str:
+        query = {"generation": generation, "verify": 1 if verify else None}
+        return self.root + path("outputs", output_id, query=query)
+
+    def rebuild(self, dag_id: str, tasks: Sequence[str]) -> str:
+        return self.root + path("dags", dag_id, "rebuild", query={"task": list(tasks)})
+
+    def airflow_run(self, dag_id: str, run_id: str) -> str:
+        return self.base + path("dags", dag_id, "runs", run_id)
+
+    def airflow_instance(self, dag_id: str, run_id: str, task: str) -> str:
+        return self.base + path("dags", dag_id, "runs", run_id, "tasks", task)
+
+
+def produced(links: Links, record: Any) -> str:
+    """Which run produced a record, and when, linked to that run in Airflow."""
+    if record is None:
+        return '<span class="muted">-</span>'
+    run = link(links.airflow_run(record.dag_id, record.run_id), record.run_id, top=True)
+    return f"{run}<br><span class=muted>{esc(record.dag_id)} &middot; {esc(record.end)}</span>"
+
+
+def reasons_html(explanation: Any) -> str:
+    """What the next run does with the output, and why (``alamode explain``)."""
+    verdict = explanation.verdict
+    if verdict is Verdict.UP_TO_DATE:
+        return "skipped: up to date"
+    if verdict is Verdict.PER_INTERVAL:
+        return f"once per interval: {explanation.intervals} recorded intervals skip"
+    if verdict is Verdict.NEVER_BUILT:
+        extra = f"<br><span class=muted>{esc(explanation.note)}</span>" if explanation.note else ""
+        return "runs: never built" + extra
+    head = "runs as a new generation: stale" if verdict is Verdict.STALE else "runs: changed"
+    nearest = explanation.nearest
+    if verdict is Verdict.CHANGED and nearest is not None:
+        head += f" since {esc(short(nearest.output_id))} (run {esc(nearest.run_id)})"
+    lines = "".join(f"<li>{esc(line)}</li>" for line in explanation.reasons())
+    return head + (f'<ul class="reasons">{lines}</ul>' if lines else "")
+
+
+def _state(row: TaskRow) -> str:
+    status = row.status
+    text = badge(status.state)
+    if status.generation:
+        text += f" gen {esc(status.generation)}"
+    if status.stale:
+        text += f"<br><span class=muted>{esc(status.stale)}</span>"
+    elif status.reason:
+        text += f"<br><span class=muted>{esc(status.reason)}</span>"
+    if status.intervals:
+        text += _intervals(status.intervals)
+    return text
+
+
+def _intervals(records: Sequence[Any]) -> str:
+    items = "".join(
+        f"<li>{esc(' to '.join(r.interval or ('?', '?')))}: {esc(short(r.output_id))}"
+        f" ({esc(r.run_id)})</li>"
+        for r in records
+    )
+    return f"<details><summary>{len(records)} intervals done</summary><ul>{items}</ul></details>"
+
+
+def dag_page(
+    links: Links,
+    dag_id: str,
+    rows: Sequence[TaskRow],
+    *,
+    drift: str = "",
+    run: tuple[str, dict[str, str | None]] | None = None,
+) -> str:
+    """Every task's output; with ``run`` (its id and its task instances' states), each
+    task's state in that run and a link to its instance page."""
+    head = ["task", "output", "state", "produced by", "next run"]
+    if run is not None:
+        head.append(f"in run {run[0]}")
+    body = []
+    for row in rows:
+        status = row.status
+        output = link(links.output(status.output_id), short(status.output_id))
+        cells = [
+            f"<code>{esc(status.task)}</code>",
+            f"<code>{output}</code>",
+            _state(row),
+            produced(links, status.record),
+            reasons_html(row.explanation)
+            + f"<br>{link(links.rebuild(dag_id, [status.task]), 'Rebuild...')}",
+        ]
+        if run is not None:
+            run_id, states = run
+            cells.append(
+                link(links.instance(dag_id, run_id, status.task), states.get(status.task) or "none")
+            )
+        body.append(cells)
+    done = sum(1 for row in rows if row.status.state in ("done", "per interval"))
+    stale = sum(1 for row in rows if row.status.state == "stale")
+    summary = f"{done} of {len(rows)} outputs done" + (f", {stale} stale" if stale else "")
+    return page(
+        f"{dag_id}: provenance",
+        f"<h1>Provenance of {esc(dag_id)}</h1><p class=muted>{esc(summary)}</p>"
+        + (note(esc(drift)) if drift else "")
+        + table(head, body),
+    )
+
+
+def instance_page(
+    links: Links,
+    dag_id: str,
+    run_id: str,
+    attempt: Attempt,
+    found: InstanceFacts,
+) -> str:
+    """One task instance: the record that made it skip, or what it committed and read."""
+    task, record = found.task, found.record
+    parts = [
+        f"<h1>{esc(task)}</h1><p class=muted>run "
+        + link(links.airflow_instance(dag_id, run_id, task), run_id, top=True)
+        + f" &middot; try {esc(attempt.try_number)} &middot; {badge(attempt.state)}</p>"
+    ]
+    if attempt.state == "skipped" and attempt.cleared:
+        parts.append(
+            note(
+                f"<strong>{esc(CLEAR_RULE)}</strong><br>This instance was cleared and found its"
+                " output recorded, so it skipped again. "
+                + link(links.rebuild(dag_id, [task]), f"Rebuild {task}...")
+            )
+        )
+    if attempt.state == "skipped":
+        parts.append("<h2>Skipped: its output was already recorded</h2>")
+    elif attempt.state == "success":
+        parts.append("<h2>Computed</h2>")
+    else:
+        parts.append(f"<h2>Not finished or not computed ({esc(attempt.state or 'none')})</h2>")
+    parts.append(_record_facts(links, found))
+    if record is not None and record.inputs:
+        parts.append("<h2>Read</h2>" + _inputs(links, record))
+    if found.current is not None and record is not None and found.current != record:
+        parts.append(
+            note(
+                "The output has a newer generation now: "
+                + link(links.output(found.output_id), f"generation {found.current.generation}")
+                + f" by run {esc(found.current.run_id)}."
+            )
+        )
+    if record is not None:
+        parts.append(f"<p>{link(links.rebuild(dag_id, [task]), f'Rebuild {task}...')}</p>")
+    return page(f"{task} in {run_id}", "".join(parts))
+
+
+def _record_facts(links: Links, found: InstanceFacts) -> str:
+    record = found.record
+    oid = found.output_id
+    pairs = [("output", f"<code>{link(links.output(oid), oid)}</code>")]
+    if record is None:
+        pairs.append(("record", '<span class="muted">none for this instance</span>'))
+        return facts(pairs)
+    generation = link(links.output(oid, record.generation), str(record.generation))
+    pairs += [
+        ("produced by", produced(links, record)),
+        ("task", f"<code>{esc(record.task)}</code> (try {esc(record.try_number)})"),
+        ("generation", generation + (" (a rebuild)" if record.rebuilt else "")),
+        ("location", f"<code>{esc(found.location)}</code>"),
+        ("command", f"<code>{esc(record.command)}</code>"),
+        ("files", esc(f"{len(record.manifest)} in the manifest")),
+    ]
+    if record.interval:
+        pairs.append(("interval", esc(" to ".join(record.interval))))
+    return facts(pairs)
+
+
+def _inputs(links: Links, record: Any) -> str:
+    rows = [
+        [
+            f"<code>{esc(name)}</code>",
+            f"<code>{link(links.output(oid, record.read_generation(name)), short(oid))}</code>",
+            esc(record.read_generation(name)),
+        ]
+        for name, oid in sorted(record.inputs.items())
+    ]
+    return table(["input", "output", "generation read"], rows)
+
+
+def output_page(
+    links: Links,
+    output_id: str,
+    nodes: Sequence[Any],
+    svg: str,
+    *,
+    verified: bool,
+    hidden: int = 0,
+) -> str:
+    """An output's lineage: the picture, then one row per distinct ancestor."""
+    rows = []
+    for node in nodes:
+        record = node.record
+        check = badge("success" if node.check.value == "ok" else "failed") if node.check else ""
+        problems = "".join(f"<br><code>{esc(p)}</code>" for p in node.problems)
+        rows.append(
+            [
+                f"<code>{esc(record.task if record else '?')}</code>",
+                "<code>"
+                + link(links.output(node.output_id, node.generation), short(node.output_id))
+                + "</code>",
+                esc("-" if node.generation is None else node.generation),
+                produced(links, record),
+                (esc(node.check.value) + " " + check if node.check else "") + problems,
+            ]
+        )
+    bad = sum(1 for n in nodes if n.check is not None and n.check.value != "ok")
+    if verified:
+        verdict = (
+            note(esc(f"verify: {bad} of {len(nodes)} outputs do not match"))
+            if bad
+            else f"<p>verify: all {len(nodes)} outputs match their IDs and manifests</p>"
+        )
+    else:
+        verdict = (
+            f"<p>{link(links.output(output_id, verify=True), 'Verify')} (re-hash every file)</p>"
+        )
+    hid = f"<p class=muted>{hidden} outputs of DAGs you may not read are not detailed.</p>"
+    return page(
+        f"lineage of {short(output_id)}",
+        f"<h1>Lineage of <code>{esc(short(output_id))}</code></h1>"
+        f"<p class=muted><code>{esc(output_id)}</code></p>{verdict}"
+        f'<div style="overflow:auto">{svg}</div>'
+        + (hid if hidden else "")
+        + table(["task", "output", "generation", "produced by", "check"], rows),
+    )
+
+
+def confirm_page(links: Links, dag_id: str, tasks: Sequence[str], rebuilt: int, token: str) -> str:
+    """The rebuild confirmation form (POSTed to the same URL)."""
+    names = ", ".join(tasks)
+    hidden = "".join(f'<input type="hidden" name="task" value="{attr(t)}">' for t in tasks)
+    return page(
+        f"rebuild {names}?",
+        f"<h1>Rebuild {esc(names)} of {esc(dag_id)}?</h1>"
+        f"<p>A new run computes {esc(names)} again, and everything downstream of it"
+        f" ({rebuilt} tasks in all), as new generations beside the recorded ones: nothing"
+        " recorded is deleted or overwritten, and readers get the new generation.</p>"
+        f'<form method="post" action="{attr(links.root + path("dags", dag_id, "rebuild"))}">'
+        f'{hidden}<input type="hidden" name="csrf" value="{attr(token)}">'
+        "<button type=submit>Trigger the rebuild run</button></form>",
+    )
+
+
+def triggered_page(links: Links, dag_id: str, run_id: str, tasks: Sequence[str], paused: bool):
+    wait = note("The DAG is paused: the run starts once it is unpaused.") if paused else ""
+    return page(
+        "rebuild triggered",
+        "<h1>Rebuild run created</h1><p>Run "
+        + link(links.airflow_run(dag_id, run_id), run_id, top=True)
+        + f" of {esc(dag_id)} rebuilds {esc(', '.join(tasks))}.</p>"
+        + wait,
+    )
+
+
+def message_page(title: str, message: str) -> str:
+    return page(title, f"<h1>{esc(title)}</h1><p>{esc(message)}</p>")
