@@ -123,12 +123,19 @@ class Session:
         self.url = url
 
     def open(
-        self, path: str, *, until_text: str = "", png: Path | None = None, crop: str = ""
+        self,
+        path: str,
+        *,
+        until_text: str = "",
+        png: Path | None = None,
+        crop: str = "",
+        clip: tuple[int, int, int, int] | None = None,
     ) -> Loaded:
         """Load ``url + path`` and wait until ``until_text`` shows in the page or one of
         its frames (60 s at most), then until the network is quiet. ``png``: a
-        screenshot of the window, or of the first element matching the CSS selector
-        ``crop`` (looked for in the document, then in each frame)."""
+        screenshot of the window; of the first element matching the CSS selector
+        ``crop`` (looked for in the document, then in each frame); or of the window's
+        rectangle ``clip`` (x, y, width, height in CSS pixels)."""
         page = self._context.new_page()
         try:
             page.goto(self.url + path, wait_until="load")
@@ -137,8 +144,7 @@ class Session:
             with suppress(PlaywrightTimeout):
                 page.wait_for_load_state("networkidle", timeout=10_000)
             if png is not None:
-                target = _element(page, crop) if crop else page
-                target.screenshot(path=str(png))
+                _screenshot(page, png, crop, clip)
             frames = [f for f in page.frames if f is not page.main_frame]
             return Loaded(
                 url=page.url,
@@ -189,6 +195,16 @@ def _text(frame: Any) -> str:
         return frame.evaluate("() => document.body ? document.body.innerText : ''")
     except PlaywrightError:
         return ""
+
+
+def _screenshot(page: Any, png: Path, crop: str, clip: tuple[int, int, int, int] | None) -> None:
+    if crop:
+        _element(page, crop).screenshot(path=str(png))
+    elif clip:
+        x, y, width, height = clip
+        page.screenshot(path=str(png), clip={"x": x, "y": y, "width": width, "height": height})
+    else:
+        page.screenshot(path=str(png))
 
 
 def _element(page: Any, selector: str) -> Any:
