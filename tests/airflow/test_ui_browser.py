@@ -1,5 +1,6 @@
 """Airflow's UI in a real browser, logged in through Airflow's own auth: what a person
-sees of our DAGs (loopback/browser.py drives the system's Chromium)."""
+sees of our DAGs (loopback/browser.py drives the system's Chromium). The screenshots
+stay in each test's tmp path; the README's pictures are two of them."""
 
 from __future__ import annotations
 
@@ -17,12 +18,6 @@ from tests.airflow.conftest import started, writer
 USER, PASSWORD = "alice", "alice-s-secret"
 
 
-def chain(counter) -> Dag:
-    dag = Dag({"dag_id": "chain"})
-    dag.task("a", writer(counter, "a")) >> dag.task("b", writer(counter, "b", reads="a"))
-    return dag
-
-
 def with_login(tmp_path, migrated_db):
     """An Airflow home whose UI asks for a login: one admin, ``USER``, whose password
     the simple auth manager reads from its passwords file."""
@@ -37,38 +32,6 @@ def with_login(tmp_path, migrated_db):
     return home, port
 
 
-def test_a_logged_in_user_sees_the_grid_and_a_skipped_tasks_provenance_link(
-    tmp_path, migrated_db, counter
-):
-    home, port = with_login(tmp_path, migrated_db)
-    chain(counter).save(home.dags / "chain.alamode")
-    home.test_run("chain", "2026-01-01")
-    cached = home.test_run("chain", "2026-01-02").run_id
-    with api_server(home, port) as url, ui_session(url, login(url, USER, PASSWORD)) as browser:
-        grid = browser.open("/dags/chain", until_text="alamode_plan", png=tmp_path / "grid.png")
-        assert grid.url == f"{url}/dags/chain"
-        assert {"chain", "alamode_plan", "a", "b"} <= set(grid.text.split())
-        # The second run's a and b are skipped: two squares in the skipped colour.
-        assert count_squares(grid.png, SKIPPED) == 2
-        run = quote(cached, safe="")
-        task = browser.open(
-            f"/dags/chain/runs/{run}/tasks/b/details",
-            until_text="Provenance",
-            png=tmp_path / "b.png",
-        )
-        link = f"/alamode/dags/chain/runs/{run}/tasks/b"
-        assert f'href="{html.escape(link)}"' in task.html
-    print(f"screenshots: {grid.png} {task.png}")
-
-
-def test_without_a_login_the_ui_shows_the_login_form(tmp_path, migrated_db):
-    home, port = with_login(tmp_path, migrated_db)
-    with api_server(home, port) as url, ui_session(url) as browser:
-        page = browser.open("/dags", until_text="Sign in")
-    assert page.url.startswith(f"{url}/auth/login")
-    assert "Dags" not in page.text.split()
-
-
 def collage(counter) -> Dag:
     """The README's pipeline: a diamond, so download_images is an ancestor twice."""
     dag = Dag({"dag_id": "collage"})
@@ -80,18 +43,27 @@ def collage(counter) -> Dag:
     return dag
 
 
-def test_a_skipped_tasks_provenance_names_the_producing_run_and_draws_its_lineage(
-    tmp_path, migrated_db, counter
-):
+def test_a_logged_in_user_sees_why_a_task_was_skipped(tmp_path, migrated_db, counter):
     home, port = with_login(tmp_path, migrated_db)
     dag = collage(counter)
     dag.save(home.dags / "collage.alamode")
     produced = home.test_run("collage", "2026-01-01").run_id
-    cached = home.test_run("collage", "2026-01-02")
-    assert cached.states["collage"] == "skipped"
-    run = quote(cached.run_id, safe="")
+    run = quote(home.test_run("collage", "2026-01-02").run_id, safe="")
+    names = re.escape(html.escape(produced))  # the producing run, as a page shows it
     with api_server(home, port) as url, ui_session(url, login(url, USER, PASSWORD)) as browser:
-        # The task instance's Provenance tab: Airflow shows the page in an iframe.
+        grid = browser.open("/dags/collage", until_text="alamode_plan", png=tmp_path / "grid.png")
+        assert grid.url == f"{url}/dags/collage"
+        assert {"collage", "alamode_plan", "download_images", "blur"} <= set(grid.text.split())
+        # The second run's four tasks are skipped: four squares in the skipped colour.
+        assert count_squares(grid.png, SKIPPED) == 4
+        # One click from the task's Details tab: its Provenance button.
+        details = f"/dags/collage/runs/{run}/tasks/collage/details"
+        details = browser.open(details, until_text="Extra Links", png=tmp_path / "details.png")
+        link = f"/alamode/dags/collage/runs/{run}/tasks/collage"
+        assert re.findall(r'href="(/alamode/[^"]+)"', details.html) == [link]
+        page = browser.open(link, until_text="produced by")
+        assert re.search(f"produced by.*{names}", page.html, re.S)
+        # The task's Provenance tab: Airflow shows the same page in an iframe.
         tab = browser.open(
             f"/dags/collage/runs/{run}/tasks/collage/plugin/alamode-task-provenance",
             until_text="produced by",
@@ -100,22 +72,23 @@ def test_a_skipped_tasks_provenance_names_the_producing_run_and_draws_its_lineag
         )
         (inside,) = tab.frames
         assert "Skipped: its output was already recorded" in inside
-        assert html.escape(produced) in inside.split("produced by", 1)[1]
-        # The Details tab's Provenance button leads to the same page.
-        details = f"/dags/collage/runs/{run}/tasks/collage/details"
-        details = browser.open(details, until_text="Provenance")
-        (href,) = re.findall(r'href="(/alamode/[^"]+)"', details.html)
-        page = browser.open(html.unescape(href), until_text="produced by")
-        assert html.escape(produced) in page.html.split("produced by", 1)[1]
+        assert re.search(f"produced by.*{names}", inside, re.S)
         # The output's lineage: one node per ancestor, download_images once.
-        output = dag.encode()["tasks"]["collage"]["output"]
+        outputs = {name: task["output"] for name, task in dag.encode()["tasks"].items()}
         lineage = browser.open(
-            f"/alamode/outputs/{output}",
+            f"/alamode/outputs/{outputs['collage']}",
             until_text="download_images",
             crop="svg.lineage",
             png=tmp_path / "lineage.png",
         )
     nodes = re.findall(r'<g class="node[^"]*" data-output-id="([0-9a-f]{64})"', lineage.html)
-    ids = {name: task["output"] for name, task in dag.encode()["tasks"].items()}
-    assert sorted(nodes) == sorted(ids.values())
-    print(f"screenshots: {tab.png} {lineage.png}")
+    assert sorted(nodes) == sorted(outputs.values())
+    print(f"screenshots: {grid.png} {details.png} {tab.png} {lineage.png}")
+
+
+def test_without_a_login_the_ui_shows_the_login_form(tmp_path, migrated_db):
+    home, port = with_login(tmp_path, migrated_db)
+    with api_server(home, port) as url, ui_session(url) as browser:
+        page = browser.open("/dags", until_text="Sign in")
+    assert page.url.startswith(f"{url}/auth/login")
+    assert "Dags" not in page.text.split()
