@@ -8,16 +8,25 @@ task ends, a round trip to the api-server and a database write per task attempt.
 The plugin registers the link for the operators this package defines (``operators``);
 a link of the same name registered by a plugin takes the place of the pushed one
 wherever Airflow shows a task's links. The task process leaves its links out
-(``pushes_link``)."""
+(``pushes_link``).
+
+The **Provenance** button opens the plugin's page about one task instance (under
+``VIEW_PREFIX``): for a skipped task, which run produced the output it reused. Its URL
+needs only the instance's key, so it is there for every instance of our operators,
+skipped, failed or running alike (Airflow's UI asks for a task instance's links whatever
+its state, and opens a link to its own origin in the same tab)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from alamode_airflow._compat import Asset, BaseOperator, BaseOperatorLink
 
 ASSET_GROUP = "alamode"
+#: Where the plugin's pages are mounted on the api-server, below ``[api] base_url``.
+VIEW_PREFIX = "/alamode"
 
 
 class OutputLocationLink(BaseOperatorLink):
@@ -35,10 +44,42 @@ class OutputLocationLink(BaseOperatorLink):
 
         return [AlamodeCommandOperator, AlamodeDockerOperator, AlamodeKubernetesOperator]
 
+    @staticmethod
+    def registered() -> list[BaseOperatorLink]:
+        """Every link the plugin registers for our operators: this one and
+        ``ProvenanceLink``."""
+        return [OutputLocationLink(), ProvenanceLink()]
+
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         if isinstance(operator, BaseOperator):  # a task process: what it committed
             return getattr(operator, "committed_location", "")
         return committed_location(ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index)
+
+
+class ProvenanceLink(BaseOperatorLink):
+    """The task instance's provenance page: what it produced or reused, and from which
+    run. Only the api-server resolves it (the plugin registers it; the operators do not
+    list it, so no task pushes it)."""
+
+    name = "Provenance"
+
+    @property
+    def operators(self) -> list[type]:
+        return OutputLocationLink().operators
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return provenance_url(ti_key.dag_id, ti_key.run_id, ti_key.task_id)
+
+
+def provenance_url(dag_id: str, run_id: str, task_id: str) -> str:
+    """The path of a task instance's provenance page, each part quoted whole (a run ID
+    holds ``:`` and ``+``), below the path of ``[api] base_url`` when Airflow is served
+    under one."""
+    from airflow.configuration import conf
+
+    root = urlsplit(conf.get("api", "base_url", fallback="")).path.rstrip("/")
+    parts = ("dags", dag_id, "runs", run_id, "tasks", task_id)
+    return root + VIEW_PREFIX + "/" + "/".join(quote(part, safe="") for part in parts)
 
 
 def pushes_link(operator_class: type) -> bool:

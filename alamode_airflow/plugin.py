@@ -16,6 +16,6 @@ from alamode_airflow.view import EXTERNAL_VIEWS, FASTAPI_APPS
 class AlamodePlugin(AirflowPlugin):
     name = "alamode"
     macros: ClassVar[list] = [settings.storage_root]
-    operator_extra_links: ClassVar[list] = [OutputLocationLink()]
+    operator_extra_links: ClassVar[list] = OutputLocationLink.registered()
     fastapi_apps: ClassVar[list] = FASTAPI_APPS
     external_views: ClassVar[list] = EXTERNAL_VIEWS
