@@ -11,7 +11,7 @@ wherever Airflow shows a task's links. The task process leaves its links out
 (``pushes_link``).
 
 The **Provenance** button opens the plugin's page about one task instance (under
-``VIEW_PREFIX``): for a skipped task, which run produced the output it reused. Its URL
+``view.URL_PREFIX``): for a skipped task, which run produced the output it reused. Its URL
 needs only the instance's key, so it is there for every instance of our operators,
 skipped, failed or running alike (Airflow's UI asks for a task instance's links whatever
 its state, and opens a link to its own origin in the same tab)."""
@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from alamode_airflow._compat import Asset, BaseOperator, BaseOperatorLink
 
 ASSET_GROUP = "alamode"
+
+
 #: Where the plugin's pages are mounted on the api-server, below ``[api] base_url``.
-VIEW_PREFIX = "/alamode"
-
-
 class OutputLocationLink(BaseOperatorLink):
     """The task's committed output (a path or object-store URL), shown as a button on
     the task instance once it has produced its output."""
@@ -43,12 +42,6 @@ class OutputLocationLink(BaseOperatorLink):
         from alamode_airflow.operators import AlamodeCommandOperator
 
         return [AlamodeCommandOperator, AlamodeDockerOperator, AlamodeKubernetesOperator]
-
-    @staticmethod
-    def registered() -> list[BaseOperatorLink]:
-        """Every link the plugin registers for our operators: this one and
-        ``ProvenanceLink``."""
-        return [OutputLocationLink(), ProvenanceLink()]
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         if isinstance(operator, BaseOperator):  # a task process: what it committed
@@ -75,11 +68,10 @@ def provenance_url(dag_id: str, run_id: str, task_id: str) -> str:
     """The path of a task instance's provenance page, each part quoted whole (a run ID
     holds ``:`` and ``+``), below the path of ``[api] base_url`` when Airflow is served
     under one."""
-    from airflow.configuration import conf
+    from alamode_airflow.view import URL_PREFIX, base_path
 
-    root = urlsplit(conf.get("api", "base_url", fallback="")).path.rstrip("/")
     parts = ("dags", dag_id, "runs", run_id, "tasks", task_id)
-    return root + VIEW_PREFIX + "/" + "/".join(quote(part, safe="") for part in parts)
+    return base_path() + URL_PREFIX + "/" + "/".join(quote(part, safe="") for part in parts)
 
 
 def pushes_link(operator_class: type) -> bool:

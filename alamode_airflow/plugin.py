@@ -9,13 +9,13 @@ from typing import ClassVar
 from airflow.plugins_manager import AirflowPlugin
 
 from alamode_airflow import settings
-from alamode_airflow.links import OutputLocationLink
+from alamode_airflow.links import OutputLocationLink, ProvenanceLink
 from alamode_airflow.view import EXTERNAL_VIEWS, FASTAPI_APPS
 
 
 class AlamodePlugin(AirflowPlugin):
     name = "alamode"
     macros: ClassVar[list] = [settings.storage_root]
-    operator_extra_links: ClassVar[list] = OutputLocationLink.registered()
+    operator_extra_links: ClassVar[list] = [OutputLocationLink(), ProvenanceLink()]
     fastapi_apps: ClassVar[list] = FASTAPI_APPS
     external_views: ClassVar[list] = EXTERNAL_VIEWS

@@ -218,7 +218,9 @@ def test_ui_link_and_asset_events_carry_the_output(airflow, counter):
     assert airflow.query("select key from xcom where dag_id='chain' and key like '_link_%'") == []
     (first,) = airflow.query("select run_id from dag_run where dag_id='chain'")[0]
     location = f"{airflow.store}/objects/{c_id}/0/data"
-    assert ui_link(airflow, "chain", first, "c") == f"['Output location'] '{location}'"
+    assert (
+        ui_link(airflow, "chain", first, "c") == f"['Output location', 'Provenance'] '{location}'"
+    )
     events = airflow.query(
         "select a.uri, e.extra from asset_event e join asset a on a.id = e.asset_id "
         "where e.source_task_id='c'"
@@ -231,8 +233,10 @@ def test_ui_link_and_asset_events_carry_the_output(airflow, counter):
     airflow.run("chain", "2026-01-02")
     assert len(airflow.query("select 1 from asset_event where source_task_id='c'")) == 1
     (cached,) = airflow.query("select run_id from dag_run where run_id != ?", first)[0]
-    assert ui_link(airflow, "chain", cached, "c") == "['Output location'] ''"
+    assert ui_link(airflow, "chain", cached, "c") == "['Output location', 'Provenance'] ''"
     # Without its asset event, the link comes from the record in XCom.
     with sqlite3.connect(airflow.home / "airflow.db") as db:
         db.execute("delete from asset_event")
-    assert ui_link(airflow, "chain", first, "c") == f"['Output location'] '{location}'"
+    assert (
+        ui_link(airflow, "chain", first, "c") == f"['Output location', 'Provenance'] '{location}'"
+    )

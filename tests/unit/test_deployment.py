@@ -122,7 +122,7 @@ def test_the_image_installs_this_package(dotenv):
     dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}", dockerfile, re.M)
     assert "ARG AIRFLOW_IMAGE=apache/airflow:3.3.2" in dockerfile
-    assert "[examples,s3,celery,postgres]" in dockerfile
+    assert "[examples,s3,celery,postgres,openlineage]" in dockerfile
     for package in ("a_la_mode", "alamode_airflow", "setup.cfg", "constraints.txt"):
         assert package in dockerfile
     assert dotenv["AIRFLOW_IMAGE_NAME"] == "alamode-airflow:latest"
