@@ -62,7 +62,7 @@ def status(pipeline: Pipeline, store: OutputStore) -> list[TaskStatus]:
                 verdict.output_id,
                 found.status,
                 found.record,
-                store.where(verdict.output_id, found.generation if found.record else None),
+                store.shown(store.located(verdict.output_id, found)),
                 found.reason,
                 found.generation,
                 verdict.stale,
@@ -76,7 +76,7 @@ def _intervals(store: OutputStore, task) -> TaskStatus:
     """A partitioned task's row: which intervals have a success (one lookup each)."""
     found = list(store.lookup_all(store.partitions(task.output)).values())
     done = sorted((f.record for f in found if f.done), key=lambda r: r.interval or ("", ""))
-    where = store.where(done[-1].output_id) if done else "-"
+    where = store.shown(store.data_of(done[-1])) if done else "-"
     status_ = Found.DONE if done else Found.MISSING
     last = done[-1] if done else None
     return TaskStatus(task.name, task.output, status_, last, where, intervals=tuple(done))

@@ -204,6 +204,10 @@ class OutputStore:
     def location(self, output_id: str, generation: int | None = None) -> ObjectStoragePath:
         """Where a committed generation's data is (the current one unless named)."""
         found = self.lookup(output_id) if generation is None else self.read(output_id, generation)
+        return self.located(output_id, found)
+
+    def located(self, output_id: str, found: Lookup) -> ObjectStoragePath:
+        """Where the data of a generation already looked up is (no request)."""
         if found.record is not None:
             return self.data_of(found.record)
         return self.object_dir(output_id, found.generation or 0) / DATA

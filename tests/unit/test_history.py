@@ -222,3 +222,22 @@ def test_cli_lineage_tree_prints_each_record_once(store, tmp_path, capsys):
     for task in ladder:
         assert printed.count(f"command='echo {task.name}'") == 1, task.name
     assert printed.count("(shown above)") == 3  # top0, top1 and top2, each read twice
+
+
+def test_status_on_an_object_store_reads_each_record_once(server, monkeypatch):
+    """``alamode status`` (and the DAG's Provenance page) costs the walk the plan does:
+    a read per record and pages of keys, not a lookup more per task for its location."""
+    from tests.unit.counting import requests_sent
+
+    monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_STATUS_S3", server.connection())
+    bucket = OutputStore("s3://alamode-outputs/status", conn_id="alamode_status_s3")
+    ladder = diamond_ladder(30)  # 91 tasks
+    produce(bucket, ladder, "r1", names={t.name for t in ladder if t.name != "top30"})
+    with requests_sent(bucket.root.fs) as sent:
+        rows = status(ladder, bucket)
+    assert [r.status for r in rows].count(Found.DONE) == 90
+    assert rows[-1].status is Found.MISSING
+    assert "alamode-outputs/status/objects/" in rows[0].location
+    reads = [url for method, url in sent if url.endswith("record.json")]
+    assert len(reads) == 90
+    assert len(sent) - len(reads) <= 10, "\n".join(f"{m} {u}" for m, u in sent)
