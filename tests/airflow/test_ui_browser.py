@@ -8,6 +8,7 @@ import dataclasses
 import html
 import json
 import re
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from a_la_mode import Dag
@@ -32,6 +33,10 @@ def with_login(tmp_path, migrated_db):
     return home, port
 
 
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def collage(counter) -> Dag:
     """The README's pipeline: a diamond, so download_images is an ancestor twice."""
     dag = Dag({"dag_id": "collage"})
@@ -47,8 +52,9 @@ def test_a_logged_in_user_sees_why_a_task_was_skipped(tmp_path, migrated_db, cou
     home, port = with_login(tmp_path, migrated_db)
     dag = collage(counter)
     dag.save(home.dags / "collage.alamode")
-    produced = home.test_run("collage", "2026-01-01").run_id
-    run = quote(home.test_run("collage", "2026-01-02").run_id, safe="")
+    # Runs at the current time, as the demo's: the grid shows them lasting seconds.
+    produced = home.test_run("collage", now()).run_id
+    run = quote(home.test_run("collage", now()).run_id, safe="")
     names = re.escape(html.escape(produced))  # the producing run, as a page shows it
     with api_server(home, port) as url, ui_session(url, login(url, USER, PASSWORD)) as browser:
         grid = browser.open("/dags/collage", until_text="alamode_plan", png=tmp_path / "grid.png")
@@ -73,6 +79,16 @@ def test_a_logged_in_user_sees_why_a_task_was_skipped(tmp_path, migrated_db, cou
         (inside,) = tab.frames
         assert "Skipped: its output was already recorded" in inside
         assert re.search(f"produced by.*{names}", inside, re.S)
+        # The DAG's Provenance tab: every task's output, all four done.
+        dag_tab = browser.open(
+            "/dags/collage/plugin/alamode-provenance",
+            until_text="outputs done",
+            clip=(0, 0, 1280, 560),
+            png=tmp_path / "dag-provenance.png",
+        )
+        (listed,) = dag_tab.frames
+        assert "4 of 4 outputs done" in listed
+        assert all(f"<code>{task}</code>" in listed for task in dag.encode()["tasks"])
         # The output's lineage: one node per ancestor, download_images once.
         outputs = {name: task["output"] for name, task in dag.encode()["tasks"].items()}
         lineage = browser.open(
@@ -83,7 +99,7 @@ def test_a_logged_in_user_sees_why_a_task_was_skipped(tmp_path, migrated_db, cou
         )
     nodes = re.findall(r'<g class="node[^"]*" data-output-id="([0-9a-f]{64})"', lineage.html)
     assert sorted(nodes) == sorted(outputs.values())
-    print(f"screenshots: {grid.png} {details.png} {tab.png} {lineage.png}")
+    print(f"screenshots: {grid.png} {details.png} {tab.png} {dag_tab.png} {lineage.png}")
 
 
 def test_without_a_login_the_ui_shows_the_login_form(tmp_path, migrated_db):
