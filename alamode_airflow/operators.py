@@ -258,7 +258,12 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
 
     def _record(self, context, start, staging: Path, run: RunInfo, attempt) -> SuccessRecord:
         """The success record of one attempt: (store, output ID, generation); it names
-        each input's ID and the generation read."""
+        each input's ID and the generation read. The rendered command is recorded with
+        the secrets this process knows (Variables and Connections read while rendering)
+        masked, as Airflow's Rendered Template tab shows it: the record is kept in the
+        store and XCom and shown by ``alamode status`` and the Provenance page."""
+        from alamode_airflow._compat import redact
+
         store, output_id, generation = attempt
         inputs = {name: found.record.output_id for name, found in self._inputs_found.items()}
         try:
@@ -277,7 +282,7 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
             start=start.isoformat(),
             end=end.isoformat(),
             duration_s=round((end - start).total_seconds(), 3),
-            command=self.command,
+            command=redact(self.command, "command"),
             image=self.image,
             sha=self.sha,
             inputs=inputs,
