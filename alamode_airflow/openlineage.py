@@ -12,8 +12,9 @@ What a task's events carry:
 - **job** facet ``alamode_job``: the task's output ID in the file (the sha256 of its
   spec and its inputs' IDs: the spec's digest), the spec's ``sha`` and ``image`` when
   it has them, and whether the task is partitioned.
-- **output**: one dataset. Its namespace is the store (``file://<host><root>`` for a
-  local root, the root's URL such as ``s3://bucket/prefix`` otherwise) and its name
+- **output**: one dataset. Its namespace is the store (``[alamode]
+  openlineage_namespace`` if set, else ``file://<absolute root>`` for a local root, the
+  root's URL such as ``s3://bucket/prefix`` otherwise) and its name
   ``objects/<output id>``, the run's output ID (a partitioned task's, per interval).
   On COMPLETE it carries ``alamode_output``, read from the output's success record:
   the generation, the manifest's digest, files and bytes, whether this attempt
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -64,10 +65,18 @@ def schema_url(name: str) -> str:
 
 
 def namespace(store: OutputStore) -> str:
-    """The store as an OpenLineage namespace: ``file://<host><root>`` for a local root
-    (the host tells apart roots with one path on several machines), else the root's URL."""
+    """The store as an OpenLineage namespace: ``[alamode] openlineage_namespace`` when
+    set; else ``file://<absolute root>`` for a local root, else the root's URL. No host
+    in it: the workers sharing a volume each have their own (random, in containers), and
+    one output must be one dataset for its edges to join; deployments whose roots share
+    a path but not their files tell them apart with the setting."""
+    from alamode_airflow import settings
+
+    configured = settings.get("openlineage_namespace")
+    if configured:
+        return configured
     if store.local:
-        return f"file://{socket.gethostname()}{store.root.path}"
+        return f"file://{os.path.abspath(store.root.path)}"
     return store.url.rstrip("/")
 
 

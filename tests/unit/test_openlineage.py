@@ -104,7 +104,7 @@ def test_a_produced_output_is_named_by_id_with_its_generation_and_what_it_read(p
     event = as_event(ops["report"].get_openlineage_facets_on_complete(ti))
     assert problems(event) == []
     [output] = event["outputs"]
-    assert output["namespace"] == f"file://{socket.gethostname()}{store.root.path}"
+    assert output["namespace"] == f"file://{store.root.path}"
     assert output["name"] == f"objects/{tasks['report'].output}"
     facet = output["facets"]["alamode_output"]
     assert facet["outputId"] == tasks["report"].output
@@ -184,6 +184,25 @@ def test_a_partitioned_task_names_the_output_and_inputs_of_the_run_s_interval():
     interval = (timestamp(start), timestamp(end))
     assert target == partition_id(file_id, *interval) != file_id
     assert inputs == {"up": partition_id(up, *interval), "static": "ef" * 32}
+
+
+def test_a_local_root_is_one_namespace_whichever_worker_names_it(tmp_path, monkeypatch):
+    """Workers sharing one volume have their own hostnames (docker compose): the
+    namespace names the root alone, so one output is one dataset and its edges join."""
+    store = OutputStore(str(tmp_path / "store"))
+    seen = set()
+    for host in ("worker-1a2b", "worker-3c4d"):
+        monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
+        seen.add(ol.namespace(store))
+    assert seen == {f"file://{tmp_path}/store"}
+    monkeypatch.chdir(tmp_path)
+    assert ol.namespace(OutputStore("store")) == f"file://{tmp_path}/store"
+
+
+def test_the_namespace_setting_names_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ALAMODE__OPENLINEAGE_NAMESPACE", "file://shared-volume")
+    assert ol.namespace(OutputStore(str(tmp_path / "store"))) == "file://shared-volume"
+    assert ol.namespace(OutputStore("s3://bucket/prefix")) == "file://shared-volume"
 
 
 def test_an_object_store_s_namespace_is_its_url():
