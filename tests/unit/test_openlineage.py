@@ -21,9 +21,9 @@ from a_la_mode import Dag, load
 from a_la_mode.partitions import partition_id, timestamp
 from alamode_airflow import openlineage as ol
 from alamode_airflow._compat import AirflowSkipException
-from alamode_airflow.manifests import ManifestEntry
+from alamode_airflow.manifests import ManifestEntry, manifest
 from alamode_airflow.operators import AlamodeCommandOperator
-from alamode_airflow.store import OutputStore
+from alamode_airflow.store import Committed, OutputStore
 from tests.unit.openlineage_spec import package_schemas, problems
 from tests.unit.test_records import record
 
@@ -135,6 +135,65 @@ def test_a_cached_task_reports_the_recorded_output_as_reused_and_who_made_it(pip
     assert facet["producedBy"]["dagId"] == "d"
     assert facet["producedBy"]["runId"] == RUN
     assert event["job"]["facets"]["alamode_job"]["sha"] == "1a"
+
+
+def commit_next(store: OutputStore, output_id: str, run_id: str) -> None:
+    """Another run's rebuild of ``output_id``: its next generation, committed."""
+    current = store.lookup(output_id)
+    staging = store.stage(output_id)
+    (staging / "data" / "out.txt").write_text("rebuilt\n")
+    made = replace(
+        current.record,
+        run_id=run_id,
+        generation=current.next_generation,
+        rebuilt=True,
+        data_path=store.data_path(staging),
+        manifest=manifest(staging / "data"),
+    )
+    assert store.commit(staging, made) is Committed.COMMITTED
+
+
+def store_reads(store: OutputStore) -> list[str]:
+    """The listings and record reads of ``store`` from now on: each a request (LIST,
+    GET) on an object store."""
+    calls: list[str] = []
+
+    def counting(name: str, method):
+        def counted(*args, **kwargs):
+            calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+    for name in ("listing", "listings", "read_record"):
+        setattr(store.backend, name, counting(name, getattr(store.backend, name)))
+    return calls
+
+
+def test_complete_names_the_generation_the_attempt_committed_without_a_lookup(pipeline):
+    """A rebuild committing between this attempt's commit and its COMPLETE event does
+    not make the event name the newer generation (as reused); the store is not read."""
+    tasks, ops, store = pipeline
+    ti = execute(ops["fetch"], RUN)
+    commit_next(store, tasks["fetch"].output, "manual__rebuild")
+    reads = store_reads(ops["fetch"]._store)
+    event = as_event(ops["fetch"].get_openlineage_facets_on_complete(ti))
+    facet = event["outputs"][0]["facets"]["alamode_output"]
+    assert (facet["generation"], facet["reused"], facet["producedBy"]["runId"]) == (0, False, RUN)
+    assert reads == []
+
+
+def test_a_skipped_task_s_complete_names_the_generation_it_found_without_a_lookup(pipeline):
+    tasks, ops, store = pipeline
+    execute(ops["fetch"], RUN)
+    again = execute(ops["fetch"], "manual__2026-01-02", dag_id="other")
+    assert again.skipped
+    commit_next(store, tasks["fetch"].output, "manual__rebuild")
+    reads = store_reads(ops["fetch"]._store)
+    event = as_event(ops["fetch"].get_openlineage_facets_on_complete(again))
+    facet = event["outputs"][0]["facets"]["alamode_output"]
+    assert (facet["generation"], facet["reused"], facet["producedBy"]["runId"]) == (0, True, RUN)
+    assert reads == []
 
 
 def test_start_and_failure_name_the_datasets_without_claiming_a_generation(pipeline):
