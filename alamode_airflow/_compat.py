@@ -2,7 +2,8 @@
 
 When Airflow moves a name, only this module changes. Names that cost a parse or a task
 process time it rarely needs (triggers: only a deferring task; cron timetables: only
-where a schedule is checked) are imported when first used.
+where a schedule is checked; the secrets masker: only a task writing its record) are
+imported when first used.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from airflow.sdk.exceptions import (
 
 if TYPE_CHECKING:
     from airflow.sdk import CronDataIntervalTimetable, CronTriggerTimetable
+    from airflow.sdk._shared.secrets_masker import redact
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 _LAZY = {
@@ -40,6 +42,10 @@ _LAZY = {
     "TriggerEvent": "airflow.triggers.base",
     "CronDataIntervalTimetable": "airflow.sdk",
     "CronTriggerTimetable": "airflow.sdk",
+    # The masker the task runner redacts rendered template fields with (Rendered
+    # Template tab), holding every secret the task process registered (Variables,
+    # Connections, mask_secret): private in Airflow 3, hence here.
+    "redact": "airflow.sdk._shared.secrets_masker",
 }
 
 
@@ -72,4 +78,5 @@ __all__ = [
     "TriggerEvent",
     "TriggerRule",
     "conf",
+    "redact",
 ]

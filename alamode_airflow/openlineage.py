@@ -12,12 +12,15 @@ What a task's events carry:
 - **job** facet ``alamode_job``: the task's output ID in the file (the sha256 of its
   spec and its inputs' IDs: the spec's digest), the spec's ``sha`` and ``image`` when
   it has them, and whether the task is partitioned.
-- **output**: one dataset. Its namespace is the store (``file://<host><root>`` for a
-  local root, the root's URL such as ``s3://bucket/prefix`` otherwise) and its name
+- **output**: one dataset. Its namespace is the store (``[alamode]
+  openlineage_namespace`` if set, else ``file://<absolute root>`` for a local root, the
+  root's URL such as ``s3://bucket/prefix`` otherwise) and its name
   ``objects/<output id>``, the run's output ID (a partitioned task's, per interval).
-  On COMPLETE it carries ``alamode_output``, read from the output's success record:
-  the generation, the manifest's digest, files and bytes, whether this attempt
-  produced it or reused it, and the run that produced it.
+  On COMPLETE it carries ``alamode_output``, from the success record the attempt
+  committed, or found current and skipped on (the store is read again only when
+  another attempt's commit came first): the generation, the manifest's digest, files
+  and bytes, whether this attempt produced it or reused it, and the run that produced
+  it. A rebuild committed meanwhile changes none of it.
 - **inputs**: one dataset per input, named the same way; on COMPLETE each carries
   ``alamode_input`` with the input's task name and the generation the record read.
 
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -64,10 +67,18 @@ def schema_url(name: str) -> str:
 
 
 def namespace(store: OutputStore) -> str:
-    """The store as an OpenLineage namespace: ``file://<host><root>`` for a local root
-    (the host tells apart roots with one path on several machines), else the root's URL."""
+    """The store as an OpenLineage namespace: ``[alamode] openlineage_namespace`` when
+    set; else ``file://<absolute root>`` for a local root, else the root's URL. No host
+    in it: the workers sharing a volume each have their own (random, in containers), and
+    one output must be one dataset for its edges to join; deployments whose roots share
+    a path but not their files tell them apart with the setting."""
+    from alamode_airflow import settings
+
+    configured = settings.get("openlineage_namespace")
+    if configured:
+        return configured
     if store.local:
-        return f"file://{socket.gethostname()}{store.root.path}"
+        return f"file://{os.path.abspath(store.root.path)}"
     return store.url.rstrip("/")
 
 
@@ -159,16 +170,17 @@ class OpenLineageMixin:
         return self._lineage(task_instance.get_template_context(), attempt=None)
 
     def _lineage(self, context: Mapping[str, Any], attempt: tuple | None) -> Any:
-        """The task's lineage; with ``attempt`` (a finished one), the output's current
-        record fills the facets: one lookup of the output, only when OpenLineage asks."""
+        """The task's lineage; with ``attempt`` (a finished one), the output's record
+        fills the facets: the one ``execute`` committed or found current and skipped on
+        (``_lineage_record``), else the one current now (another attempt committed
+        first: one lookup, only when OpenLineage asks)."""
         from alamode_airflow import openlineage_facets as facets
 
         store = getattr(self, "_store", None) or OutputStore.configured(self.storage_root)
         target, inputs = output_ids(self, context)
         record = None
         if attempt is not None:
-            found = store.lookup(target)
-            record = found.record if found.done else None
+            record = _kept_record(self, target) or _current_record(store, target)
         return facets.lineage(
             namespace(store),
             target,
@@ -177,3 +189,17 @@ class OpenLineageMixin:
             output_fields(record, attempt) if record else None,
             input_fields(record) if record else {},
         )
+
+
+def _kept_record(task: Any, target: str) -> SuccessRecord | None:
+    """The record this attempt's ``execute`` kept for ``target``: its own commit's, or
+    the one it skipped on. Reading the store again would cost a LIST and a GET on an
+    object store per task, and could find a generation committed since (a rebuild),
+    reported as this attempt's output."""
+    kept = getattr(task, "_lineage_record", None)
+    return kept if kept is not None and kept.output_id == target else None
+
+
+def _current_record(store: OutputStore, target: str) -> SuccessRecord | None:
+    found = store.lookup(target)
+    return found.record if found.done else None

@@ -169,6 +169,7 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
         stale = record.stale_reason(reads)
         ours = (record.dag_id, record.run_id) == (context["ti"].dag_id, run.run_id)
         if stale is None and (self.task_id not in run.rebuild or ours):
+            self._lineage_record = record  # COMPLETE reports the generation found current
             said = f"output {target[:12]} already produced by {record.produced_by()}"
             raise AirflowSkipException(said + _cleared_hint(context, self.task_id))
         self.log.info(
@@ -192,6 +193,9 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
             self.produce(context, staging / "data", locations, run)
             record = self._record(context, start, staging, run, (store, target, generation))
             outcome = store.commit(staging, record)
+            # COMPLETE reports the generation committed here, without a lookup (which
+            # could find a newer one); another attempt's commit is looked up then.
+            self._lineage_record = None if outcome is Committed.ALREADY else record
         except InputModified as exc:
             store.discard(staging)
             self._quarantine_inputs(store, exc.inputs)
@@ -258,7 +262,12 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
 
     def _record(self, context, start, staging: Path, run: RunInfo, attempt) -> SuccessRecord:
         """The success record of one attempt: (store, output ID, generation); it names
-        each input's ID and the generation read."""
+        each input's ID and the generation read. The rendered command is recorded with
+        the secrets this process knows (Variables and Connections read while rendering)
+        masked, as Airflow's Rendered Template tab shows it: the record is kept in the
+        store and XCom and shown by ``alamode status`` and the Provenance page."""
+        from alamode_airflow._compat import redact
+
         store, output_id, generation = attempt
         inputs = {name: found.record.output_id for name, found in self._inputs_found.items()}
         try:
@@ -277,7 +286,7 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
             start=start.isoformat(),
             end=end.isoformat(),
             duration_s=round((end - start).total_seconds(), 3),
-            command=self.command,
+            command=redact(self.command, "command"),
             image=self.image,
             sha=self.sha,
             inputs=inputs,

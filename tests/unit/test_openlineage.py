@@ -21,9 +21,9 @@ from a_la_mode import Dag, load
 from a_la_mode.partitions import partition_id, timestamp
 from alamode_airflow import openlineage as ol
 from alamode_airflow._compat import AirflowSkipException
-from alamode_airflow.manifests import ManifestEntry
+from alamode_airflow.manifests import ManifestEntry, manifest
 from alamode_airflow.operators import AlamodeCommandOperator
-from alamode_airflow.store import OutputStore
+from alamode_airflow.store import Committed, OutputStore
 from tests.unit.openlineage_spec import package_schemas, problems
 from tests.unit.test_records import record
 
@@ -104,7 +104,7 @@ def test_a_produced_output_is_named_by_id_with_its_generation_and_what_it_read(p
     event = as_event(ops["report"].get_openlineage_facets_on_complete(ti))
     assert problems(event) == []
     [output] = event["outputs"]
-    assert output["namespace"] == f"file://{socket.gethostname()}{store.root.path}"
+    assert output["namespace"] == f"file://{store.root.path}"
     assert output["name"] == f"objects/{tasks['report'].output}"
     facet = output["facets"]["alamode_output"]
     assert facet["outputId"] == tasks["report"].output
@@ -135,6 +135,65 @@ def test_a_cached_task_reports_the_recorded_output_as_reused_and_who_made_it(pip
     assert facet["producedBy"]["dagId"] == "d"
     assert facet["producedBy"]["runId"] == RUN
     assert event["job"]["facets"]["alamode_job"]["sha"] == "1a"
+
+
+def commit_next(store: OutputStore, output_id: str, run_id: str) -> None:
+    """Another run's rebuild of ``output_id``: its next generation, committed."""
+    current = store.lookup(output_id)
+    staging = store.stage(output_id)
+    (staging / "data" / "out.txt").write_text("rebuilt\n")
+    made = replace(
+        current.record,
+        run_id=run_id,
+        generation=current.next_generation,
+        rebuilt=True,
+        data_path=store.data_path(staging),
+        manifest=manifest(staging / "data"),
+    )
+    assert store.commit(staging, made) is Committed.COMMITTED
+
+
+def store_reads(store: OutputStore) -> list[str]:
+    """The listings and record reads of ``store`` from now on: each a request (LIST,
+    GET) on an object store."""
+    calls: list[str] = []
+
+    def counting(name: str, method):
+        def counted(*args, **kwargs):
+            calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+    for name in ("listing", "listings", "read_record"):
+        setattr(store.backend, name, counting(name, getattr(store.backend, name)))
+    return calls
+
+
+def test_complete_names_the_generation_the_attempt_committed_without_a_lookup(pipeline):
+    """A rebuild committing between this attempt's commit and its COMPLETE event does
+    not make the event name the newer generation (as reused); the store is not read."""
+    tasks, ops, store = pipeline
+    ti = execute(ops["fetch"], RUN)
+    commit_next(store, tasks["fetch"].output, "manual__rebuild")
+    reads = store_reads(ops["fetch"]._store)
+    event = as_event(ops["fetch"].get_openlineage_facets_on_complete(ti))
+    facet = event["outputs"][0]["facets"]["alamode_output"]
+    assert (facet["generation"], facet["reused"], facet["producedBy"]["runId"]) == (0, False, RUN)
+    assert reads == []
+
+
+def test_a_skipped_task_s_complete_names_the_generation_it_found_without_a_lookup(pipeline):
+    tasks, ops, store = pipeline
+    execute(ops["fetch"], RUN)
+    again = execute(ops["fetch"], "manual__2026-01-02", dag_id="other")
+    assert again.skipped
+    commit_next(store, tasks["fetch"].output, "manual__rebuild")
+    reads = store_reads(ops["fetch"]._store)
+    event = as_event(ops["fetch"].get_openlineage_facets_on_complete(again))
+    facet = event["outputs"][0]["facets"]["alamode_output"]
+    assert (facet["generation"], facet["reused"], facet["producedBy"]["runId"]) == (0, True, RUN)
+    assert reads == []
 
 
 def test_start_and_failure_name_the_datasets_without_claiming_a_generation(pipeline):
@@ -184,6 +243,25 @@ def test_a_partitioned_task_names_the_output_and_inputs_of_the_run_s_interval():
     interval = (timestamp(start), timestamp(end))
     assert target == partition_id(file_id, *interval) != file_id
     assert inputs == {"up": partition_id(up, *interval), "static": "ef" * 32}
+
+
+def test_a_local_root_is_one_namespace_whichever_worker_names_it(tmp_path, monkeypatch):
+    """Workers sharing one volume have their own hostnames (docker compose): the
+    namespace names the root alone, so one output is one dataset and its edges join."""
+    store = OutputStore(str(tmp_path / "store"))
+    seen = set()
+    for host in ("worker-1a2b", "worker-3c4d"):
+        monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
+        seen.add(ol.namespace(store))
+    assert seen == {f"file://{tmp_path}/store"}
+    monkeypatch.chdir(tmp_path)
+    assert ol.namespace(OutputStore("store")) == f"file://{tmp_path}/store"
+
+
+def test_the_namespace_setting_names_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ALAMODE__OPENLINEAGE_NAMESPACE", "file://shared-volume")
+    assert ol.namespace(OutputStore(str(tmp_path / "store"))) == "file://shared-volume"
+    assert ol.namespace(OutputStore("s3://bucket/prefix")) == "file://shared-volume"
 
 
 def test_an_object_store_s_namespace_is_its_url():

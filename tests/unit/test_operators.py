@@ -3,6 +3,9 @@ skip when current, produce when stale or rebuilt, and whose run a rebuild matche
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -204,3 +207,29 @@ def test_a_rebuilding_task_reads_the_names_asked_not_the_whole_plan(pipeline, tm
     report.execute(context)  # rebuilt: downstream of a task asked
     assert ti.pulled == [REBUILD_XCOM]
     assert ti.pushed[RECORD_XCOM]["generation"] == 1
+
+
+def test_a_secret_in_the_rendered_command_is_recorded_masked_but_the_command_sees_it(tmp_path):
+    """A command rendered from a Variable holds the secret: the command runs with it,
+    while the success record (store, XCom, ``alamode status``) shows it as Airflow's
+    Rendered Template tab does, ``***``; the output ID is the spec's, template and all."""
+    from airflow.sdk.log import mask_secret  # what a Variable read calls
+
+    secret = "alamode-s3cr3t-value"
+    mask_secret(secret, "api_token")  # what reading Variable api_token in a template does
+    dag = Dag({})
+    spec = {"command": 'echo "{{ var.value.api_token }}" > "$ALAMODE_OUTPUT/out.txt"'}
+    dag.task("call", spec)
+    task = load(dag.bencode())["call"]
+    store = OutputStore(str(tmp_path / "store"))
+    op = operator(task, store, tmp_path)
+    op.command = f'echo "{secret}" > "$ALAMODE_OUTPUT/out.txt"'  # as Airflow renders it
+    record = run(op, "d", "run-1")
+    assert record["command"] == 'echo "***" > "$ALAMODE_OUTPUT/out.txt"'
+    assert (Path(store.where(task.output)) / "out.txt").read_text() == secret + "\n"
+    assert store.lookup(task.output).record.command == record["command"]
+    # The output ID hashes the spec (the preimage), which holds the template, not its value.
+    preimage = base64.b64decode(record["preimage_b64"])
+    assert hashlib.sha256(preimage).hexdigest() == record["output_id"] == task.output
+    assert b"{{ var.value.api_token }}" in preimage
+    assert secret not in json.dumps(record)
