@@ -178,23 +178,28 @@ def output_view(
     verify: str | None = None,
     generation: int | None = None,
 ):
-    """The output's lineage as a picture; ``?verify=1`` re-hashes every ancestor."""
-    from alamode_airflow.history import lineage
-
+    """The output's lineage as a picture; ``?verify=1`` re-hashes every ancestor. Found
+    and authorized before anything more is read; absent and forbidden are the same 404."""
     try:
         check_output_id(output_id)
     except AlamodeError as exc:
         return html(pages.message_page("not an output", str(exc)), 404)
     checking = verify not in (None, "", "0", "false")
-    tree = lineage(store(), output_id, checking, generation)
-    nodes = facts.ancestors(tree)
-    readable = _readable(user, {n.record.dag_id for n in nodes if n.record is not None})
-    if tree.record is not None and tree.record.dag_id not in readable:
-        raise HTTPException(403, "Forbidden")
-    shown = [n for n in nodes if n.record is None or n.record.dag_id in readable]
-    svg = pictures.lineage_svg(links(request), tree, nodes, readable)
+    may_read = functools.cache(lambda dag_id: bool(_readable(user, {dag_id})))
+    try:
+        found = facts.output_lineage(store(), output_id, generation, checking, may_read)
+    except facts.Hidden as exc:
+        raise HTTPException(404, str(exc)) from None
+    shown = [n for n in found.nodes if n.record is None or n.record.dag_id in found.readable]
+    svg = pictures.lineage_svg(links(request), found.tree, found.nodes, found.readable)
     page = pages.output_page(
-        links(request), output_id, shown, svg, verified=checking, hidden=len(nodes) - len(shown)
+        links(request),
+        output_id,
+        shown,
+        svg,
+        verified=found.verified,
+        hidden=len(found.nodes) - len(shown),
+        refused=found.refused,
     )
     return html(page)
 

@@ -13,7 +13,7 @@ made give it all but the nearest record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,6 +133,56 @@ def _when(text: str) -> datetime:
 def _last(records: Iterable[SuccessRecord]) -> SuccessRecord | None:
     found = list(records)
     return found[-1] if found else None
+
+
+#: The most ancestors an output's page re-hashes for ``?verify=1``: beyond it, verifying
+#: is a job for ``alamode lineage --verify``, not for a request to the api-server.
+VERIFY_LIMIT = 50
+
+
+class Hidden(LookupError):
+    """No output the user may read: absent and unreadable alike (no existence oracle)."""
+
+
+@dataclass(frozen=True)
+class OutputLineage:
+    tree: Any  # history.LineageNode
+    nodes: Sequence[Any]  # its distinct nodes, the output first
+    readable: frozenset[str]  # the DAGs of ``nodes`` the user may read
+    verified: bool
+    refused: str = ""  # why ``verify`` was not done
+
+
+def output_lineage(
+    store: OutputStore,
+    output_id: str,
+    generation: int | None,
+    verify: bool,
+    may_read: Callable[[str], bool],
+) -> OutputLineage:
+    """An output's lineage for a user who may read the DAGs ``may_read`` accepts. The
+    output's own record is read first and its DAG authorized before anything more is
+    read; verification (a download and re-hash of every ancestor) comes last, and only
+    for at most ``VERIFY_LIMIT`` ancestors."""
+    from alamode_airflow.history import lineage
+
+    found = store.lookup(output_id) if generation is None else store.read(output_id, generation)
+    if found.record is None or not may_read(found.record.dag_id):
+        raise Hidden(f"no output {output_id} that you may read")
+    tree = lineage(store, output_id, False, generation)
+    nodes = ancestors(tree)
+    refused = ""
+    if verify and len(nodes) > VERIFY_LIMIT:
+        refused = (
+            f"verify re-hashes at most {VERIFY_LIMIT} outputs here and this lineage has"
+            f" {len(nodes)}: run `alamode lineage --verify {output_id}` instead"
+        )
+    elif verify:
+        tree = lineage(store, output_id, True, generation)
+        nodes = ancestors(tree)
+    dags = {node.record.dag_id for node in nodes if node.record is not None}
+    readable = frozenset(d for d in dags if may_read(d))
+    return OutputLineage(tree, nodes, readable, verify and not refused, refused)
 
 
 def ancestors(tree: Any) -> Sequence[Any]:

@@ -256,6 +256,7 @@ def output_page(
     *,
     verified: bool,
     hidden: int = 0,
+    refused: str = "",
 ) -> str:
     """An output's lineage: the picture, then one row per distinct ancestor."""
     rows = []
@@ -284,6 +285,8 @@ def output_page(
             if bad
             else f"<p>verify: all {len(nodes)} outputs match their IDs and manifests</p>"
         )
+    elif refused:
+        verdict = note(esc(refused))
     else:
         verdict = (
             f"<p>{link(links.output(output_id, verify=True), 'Verify')} (re-hash every file)</p>"
