@@ -105,7 +105,13 @@ def dag_view(
         query = select(TI.task_id, TI.state).where(TI.dag_id == dag_id, TI.run_id == run_id)
         run = (run_id, {task: state for task, state in session.execute(query)})
     page = pages.dag_page(
-        links(request), dag_id, rows, drift=source.drift, run=run, may_rebuild=_may(user, dag_id)
+        links(request),
+        dag_id,
+        rows,
+        drift=source.drift,
+        run=run,
+        may_rebuild=_may(user, dag_id),
+        readable=_readable(user, facts.row_dags(rows)),
     )
     return html(page)
 
@@ -134,7 +140,10 @@ def instance_view(
         found = facts.instance_facts(pipeline, store(), task_id, run_id, dag_id, attempt)
     except (NotOurs, AlamodeError) as exc:
         return html(pages.message_page(f"{task_id}: no provenance", str(exc)), 404)
-    page = pages.instance_page(links(request), dag_id, run_id, attempt, found, _may(user, dag_id))
+    readable = _readable(user, facts.instance_dags(found))
+    page = pages.instance_page(
+        links(request), dag_id, run_id, attempt, found, _may(user, dag_id), readable
+    )
     return html(page)
 
 
@@ -221,6 +230,7 @@ def _details(dag_id: str) -> DagDetails:
 
 
 def _readable(user, dag_ids: set[str]) -> set[str]:
+    """The DAGs of ``dag_ids`` that ``user`` may read, each asked once."""
     from airflow.api_fastapi.app import get_auth_manager
 
     manager = get_auth_manager()

@@ -45,6 +45,14 @@ def dag_rows(pipeline: Pipeline, store: OutputStore, dag_id: str) -> list[TaskRo
     return [TaskRow(row, _verdict(row) or nearest[row.task]) for row in rows]
 
 
+def row_dags(rows: Iterable[TaskRow]) -> set[str]:
+    """The DAGs whose records the rows name (an output may be another DAG's)."""
+    records = []
+    for row in rows:
+        records += [row.status.record, row.explanation.nearest, *(row.status.intervals or ())]
+    return {record.dag_id for record in records if record is not None}
+
+
 def _verdict(row: TaskStatus) -> Explanation | None:
     """What ``explain`` says of a row without reading anything more; None when it is
     the nearest earlier output that explains it."""
@@ -116,6 +124,11 @@ def instance_facts(
         record = _last(r for r in history if ended is None or _when(r.end) <= ended)
     location = store.shown(store.data_of(record)) if record else ""
     return InstanceFacts(task, output_id, record, location, current)
+
+
+def instance_dags(found: InstanceFacts) -> set[str]:
+    """The DAGs whose records an instance's page names."""
+    return {record.dag_id for record in (found.record, found.current) if record is not None}
 
 
 def run_output_id(pipeline: Pipeline, task: str, interval: tuple[Any, Any] | None) -> str:

@@ -7,7 +7,7 @@ whole window, since these pages are shown in an iframe of Airflow's UI.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,15 +59,28 @@ class Links:
         return self.base + path("dags", dag_id, "runs", run_id, "tasks", task)
 
 
-def produced(links: Links, record: Any) -> str:
-    """Which run produced a record, and when, linked to that run in Airflow."""
+#: What a page says of a record of a DAG the user may not read (as the lineage does).
+ANOTHER_DAG = '<span class="muted">(another DAG)</span>'
+
+
+def shown(record: Any, readable: Collection[str] | None) -> bool:
+    """Whether a page may detail ``record``: its DAG is one the user may read (``readable``;
+    None when the caller checked every DAG the page names)."""
+    return record is not None and (readable is None or record.dag_id in readable)
+
+
+def produced(links: Links, record: Any, readable: Collection[str] | None = None) -> str:
+    """Which run produced a record, and when, linked to that run in Airflow; only
+    "(another DAG)" for a record of a DAG the user may not read."""
     if record is None:
         return '<span class="muted">-</span>'
+    if not shown(record, readable):
+        return ANOTHER_DAG
     run = link(links.airflow_run(record.dag_id, record.run_id), record.run_id, top=True)
     return f"{run}<br><span class=muted>{esc(record.dag_id)} &middot; {esc(record.end)}</span>"
 
 
-def reasons_html(explanation: Any) -> str:
+def reasons_html(explanation: Any, readable: Collection[str] | None = None) -> str:
     """What the next run does with the output, and why (``alamode explain``)."""
     verdict = explanation.verdict
     if verdict is Verdict.UP_TO_DATE:
@@ -79,13 +92,13 @@ def reasons_html(explanation: Any) -> str:
         return "runs: never built" + extra
     head = "runs as a new generation: stale" if verdict is Verdict.STALE else "runs: changed"
     nearest = explanation.nearest
-    if verdict is Verdict.CHANGED and nearest is not None:
+    if verdict is Verdict.CHANGED and shown(nearest, readable):
         head += f" since {esc(short(nearest.output_id))} (run {esc(nearest.run_id)})"
     lines = "".join(f"<li>{esc(line)}</li>" for line in explanation.reasons())
     return head + (f'<ul class="reasons">{lines}</ul>' if lines else "")
 
 
-def _state(row: TaskRow) -> str:
+def _state(row: TaskRow, readable: Collection[str] | None) -> str:
     status = row.status
     text = badge(status.state)
     if status.generation:
@@ -95,14 +108,15 @@ def _state(row: TaskRow) -> str:
     elif status.reason:
         text += f"<br><span class=muted>{esc(status.reason)}</span>"
     if status.intervals:
-        text += _intervals(status.intervals)
+        text += _intervals(status.intervals, readable)
     return text
 
 
-def _intervals(records: Sequence[Any]) -> str:
+def _intervals(records: Sequence[Any], readable: Collection[str] | None) -> str:
     items = "".join(
         f"<li>{esc(' to '.join(r.interval or ('?', '?')))}: {esc(short(r.output_id))}"
-        f" ({esc(r.run_id)})</li>"
+        + (f" ({esc(r.run_id)})" if shown(r, readable) else f" {ANOTHER_DAG}")
+        + "</li>"
         for r in records
     )
     count = f"{len(records)} interval{'' if len(records) == 1 else 's'} done"
@@ -117,10 +131,12 @@ def dag_page(
     drift: str = "",
     run: tuple[str, dict[str, str | None]] | None = None,
     may_rebuild: bool = True,
+    readable: Collection[str] | None = None,
 ) -> str:
     """Every task's output; with ``run`` (its id and its task instances' states), each
     task's state in that run and a link to its instance page. ``may_rebuild``: the user
-    may trigger the DAG, so each task has a Rebuild link."""
+    may trigger the DAG, so each task has a Rebuild link. Records of DAGs not in
+    ``readable`` (an output this DAG shares with another) are not detailed."""
     head = ["task", "output", "state", "produced by", "next run"]
     if run is not None:
         head.append(f"in run {run[0]}")
@@ -131,9 +147,9 @@ def dag_page(
         cells = [
             f"<code>{esc(status.task)}</code>",
             f"<code>{output}</code>",
-            _state(row),
-            produced(links, status.record),
-            reasons_html(row.explanation)
+            _state(row, readable),
+            produced(links, status.record, readable),
+            reasons_html(row.explanation, readable)
             + (
                 f"<br>{link(links.rebuild(dag_id, [status.task]), 'Rebuild...')}"
                 if may_rebuild
@@ -164,9 +180,11 @@ def instance_page(
     attempt: Attempt,
     found: InstanceFacts,
     may_rebuild: bool = True,
+    readable: Collection[str] | None = None,
 ) -> str:
     """One task instance: the record that made it skip, or what it committed and read;
-    ``may_rebuild``: the user may trigger the DAG (else no Rebuild link)."""
+    ``may_rebuild``: the user may trigger the DAG (else no Rebuild link). A record of a
+    DAG not in ``readable`` is named as "(another DAG)", without its details."""
     task, record = found.task, found.record
     offer = (
         link(links.rebuild(dag_id, [task]), f"Rebuild {task}...")
@@ -191,23 +209,22 @@ def instance_page(
         parts.append("<h2>Computed</h2>")
     else:
         parts.append(f"<h2>Not finished or not computed ({esc(attempt.state or 'none')})</h2>")
-    parts.append(_record_facts(links, found))
-    if record is not None and record.inputs:
+    parts.append(_record_facts(links, found, readable))
+    if shown(record, readable) and record.inputs:
         parts.append("<h2>Read</h2>" + _inputs(links, record))
-    if found.current is not None and record is None:
-        parts.append(
-            note(
-                "The output is recorded: "
-                + link(links.output(found.output_id), f"generation {found.current.generation}")
-                + f" by run {esc(found.current.run_id)} of {esc(found.current.dag_id)}."
-            )
+    current = found.current
+    if current is not None and (record is None or current != record):
+        newer = "recorded" if record is None else "has a newer generation now"
+        by = (
+            f" by run {esc(current.run_id)} of {esc(current.dag_id)}."
+            if shown(current, readable)
+            else f" by {ANOTHER_DAG}."
         )
-    if found.current is not None and record is not None and found.current != record:
         parts.append(
             note(
-                "The output has a newer generation now: "
-                + link(links.output(found.output_id), f"generation {found.current.generation}")
-                + f" by run {esc(found.current.run_id)}."
+                f"The output {newer}: "
+                + link(links.output(found.output_id), f"generation {current.generation}")
+                + by
             )
         )
     if record is not None and may_rebuild:
@@ -215,7 +232,7 @@ def instance_page(
     return page(f"{task} in {run_id}", "".join(parts))
 
 
-def _record_facts(links: Links, found: InstanceFacts) -> str:
+def _record_facts(links: Links, found: InstanceFacts, readable: Collection[str] | None) -> str:
     record = found.record
     oid = found.output_id
     pairs = [("output", f"<code>{link(links.output(oid), oid)}</code>")]
@@ -223,6 +240,8 @@ def _record_facts(links: Links, found: InstanceFacts) -> str:
         pairs.append(("record", '<span class="muted">none for this instance</span>'))
         return facts(pairs)
     generation = link(links.output(oid, record.generation), str(record.generation))
+    if not shown(record, readable):
+        return facts([*pairs, ("produced by", ANOTHER_DAG), ("generation", generation)])
     pairs += [
         ("produced by", produced(links, record)),
         ("task", f"<code>{esc(record.task)}</code> (try {esc(record.try_number)})"),

@@ -9,8 +9,11 @@ import pytest
 
 from a_la_mode import load
 from alamode_airflow.store import OutputStore
-from alamode_airflow.view import facts
+from alamode_airflow.view import facts, pages
+from alamode_airflow.view.facts import Attempt, dag_rows, instance_facts
 from tests.unit.storefill import produce
+
+LINKS = pages.Links("/alamode")
 
 
 class CountingStore(OutputStore):
@@ -57,3 +60,27 @@ def test_verify_is_refused_above_the_limit(collage, store, monkeypatch):
     found = facts.output_lineage(store, pipeline["collage"].output, None, True, lambda _: True)
     assert (store.fetched, found.verified, len(found.nodes)) == (0, False, 4)
     assert "alamode lineage --verify" in found.refused
+
+
+def test_a_shared_output_shows_only_that_it_is_another_dags(collage, store):
+    """DAG ``reuser`` has the same tasks as ``collage``, whose run produced them: a user
+    who may read only ``reuser`` sees that the outputs are done, not that run."""
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "secret-run")
+    rows = dag_rows(pipeline, store, "reuser")
+    assert facts.row_dags(rows) == {"collage"}
+    page = pages.dag_page(LINKS, "reuser", rows, readable=set())
+    assert "4 of 4 outputs done" in page
+    assert "secret-run" not in page
+    assert page.count(pages.ANOTHER_DAG) == 4
+    assert "secret-run" in pages.dag_page(LINKS, "reuser", rows, readable={"collage"})
+    attempt = Attempt("skipped", 1, None, False, None)
+    found = instance_facts(pipeline, store, "blur", "run", "reuser", attempt)
+    assert facts.instance_dags(found) == {"collage"}
+    instance = pages.instance_page(LINKS, "reuser", "run", attempt, found, readable=set())
+    for detail in ("secret-run", "python t.py blur", found.location, "Read"):
+        assert detail not in instance, detail
+    assert pages.ANOTHER_DAG in instance
+    shown = pages.instance_page(LINKS, "reuser", "run", attempt, found, readable={"collage"})
+    assert "secret-run" in shown
+    assert "python t.py blur" in shown
