@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from a_la_mode import AlamodeError
 from alamode_airflow.store import OutputStore, check_output_id
 from alamode_airflow.view import facts, guard, pages, pictures
-from alamode_airflow.view.source import NotOurs, dag_source, task_names
+from alamode_airflow.view.source import NotOurs, dag_source, serialized_outputs, task_names
 
 router = APIRouter()
 READ_DAG = Depends(requires_access_dag(method="GET"))
@@ -135,9 +135,10 @@ def instance_view(
     dag = serialized_dag(request, dag_id, session)
     try:
         pipeline = dag_source(dag).pipeline
-        if task_id not in pipeline.tasks:
+        ran = _run_outputs(request, session, dag_id, run_id).get(task_id)
+        if task_id not in pipeline.tasks and ran is None:
             raise NotOurs(f"{task_id!r} produces no output: it is not a task of the pipeline")
-        found = facts.instance_facts(pipeline, store(), task_id, run_id, dag_id, attempt)
+        found = facts.instance_facts(pipeline, store(), task_id, run_id, dag_id, attempt, ran)
     except (NotOurs, AlamodeError) as exc:
         return html(pages.message_page(f"{task_id}: no provenance", str(exc)), 404)
     readable = _readable(user, facts.instance_dags(found))
@@ -145,6 +146,16 @@ def instance_view(
         links(request), dag_id, run_id, attempt, found, _may(user, dag_id), readable
     )
     return html(page)
+
+
+def _run_outputs(request: Request, session, dag_id: str, run_id: str) -> dict[str, str]:
+    """task -> file output ID in the DAG version the run ran (the file may have changed
+    since); empty when Airflow no longer has that version."""
+    from airflow.models.dagrun import DagRun
+
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    dag = request.app.state.dag_bag.get_dag_for_run(run, session) if run is not None else None
+    return serialized_outputs(dag) if dag is not None else {}
 
 
 def _map_index(value: str | None) -> int:

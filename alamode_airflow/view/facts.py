@@ -104,16 +104,27 @@ class InstanceFacts:
     record: SuccessRecord | None  # what made it skip, or what it committed
     location: str
     current: SuccessRecord | None  # the output's current generation's record, if other
+    #: The output ID the DAG's file gives the task now, when it is not the run's.
+    file_now: str | None = None
 
 
 def instance_facts(
-    pipeline: Pipeline, store: OutputStore, task: str, run_id: str, dag_id: str, attempt: Attempt
+    pipeline: Pipeline,
+    store: OutputStore,
+    task: str,
+    run_id: str,
+    dag_id: str,
+    attempt: Attempt,
+    run_output: str | None = None,
 ) -> InstanceFacts:
     """The record behind a task instance. Computed: the generation this run committed.
     Skipped: the generation that was current when it was skipped, the newest one
     committed before the instance ended (a later rebuild does not change what it found).
+    ``run_output``: the task's file output ID in the DAG version the run ran (its outlet
+    asset), which the file gives no more after a change; None to take the file's.
     """
-    output_id = run_output_id(pipeline, task, attempt.interval)
+    output_id = run_output_id(pipeline, task, attempt.interval, run_output)
+    now = run_output_id(pipeline, task, attempt.interval) if task in pipeline.tasks else None
     history = [found.record for found in store.history(output_id) if found.record is not None]
     current = history[-1] if history else None
     record = None
@@ -123,7 +134,8 @@ def instance_facts(
         ended = attempt.end
         record = _last(r for r in history if ended is None or _when(r.end) <= ended)
     location = store.shown(store.data_of(record)) if record else ""
-    return InstanceFacts(task, output_id, record, location, current)
+    file_now = now if now != output_id else None
+    return InstanceFacts(task, output_id, record, location, current, file_now)
 
 
 def instance_dags(found: InstanceFacts) -> set[str]:
@@ -131,12 +143,17 @@ def instance_dags(found: InstanceFacts) -> set[str]:
     return {record.dag_id for record in (found.record, found.current) if record is not None}
 
 
-def run_output_id(pipeline: Pipeline, task: str, interval: tuple[Any, Any] | None) -> str:
+def run_output_id(
+    pipeline: Pipeline, task: str, interval: tuple[Any, Any] | None, file_id: str | None = None
+) -> str:
     """The output ID ``task`` has in a run of data ``interval`` (datetimes), as the
-    run's tasks compute it (``RunInfo``): its file ID unless it is partitioned."""
+    run's tasks compute it (``RunInfo``): its file ID (``file_id``, else the pipeline's)
+    unless it is partitioned."""
     stamps = None if interval is None or None in interval else tuple(map(timestamp, interval))
     run = RunInfo("", stamps, frozenset())
-    return run.output_id(task, pipeline[task].output, task in partitioned(pipeline))
+    known = task in pipeline.tasks
+    file_id = file_id or pipeline[task].output
+    return run.output_id(task, file_id, known and task in partitioned(pipeline))
 
 
 def _when(text: str) -> datetime:

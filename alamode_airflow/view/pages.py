@@ -209,6 +209,16 @@ def instance_page(
         parts.append("<h2>Computed</h2>")
     else:
         parts.append(f"<h2>Not finished or not computed ({esc(attempt.state or 'none')})</h2>")
+    if found.file_now is not None:
+        parts.append(
+            note(
+                "This run used output <code>"
+                + link(links.output(found.output_id), short(found.output_id))
+                + "</code>; the DAG's file has changed since and gives the task <code>"
+                + link(links.output(found.file_now), short(found.file_now))
+                + "</code> now."
+            )
+        )
     parts.append(_record_facts(links, found, readable))
     if shown(record, readable) and record.inputs:
         parts.append("<h2>Read</h2>" + _inputs(links, record))

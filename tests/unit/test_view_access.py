@@ -84,3 +84,18 @@ def test_a_shared_output_shows_only_that_it_is_another_dags(collage, store):
     shown = pages.instance_page(LINKS, "reuser", "run", attempt, found, readable={"collage"})
     assert "secret-run" in shown
     assert "python t.py blur" in shown
+
+
+def test_an_old_runs_instance_shows_the_output_that_run_used(collage, store):
+    old = load(collage.bencode())
+    produce(store, old, "before-the-change")
+    collage.blur.spec["sha"] = "new"
+    now = load(collage.bencode())
+    attempt = Attempt("success", 1, None, False, None)
+    ran = old["blur"].output
+    found = instance_facts(now, store, "blur", "before-the-change", "collage", attempt, ran)
+    assert (found.output_id, found.file_now) == (ran, now["blur"].output)
+    assert found.record is not None
+    page = pages.instance_page(LINKS, "collage", "before-the-change", attempt, found)
+    assert "the DAG's file has changed since" in page
+    assert "none for this instance" not in page
