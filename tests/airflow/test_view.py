@@ -245,3 +245,21 @@ def test_a_dag_built_by_its_own_module_and_a_file_changed_since_its_parse(served
     page = get(served, "/alamode/dags/solo", user="viewer").text
     assert "the encoded file changed since Airflow last parsed this DAG (1 tasks" in page
     assert load(changed.bencode())["only"].output[:12] in page  # the file is shown
+
+
+def test_a_rebuild_is_refused_as_airflows_trigger_refuses_it(served):
+    """A DAG that allows no manual runs gets no rebuild run: a page that says so, 400."""
+    home = served["home"]
+    runs = "select count(*) from dag_run where dag_id = 'solo'"
+    before = home.query(runs)
+    home.query("update dag set allowed_run_types = ? where dag_id = 'solo'", '["scheduled"]')
+    try:
+        form = get(served, "/alamode/dags/solo/rebuild?task=only")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        data = {"task": "only", "csrf": token}
+        refused = post(served, "/alamode/dags/solo/rebuild", data, Origin=served["url"])
+    finally:
+        home.query("update dag set allowed_run_types = NULL where dag_id = 'solo'")
+    assert refused.status_code == 400
+    assert "does not allow manual runs" in refused.text
+    assert home.query(runs) == before
