@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from a_la_mode import AlamodeError
 from alamode_airflow.store import OutputStore, check_output_id
 from alamode_airflow.view import facts, guard, pages, pictures
+from alamode_airflow.view.html import HEADERS
 from alamode_airflow.view.source import NotOurs, dag_source, serialized_outputs, task_names
 
 router = APIRouter()
@@ -60,7 +61,9 @@ async def _error_page(request: Request, exc: StarletteHTTPException) -> HTMLResp
     what Airflow's own answer says."""
     title = {401: "not signed in", 403: "not allowed", 404: "not found"}.get(exc.status_code)
     page = pages.message_page(title or "error", str(exc.detail))
-    return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+    return HTMLResponse(
+        page, status_code=exc.status_code, headers={**HEADERS, **(exc.headers or {})}
+    )
 
 
 @functools.cache
@@ -76,7 +79,7 @@ def links(request: Request) -> pages.Links:
 
 
 def html(text: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(text, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(text, status_code=status, headers=HEADERS)
 
 
 def serialized_dag(request: Request, dag_id: str, session) -> Any:

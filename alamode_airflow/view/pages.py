@@ -1,8 +1,9 @@
 """The provenance pages as HTML: pure renderers of what ``facts`` gathered.
 
 Links: ``Links.root`` is where this app is mounted (``/alamode`` under Airflow's base
-path) and ``Links.base`` Airflow's own base path; links to Airflow's pages open in the
-whole window, since these pages are shown in an iframe of Airflow's UI.
+path) and ``Links.base`` Airflow's own base path. Every link opens in the frame the
+page is in: Airflow's UI shows these pages in a sandboxed iframe, which may not navigate
+the whole window.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def produced(links: Links, record: Any, readable: Collection[str] | None = None)
         return '<span class="muted">-</span>'
     if not shown(record, readable):
         return ANOTHER_DAG
-    run = link(links.airflow_run(record.dag_id, record.run_id), record.run_id, top=True)
+    run = link(links.airflow_run(record.dag_id, record.run_id), record.run_id)
     return f"{run}<br><span class=muted>{esc(record.dag_id)} &middot; {esc(record.end)}</span>"
 
 
@@ -193,7 +194,7 @@ def instance_page(
     )
     parts = [
         f"<h1>{esc(task)}</h1><p class=muted>run "
-        + link(links.airflow_instance(dag_id, run_id, task), run_id, top=True)
+        + link(links.airflow_instance(dag_id, run_id, task), run_id)
         + f" &middot; try {esc(attempt.try_number)} &middot; {badge(attempt.state)}</p>"
     ]
     if attempt.state == "skipped" and attempt.cleared:
@@ -352,7 +353,7 @@ def triggered_page(links: Links, dag_id: str, run_id: str, tasks: Sequence[str],
     return page(
         "rebuild triggered",
         "<h1>Rebuild run created</h1><p>Run "
-        + link(links.airflow_run(dag_id, run_id), run_id, top=True)
+        + link(links.airflow_run(dag_id, run_id), run_id)
         + f" of {esc(dag_id)} rebuilds {esc(', '.join(tasks))}.</p>"
         + wait,
     )

@@ -130,6 +130,9 @@ def test_the_uis_cookie_is_enough(served):
 def test_the_dag_page_shows_each_output_and_the_next_run(served):
     response = get(served, "/alamode/dags/prov", user="viewer")
     assert response.status_code == 200
+    for sent in (response, get(served, "/alamode/dags/absent")):  # a page, a refusal
+        assert "frame-ancestors 'self'" in sent.headers["Content-Security-Policy"]
+        assert sent.headers["X-Frame-Options"] == "SAMEORIGIN"
     page = response.text
     assert "4 of 4 outputs done" in page
     assert page.count("skipped: up to date") == 4

@@ -156,3 +156,26 @@ def test_the_pages_read_an_object_store(collage, server, monkeypatch):
     assert found.location.startswith("s3://")
     assert f"alamode-outputs/view/objects/{found.output_id}/0/" in found.location
     assert found.location in pages.instance_page(LINKS, "collage", "run", attempt, found)
+
+
+def test_pages_load_nothing_and_their_links_stay_in_the_frame(collage, store):
+    """Airflow's sandboxed iframe blocks ``target="_top"``; the pages' policy allows no
+    script and nothing loaded from elsewhere, so every page must do without."""
+    from alamode_airflow.view.html import HEADERS
+
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "2026-01-01")
+    attempt = Attempt("skipped", 2, None, True, None)
+    found = instance_facts(pipeline, store, "blur", "run", "collage", attempt)
+    shown = [
+        pages.dag_page(LINKS, "collage", dag_rows(pipeline, store, "collage"), run=("run", {})),
+        pages.instance_page(LINKS, "collage", "run", attempt, found),
+        pages.triggered_page(LINKS, "collage", "run", ["blur"], paused=True),
+        pages.confirm_page(LINKS, "collage", ["blur"], 2, "token"),
+    ]
+    for page in shown:
+        assert "target=" not in page
+        assert "<script" not in page
+        assert "src=" not in page
+    assert "frame-ancestors 'self'" in HEADERS["Content-Security-Policy"]
+    assert HEADERS["X-Frame-Options"] == "SAMEORIGIN"
