@@ -27,13 +27,14 @@ from airflow.api_fastapi.core_api.security import (
 )
 from airflow.api_fastapi.logging.decorators import action_logging
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from sqlalchemy import exists, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from a_la_mode import AlamodeError
 from alamode_airflow.store import OutputStore, check_output_id
-from alamode_airflow.view import facts, guard, pages, pictures
+from alamode_airflow.view import facts, guard, pages, pictures, queries
 from alamode_airflow.view.html import HEADERS
 from alamode_airflow.view.source import NotOurs, dag_source, serialized_outputs, task_names
 
@@ -53,7 +54,20 @@ def create_app() -> FastAPI:
     app.state.dag_bag = create_dag_bag()
     app.include_router(router)
     app.add_exception_handler(StarletteHTTPException, _error_page)
+    app.add_exception_handler(queries.BadQuery, _bad_query)
+    app.add_exception_handler(RequestValidationError, _bad_query)
     return app
+
+
+async def _bad_query(request: Request, exc: Exception) -> HTMLResponse:
+    """A malformed parameter: the page's own 400, naming it (not FastAPI's JSON 422)."""
+    if isinstance(exc, RequestValidationError):
+        message = "; ".join(
+            f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors()
+        )
+    else:
+        message = str(exc)
+    return html(pages.message_page("bad request", message), 400)
 
 
 async def _error_page(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
@@ -134,7 +148,7 @@ def instance_view(
     map_index: str | None = None,
 ):
     """One task instance: what made it skip, or what it committed and read."""
-    attempt = _attempt(session, dag_id, run_id, task_id, _map_index(map_index))
+    attempt = _attempt(session, dag_id, run_id, task_id, queries.map_index(map_index))
     dag = serialized_dag(request, dag_id, session)
     try:
         pipeline = dag_source(dag).pipeline
@@ -159,14 +173,6 @@ def _run_outputs(request: Request, session, dag_id: str, run_id: str) -> dict[st
     run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     dag = request.app.state.dag_bag.get_dag_for_run(run, session) if run is not None else None
     return serialized_outputs(dag) if dag is not None else {}
-
-
-def _map_index(value: str | None) -> int:
-    """The ``map_index`` query: Airflow's UI leaves ``{MAP_INDEX}`` in place for a task
-    that is not mapped."""
-    if value is None or not value.lstrip("-").isdigit():
-        return -1
-    return int(value)
 
 
 def _attempt(session, dag_id: str, run_id: str, task_id: str, map_index: int) -> facts.Attempt:
@@ -199,7 +205,7 @@ def output_view(
     request: Request,
     user: GetUserDep,
     verify: str | None = None,
-    generation: int | None = None,
+    generation: str | None = None,
 ):
     """The output's lineage as a picture; ``?verify=1`` re-hashes every ancestor. Found
     and authorized before anything more is read; absent and forbidden are the same 404."""
@@ -210,7 +216,8 @@ def output_view(
     checking = verify not in (None, "", "0", "false")
     may_read = functools.cache(lambda dag_id: bool(_readable(user, {dag_id})))
     try:
-        found = facts.output_lineage(store(), output_id, generation, checking, may_read)
+        number = queries.generation(generation)
+        found = facts.output_lineage(store(), output_id, number, checking, may_read)
     except facts.Hidden as exc:
         raise HTTPException(404, str(exc)) from None
     shown = [n for n in found.nodes if n.record is None or n.record.dag_id in found.readable]

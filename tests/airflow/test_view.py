@@ -266,3 +266,19 @@ def test_a_rebuild_is_refused_as_airflows_trigger_refuses_it(served):
     assert refused.status_code == 400
     assert "does not allow manual runs" in refused.text
     assert home.query(runs) == before
+
+
+def test_malformed_parameters_get_the_pages_own_400(served):
+    report = served["pipeline"]["report"].output
+    instance = f"/alamode/dags/prov/runs/{quoted(served['second'])}/tasks/clean"
+    for path, name in (
+        (f"/alamode/outputs/{report}?generation=abc", "generation"),
+        (instance + "?map_index=--1", "map_index"),
+        (instance + "?map_index=%C2%B2", "map_index"),
+    ):
+        response = get(served, path)
+        assert response.status_code == 400, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert name in response.text
+    absent = get(served, f"/alamode/outputs/{'0' * len(report)}")
+    assert absent.status_code == 404  # as for an output of a DAG the user may not read
