@@ -4,8 +4,9 @@ record, an output's lineage.
 
 A DAG page costs what ``alamode status`` costs, one batched walk of the store
 (``history.status``, which calls ``store.lookup_all`` once) and never a lookup per
-task, plus, for each output that is not current, the markers of its task's earlier
-records (``explain``'s nearest earlier output), read for those tasks together.
+task, plus, for each output that is not current, the markers of its task's newest
+earlier records (``explain``'s nearest earlier output, ``nearest``), read for those tasks
+together in one pool.
 ``history.explain`` itself is not called per task: it assesses the task's ancestors
 again each time, which over a DAG would be quadratic; the verdicts ``status`` already
 made give it all but the nearest record.
@@ -19,14 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from a_la_mode import Pipeline
-from a_la_mode.diff import compare
 from a_la_mode.partitions import partitioned, timestamp
-from a_la_mode.values import thaw
-from alamode_airflow.history import Explanation, TaskStatus, Verdict, preimage_parts, status
+from alamode_airflow.history import Explanation, TaskStatus, Verdict, status
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.runs import RunInfo
-from alamode_airflow.store import OutputStore, look_up_all
-from alamode_airflow.task_index import UNINDEXED, task_records, unindexed
+from alamode_airflow.store import OutputStore
+from alamode_airflow.task_index import UNINDEXED, unindexed
+from alamode_airflow.view.nearest import explain_all
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def dag_rows(pipeline: Pipeline, store: OutputStore, dag_id: str) -> list[TaskRo
     rows = status(pipeline, store)
     needs = [row.task for row in rows if _verdict(row) is None]
     note = UNINDEXED if needs and unindexed(store) else ""
-    nearest = look_up_all(lambda name: _nearest(pipeline, name, store, dag_id, note), needs)
+    nearest = explain_all(pipeline, needs, store, dag_id, note)
     return [TaskRow(row, _verdict(row) or nearest[row.task]) for row in rows]
 
 
@@ -65,25 +65,6 @@ def _verdict(row: TaskStatus) -> Explanation | None:
     if row.intervals is None and row.state == "done":
         return Explanation(row.task, row.output_id, Verdict.UP_TO_DATE)
     return None
-
-
-def _nearest(pipeline: Pipeline, name: str, store: OutputStore, dag_id: str, note: str):
-    """``explain``'s answer for a task with no current output: compared with the
-    earlier output of the same task of the same DAG that differs in the fewest places."""
-    task = pipeline[name]
-    candidates = task_records(store, name, dag_id)
-    if not candidates:
-        return Explanation(name, task.output, Verdict.NEVER_BUILT, note=note)
-    current = (thaw(task.spec), dict(task.inputs), task.output)
-    candidates.sort(key=lambda record: record.end, reverse=True)
-    changes = [(compare(name, (*preimage_parts(r), r.preimage_id), current), r) for r in candidates]
-    change, record = min(changes, key=lambda pair: _differences(pair[0]))
-    return Explanation(name, task.output, Verdict.CHANGED, record, change)
-
-
-def _differences(change) -> int:
-    parts = (change.spec_changes, change.upstream_changed, change.inputs_added)
-    return sum(len(part) for part in (*parts, change.inputs_removed))
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,8 @@ def reasons_html(explanation: Any, readable: Collection[str] | None = None) -> s
     if verdict is Verdict.CHANGED and shown(nearest, readable):
         head += f" since {esc(short(nearest.output_id))} (run {esc(nearest.run_id)})"
     lines = "".join(f"<li>{esc(line)}</li>" for line in explanation.reasons())
-    return head + (f'<ul class="reasons">{lines}</ul>' if lines else "")
+    more = f"<br><span class=muted>{esc(explanation.note)}</span>" if explanation.note else ""
+    return head + (f'<ul class="reasons">{lines}</ul>' if lines else "") + more
 
 
 def _state(row: TaskRow, readable: Collection[str] | None) -> str:
@@ -113,14 +114,21 @@ def _state(row: TaskRow, readable: Collection[str] | None) -> str:
     return text
 
 
+#: The most intervals a partitioned task's row lists (the newest; the count is all).
+INTERVALS_SHOWN = 50
+
+
 def _intervals(records: Sequence[Any], readable: Collection[str] | None) -> str:
+    newest = sorted(records, key=lambda r: r.interval or ("", ""), reverse=True)
     items = "".join(
         f"<li>{esc(' to '.join(r.interval or ('?', '?')))}: {esc(short(r.output_id))}"
         + (f" ({esc(r.run_id)})" if shown(r, readable) else f" {ANOTHER_DAG}")
         + "</li>"
-        for r in records
+        for r in newest[:INTERVALS_SHOWN]
     )
     count = f"{len(records)} interval{'' if len(records) == 1 else 's'} done"
+    if len(records) > INTERVALS_SHOWN:
+        count += f", the newest {INTERVALS_SHOWN} listed"
     return f"<details><summary>{count}</summary><ul>{items}</ul></details>"
 
 

@@ -99,3 +99,41 @@ def test_an_old_runs_instance_shows_the_output_that_run_used(collage, store):
     page = pages.instance_page(LINKS, "collage", "before-the-change", attempt, found)
     assert "the DAG's file has changed since" in page
     assert "none for this instance" not in page
+
+
+def test_a_page_view_does_bounded_work(collage, store, monkeypatch):
+    """A task changed many times: the page compares with its newest records only. A
+    partitioned task done for many intervals: the page lists the newest ones only."""
+    from a_la_mode import Dag
+    from alamode_airflow.view import nearest
+
+    for n in range(nearest.LIMIT + 5):
+        collage.blur.spec["sha"] = f"v{n}"
+        end = f"2026-01-{n + 1:02d}T00:00:01+00:00"
+        produce(store, load(collage.bencode()), f"run{n}", {"download_images", "blur"}, end)
+    collage.blur.spec["sha"] = "now"
+    reads = []
+    read_record = store.backend.read_record
+    monkeypatch.setattr(store.backend, "read_record", lambda *a: reads.append(a) or read_record(*a))
+    (blur,) = [
+        r for r in dag_rows(load(collage.bencode()), store, "collage") if r.status.task == "blur"
+    ]
+    assert blur.explanation.nearest.run_id == f"run{nearest.LIMIT + 4}"
+    assert len(reads) == nearest.LIMIT + 1  # download_images's record, and 20 of blur's
+    page = pages.dag_page(LINKS, "collage", [blur])
+    assert f"compared with its newest {nearest.LIMIT} records of {nearest.LIMIT + 5}" in page
+
+    daily = Dag({"dag_id": "collage", "schedule": "@daily"})
+    daily.task("raw", {"command": "echo raw", "partition": "interval"})
+    pipeline = load(daily.bencode())
+    for day in range(1, 61):
+        start, end = (
+            f"2026-{1 + (d - 1) // 28:02d}-{1 + (d - 1) % 28:02d}T00:00:00Z" for d in (day, day + 1)
+        )
+        produce(store, pipeline, f"day{day}", interval=(start, end))
+    (row,) = dag_rows(pipeline, store, "collage")
+    page = pages.dag_page(LINKS, "collage", [row])
+    assert "60 intervals done, the newest 50 listed" in page
+    assert page.count("<li>2026-") == pages.INTERVALS_SHOWN
+    assert "(day60)" in page
+    assert "(day10)" not in page
