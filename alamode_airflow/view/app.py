@@ -272,8 +272,24 @@ def rebuild_form(dag_id: str, request: Request, session: SessionDep, user: GetUs
     except AlamodeError as exc:
         return html(pages.message_page("cannot rebuild", str(exc)), 400)
     token = guard.make_token(user.get_id(), dag_id)
-    count = len(_downstream(dag, asked))
-    return html(pages.confirm_page(links(request), dag_id, tasks, count, token))
+    computed = _downstream(dag, asked)
+    page = pages.confirm_page(
+        links(request), dag_id, tasks, len(computed), token, _per_interval(dag, computed)
+    )
+    return html(page)
+
+
+def _per_interval(dag: Any, computed: set[str]) -> pages.PerInterval | None:
+    """Which of the ``computed`` tasks are partitioned, and the interval a run
+    triggered now rebuilds for them."""
+    from a_la_mode.partitions import partitioned
+    from alamode_airflow.view.trigger import rebuild_interval
+
+    try:
+        tasks = sorted(computed & set(partitioned(dag_source(dag).pipeline)))
+    except (NotOurs, AlamodeError):
+        return None
+    return pages.PerInterval(tasks, rebuild_interval(dag.timetable)) if tasks else None
 
 
 @router.post(

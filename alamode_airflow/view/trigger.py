@@ -71,3 +71,13 @@ def _triggerable(dag_bag: Any, dag_id: str, session: Any) -> tuple[Any, Any]:
     if dag is None:
         raise AlamodeError(f"DAG {dag_id!r} has not been parsed yet (no serialized version)")
     return model, dag
+
+
+def rebuild_interval(timetable: Any, now: Any = None) -> tuple[Any, Any] | None:
+    """The data interval (datetimes) a rebuild run triggered ``now`` gets, as the
+    trigger endpoint infers it for a manual run; None when the timetable gives none.
+    A partitioned task of the run rebuilds its output of that interval only."""
+    from airflow.utils import timezone
+
+    interval = timetable.infer_manual_data_interval(run_after=now or timezone.utcnow())
+    return None if interval is None else (interval.start, interval.end)

@@ -179,3 +179,19 @@ def test_pages_load_nothing_and_their_links_stay_in_the_frame(collage, store):
         assert "src=" not in page
     assert "frame-ancestors 'self'" in HEADERS["Content-Security-Policy"]
     assert HEADERS["X-Frame-Options"] == "SAMEORIGIN"
+
+
+def test_a_rebuild_of_a_partitioned_task_names_the_interval_it_rebuilds():
+    """A manual run at 10:00 of a daily DAG gets yesterday's interval, as Airflow's own
+    trigger endpoint infers it: the confirmation says so."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from alamode_airflow.view.trigger import rebuild_interval
+
+    daily = CronDataIntervalTimetable("@daily", UTC)
+    interval = rebuild_interval(daily, datetime(2026, 1, 5, 10, tzinfo=UTC))
+    assert interval == (datetime(2026, 1, 4, tzinfo=UTC), datetime(2026, 1, 5, tzinfo=UTC))
+    per_interval = pages.PerInterval(["raw"], interval)
+    page = pages.confirm_page(LINKS, "collage", ["raw"], 2, "token", per_interval)
+    assert "the interval <strong>2026-01-04T00:00:00+00:00 to 2026-01-05T00:00:00+00:00" in page
+    assert "raw is partitioned" in page
