@@ -29,7 +29,7 @@ from airflow.api_fastapi.logging.decorators import action_logging
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from a_la_mode import AlamodeError
@@ -109,6 +109,8 @@ def dag_view(
 ):
     """Every task's output, and what the next run computes and why; with ``run_id``
     (the run page's view), each task's state in that run too."""
+    if run_id is not None:
+        _may_see_run(user, dag_id)
     dag = serialized_dag(request, dag_id, session)
     try:
         source = dag_source(dag)
@@ -183,19 +185,17 @@ def _attempt(session, dag_id: str, run_id: str, task_id: str, map_index: int) ->
     ti = session.scalar(select(TI).where(*key, TI.map_index == map_index))
     if ti is None:
         raise HTTPException(404, f"no task instance {task_id!r} in run {run_id!r} of {dag_id!r}")
-    earlier = session.scalar(
-        select(
-            exists().where(
-                TIH.dag_id == dag_id,
-                TIH.run_id == run_id,
-                TIH.task_id == task_id,
-                TIH.map_index == map_index,
-            )
+    earlier = session.scalars(
+        select(TIH.state).where(
+            TIH.dag_id == dag_id,
+            TIH.run_id == run_id,
+            TIH.task_id == task_id,
+            TIH.map_index == map_index,
         )
-    )
+    ).all()
     run = ti.dag_run
     interval = (run.data_interval_start, run.data_interval_end) if run else None
-    cleared = bool(earlier) or (ti.try_number or 0) > 1
+    cleared = facts.was_cleared(earlier, ti.try_number or 0)
     return facts.Attempt(ti.state, ti.try_number or 0, ti.end_date, cleared, interval)
 
 
@@ -232,6 +232,20 @@ def output_view(
         refused=found.refused,
     )
     return html(page)
+
+
+def _may_see_run(user, dag_id: str) -> None:
+    """A run's task states need read access to the DAG's runs and task instances, as
+    Airflow's own grid needs them; 403 otherwise."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    manager = get_auth_manager()
+    for entity in (DagAccessEntity.RUN, DagAccessEntity.TASK_INSTANCE):
+        details = _details(dag_id)
+        if not manager.is_authorized_dag(
+            method="GET", access_entity=entity, details=details, user=user
+        ):
+            raise HTTPException(403, "Forbidden")
 
 
 def _may(user, dag_id: str) -> bool:

@@ -74,8 +74,20 @@ class Attempt:
     state: str | None
     try_number: int
     end: Any  # datetime or None
-    cleared: bool  # earlier tries are in Airflow's history: it was cleared (or retried)
+    cleared: bool | None  # it was cleared; None: re-run, cleared or retried (``was_cleared``)
     interval: tuple[Any, Any] | None  # the run's data interval (datetimes)
+
+
+def was_cleared(earlier: Sequence[str | None], try_number: int) -> bool | None:
+    """Whether a task instance was cleared, from the states its earlier tries ended in
+    (Airflow's task instance history): a try that ended up for retry was retried, one
+    that ended otherwise (success, skipped, failed) was cleared. None when it was re-run
+    but its history does not say how."""
+    if any(state != "up_for_retry" for state in earlier):
+        return True
+    if earlier or try_number <= 1:
+        return False
+    return None
 
 
 @dataclass(frozen=True)

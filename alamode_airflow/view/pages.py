@@ -205,10 +205,11 @@ def instance_page(
         + link(links.airflow_instance(dag_id, run_id, task), run_id)
         + f" &middot; try {esc(attempt.try_number)} &middot; {badge(attempt.state)}</p>"
     ]
-    if attempt.state == "skipped" and attempt.cleared:
+    if attempt.state == "skipped" and attempt.cleared is not False:
+        how = "was cleared" if attempt.cleared else "was re-run (cleared or retried)"
         parts.append(
             note(
-                f"<strong>{esc(CLEAR_RULE)}</strong><br>This instance was cleared and found its"
+                f"<strong>{esc(CLEAR_RULE)}</strong><br>This instance {how} and found its"
                 " output recorded, so it skipped again. " + offer
             )
         )

@@ -195,3 +195,25 @@ def test_a_rebuild_of_a_partitioned_task_names_the_interval_it_rebuilds():
     page = pages.confirm_page(LINKS, "collage", ["raw"], 2, "token", per_interval)
     assert "the interval <strong>2026-01-04T00:00:00+00:00 to 2026-01-05T00:00:00+00:00" in page
     assert "raw is partitioned" in page
+
+
+def test_an_automatic_retry_is_not_called_a_clear(collage, store):
+    """Airflow keeps each earlier try in its history: one that ended up for retry was
+    retried, one that ended otherwise was cleared; with no history, say "re-run"."""
+    from alamode_airflow.view.facts import was_cleared
+
+    assert was_cleared(["success"], 2) is True
+    assert was_cleared(["up_for_retry", "skipped"], 3) is True
+    assert was_cleared(["up_for_retry"], 2) is False
+    assert was_cleared([], 1) is False
+    assert was_cleared([], 2) is None
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "2026-01-01")
+    shown = {}
+    for cleared in (True, False, None):
+        attempt = Attempt("skipped", 2, None, cleared, None)
+        found = instance_facts(pipeline, store, "blur", "run", "collage", attempt)
+        shown[cleared] = pages.instance_page(LINKS, "collage", "run", attempt, found)
+    assert "This instance was cleared" in shown[True]
+    assert pages.CLEAR_RULE not in shown[False]
+    assert "was re-run (cleared or retried)" in shown[None]
