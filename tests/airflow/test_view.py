@@ -282,3 +282,23 @@ def test_malformed_parameters_get_the_pages_own_400(served):
         assert name in response.text
     absent = get(served, f"/alamode/outputs/{'0' * len(report)}")
     assert absent.status_code == 404  # as for an output of a DAG the user may not read
+
+
+def test_an_old_runs_instance_shows_the_output_that_run_used(served):
+    """The file changes after the runs: an earlier run's page still shows the output
+    its DAG version had (its task's outlet), and says the file gives another now."""
+    path = served["home"].dags / "prov.alamode"
+    original = path.read_bytes()
+    changed = pipeline(served["executed"])
+    changed.report.spec["sha"] = "changed"
+    changed.save(path)
+    try:
+        url = f"/alamode/dags/prov/runs/{quoted(served['first'])}/tasks/report"
+        page = get(served, url, user="viewer").text
+    finally:
+        path.write_bytes(original)
+    assert served["pipeline"]["report"].output in page
+    assert "<h2>Computed</h2>" in page
+    assert "none for this instance" not in page
+    assert "the DAG's file has changed since" in page
+    assert load(changed.bencode())["report"].output[:12] in page
