@@ -156,6 +156,10 @@ def test_the_pages_read_an_object_store(collage, server, monkeypatch):
     assert found.location.startswith("s3://")
     assert f"alamode-outputs/view/objects/{found.output_id}/0/" in found.location
     assert found.location in pages.instance_page(LINKS, "collage", "run", attempt, found)
+    collage.blur.spec["sha"] = "new"  # its newest records are found from the listing
+    changed = {row.status.task: row for row in dag_rows(load(collage.bencode()), store, "collage")}
+    assert changed["blur"].explanation.reasons() == ["spec sha: '6f09d' -> 'new'"]
+    assert changed["blur"].explanation.nearest.run_id == "2026-01-01"
 
 
 def test_pages_load_nothing_and_their_links_stay_in_the_frame(collage, store):
