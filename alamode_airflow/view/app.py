@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from a_la_mode import AlamodeError
 from alamode_airflow.store import OutputStore, check_output_id
-from alamode_airflow.view import facts, guard, pages, pictures, queries
+from alamode_airflow.view import facts, forms, guard, pages, pictures, queries
 from alamode_airflow.view.html import HEADERS
 from alamode_airflow.view.source import NotOurs, dag_source, serialized_outputs, task_names
 
@@ -287,13 +287,13 @@ def rebuild_form(dag_id: str, request: Request, session: SessionDep, user: GetUs
         return html(pages.message_page("cannot rebuild", str(exc)), 400)
     token = guard.make_token(user.get_id(), dag_id)
     computed = _downstream(dag, asked)
-    page = pages.confirm_page(
+    page = forms.confirm_page(
         links(request), dag_id, tasks, len(computed), token, _per_interval(dag, computed)
     )
     return html(page)
 
 
-def _per_interval(dag: Any, computed: set[str]) -> pages.PerInterval | None:
+def _per_interval(dag: Any, computed: set[str]) -> forms.PerInterval | None:
     """Which of the ``computed`` tasks are partitioned, and the interval a run
     triggered now rebuilds for them."""
     from a_la_mode.partitions import partitioned
@@ -303,7 +303,7 @@ def _per_interval(dag: Any, computed: set[str]) -> pages.PerInterval | None:
         tasks = sorted(computed & set(partitioned(dag_source(dag).pipeline)))
     except (NotOurs, AlamodeError):
         return None
-    return pages.PerInterval(tasks, rebuild_interval(dag.timetable)) if tasks else None
+    return forms.PerInterval(tasks, rebuild_interval(dag.timetable)) if tasks else None
 
 
 @router.post(
@@ -336,7 +336,7 @@ def _trigger(request: Request, dag_id: str, tasks: list[str], user) -> HTMLRespo
         run_id, paused = trigger_rebuild(request.app.state.dag_bag, dag_id, tasks, user, _asked)
     except AlamodeError as exc:
         return html(pages.message_page("cannot rebuild", str(exc)), 400)
-    return html(pages.triggered_page(links(request), dag_id, run_id, tasks, paused), 201)
+    return html(forms.triggered_page(links(request), dag_id, run_id, tasks, paused), 201)
 
 
 def _asked(dag: Any, tasks: list[str]) -> frozenset[str]:

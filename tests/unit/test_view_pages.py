@@ -13,7 +13,7 @@ from a_la_mode import load
 from alamode_airflow.history import explain
 from alamode_airflow.manifests import manifest
 from alamode_airflow.store import OutputStore
-from alamode_airflow.view import pages
+from alamode_airflow.view import forms, pages
 from alamode_airflow.view.facts import Attempt, dag_rows, instance_facts
 from tests.unit.storefill import produce
 
@@ -174,8 +174,8 @@ def test_pages_load_nothing_and_their_links_stay_in_the_frame(collage, store):
     shown = [
         pages.dag_page(LINKS, "collage", dag_rows(pipeline, store, "collage"), run=("run", {})),
         pages.instance_page(LINKS, "collage", "run", attempt, found),
-        pages.triggered_page(LINKS, "collage", "run", ["blur"], paused=True),
-        pages.confirm_page(LINKS, "collage", ["blur"], 2, "token"),
+        forms.triggered_page(LINKS, "collage", "run", ["blur"], paused=True),
+        forms.confirm_page(LINKS, "collage", ["blur"], 2, "token"),
     ]
     for page in shown:
         assert "target=" not in page
@@ -195,8 +195,8 @@ def test_a_rebuild_of_a_partitioned_task_names_the_interval_it_rebuilds():
     daily = CronDataIntervalTimetable("@daily", UTC)
     interval = rebuild_interval(daily, datetime(2026, 1, 5, 10, tzinfo=UTC))
     assert interval == (datetime(2026, 1, 4, tzinfo=UTC), datetime(2026, 1, 5, tzinfo=UTC))
-    per_interval = pages.PerInterval(["raw"], interval)
-    page = pages.confirm_page(LINKS, "collage", ["raw"], 2, "token", per_interval)
+    per_interval = forms.PerInterval(["raw"], interval)
+    page = forms.confirm_page(LINKS, "collage", ["raw"], 2, "token", per_interval)
     assert "the interval <strong>2026-01-04T00:00:00+00:00 to 2026-01-05T00:00:00+00:00" in page
     assert "raw is partitioned" in page
 
