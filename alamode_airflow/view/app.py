@@ -4,9 +4,12 @@ Every route is behind Airflow's own authentication and authorization
 (``airflow.api_fastapi.core_api.security``): the user comes from the request's
 ``Authorization: Bearer`` token, else from the ``_token`` cookie Airflow's UI sets,
 and a request with neither is answered 401 with no data. A DAG's pages need read
-access to that DAG (its task instances, for an instance's page); an output's page needs
-read access to the DAG that produced it, and leaves out the details of ancestors from
-DAGs the user may not read; a rebuild needs the right to create runs of the DAG, the
+access to that DAG (its task instances, for an instance's page; its runs and task
+instances, for a run's states), and detail another DAG's records only for a user who may
+read that DAG. An output's page needs read access to the DAG that produced it, checked
+on its record before its lineage is walked (an output the user may not read and one that
+does not exist are the same 404), and leaves out the details of ancestors from DAGs the
+user may not read. A rebuild needs the right to create runs of the DAG, the
 same check as Airflow's own trigger endpoint, and passes ``guard``'s cross-site checks.
 
 Routes are plain functions: FastAPI runs them in its thread pool, so a walk of the
