@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -46,10 +47,15 @@ def make_token(user: str, dag_id: str, now: float | None = None) -> str:
     return f"{issued}.{_mac(user, dag_id, issued)}"
 
 
+#: A token as ``make_token`` writes it: ASCII only (``compare_digest`` refuses other
+#: strings with a TypeError, and ``int`` raises on Unicode digits ``isdigit`` accepts).
+TOKEN = re.compile(r"[0-9]{1,12}\.[0-9a-f]{64}", re.ASCII)
+
+
 def token_ok(token: str, user: str, dag_id: str, now: float | None = None) -> bool:
-    issued, _, mac = (token or "").partition(".")
-    if not issued.isdigit():
+    if TOKEN.fullmatch(token or "") is None:
         return False
+    issued, _, mac = token.partition(".")
     age = (time.time() if now is None else now) - int(issued)
     if not 0 <= age <= TOKEN_SECONDS:
         return False

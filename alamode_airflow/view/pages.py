@@ -1,13 +1,14 @@
 """The provenance pages as HTML: pure renderers of what ``facts`` gathered.
 
 Links: ``Links.root`` is where this app is mounted (``/alamode`` under Airflow's base
-path) and ``Links.base`` Airflow's own base path; links to Airflow's pages open in the
-whole window, since these pages are shown in an iframe of Airflow's UI.
+path) and ``Links.base`` Airflow's own base path. Every link opens in the frame the
+page is in: Airflow's UI shows these pages in a sandboxed iframe, which may not navigate
+the whole window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,6 @@ from alamode_airflow.history import Verdict
 from alamode_airflow.view.facts import Attempt, InstanceFacts, TaskRow
 from alamode_airflow.view.html import (
     STATE_COLOURS,
-    attr,
     badge,
     esc,
     facts,
@@ -59,15 +59,28 @@ class Links:
         return self.base + path("dags", dag_id, "runs", run_id, "tasks", task)
 
 
-def produced(links: Links, record: Any) -> str:
-    """Which run produced a record, and when, linked to that run in Airflow."""
+#: What a page says of a record of a DAG the user may not read (as the lineage does).
+ANOTHER_DAG = '<span class="muted">(another DAG)</span>'
+
+
+def shown(record: Any, readable: Collection[str] | None) -> bool:
+    """Whether a page may detail ``record``: its DAG is one the user may read (``readable``;
+    None when the caller checked every DAG the page names)."""
+    return record is not None and (readable is None or record.dag_id in readable)
+
+
+def produced(links: Links, record: Any, readable: Collection[str] | None = None) -> str:
+    """Which run produced a record, and when, linked to that run in Airflow; only
+    "(another DAG)" for a record of a DAG the user may not read."""
     if record is None:
         return '<span class="muted">-</span>'
-    run = link(links.airflow_run(record.dag_id, record.run_id), record.run_id, top=True)
+    if not shown(record, readable):
+        return ANOTHER_DAG
+    run = link(links.airflow_run(record.dag_id, record.run_id), record.run_id)
     return f"{run}<br><span class=muted>{esc(record.dag_id)} &middot; {esc(record.end)}</span>"
 
 
-def reasons_html(explanation: Any) -> str:
+def reasons_html(explanation: Any, readable: Collection[str] | None = None) -> str:
     """What the next run does with the output, and why (``alamode explain``)."""
     verdict = explanation.verdict
     if verdict is Verdict.UP_TO_DATE:
@@ -79,13 +92,14 @@ def reasons_html(explanation: Any) -> str:
         return "runs: never built" + extra
     head = "runs as a new generation: stale" if verdict is Verdict.STALE else "runs: changed"
     nearest = explanation.nearest
-    if verdict is Verdict.CHANGED and nearest is not None:
+    if verdict is Verdict.CHANGED and shown(nearest, readable):
         head += f" since {esc(short(nearest.output_id))} (run {esc(nearest.run_id)})"
     lines = "".join(f"<li>{esc(line)}</li>" for line in explanation.reasons())
-    return head + (f'<ul class="reasons">{lines}</ul>' if lines else "")
+    more = f"<br><span class=muted>{esc(explanation.note)}</span>" if explanation.note else ""
+    return head + (f'<ul class="reasons">{lines}</ul>' if lines else "") + more
 
 
-def _state(row: TaskRow) -> str:
+def _state(row: TaskRow, readable: Collection[str] | None) -> str:
     status = row.status
     text = badge(status.state)
     if status.generation:
@@ -95,17 +109,25 @@ def _state(row: TaskRow) -> str:
     elif status.reason:
         text += f"<br><span class=muted>{esc(status.reason)}</span>"
     if status.intervals:
-        text += _intervals(status.intervals)
+        text += _intervals(status.intervals, readable)
     return text
 
 
-def _intervals(records: Sequence[Any]) -> str:
+#: The most intervals a partitioned task's row lists (the newest; the count is all).
+INTERVALS_SHOWN = 50
+
+
+def _intervals(records: Sequence[Any], readable: Collection[str] | None) -> str:
+    newest = sorted(records, key=lambda r: r.interval or ("", ""), reverse=True)
     items = "".join(
         f"<li>{esc(' to '.join(r.interval or ('?', '?')))}: {esc(short(r.output_id))}"
-        f" ({esc(r.run_id)})</li>"
-        for r in records
+        + (f" ({esc(r.run_id)})" if shown(r, readable) else f" {ANOTHER_DAG}")
+        + "</li>"
+        for r in newest[:INTERVALS_SHOWN]
     )
     count = f"{len(records)} interval{'' if len(records) == 1 else 's'} done"
+    if len(records) > INTERVALS_SHOWN:
+        count += f", the newest {INTERVALS_SHOWN} listed"
     return f"<details><summary>{count}</summary><ul>{items}</ul></details>"
 
 
@@ -117,10 +139,12 @@ def dag_page(
     drift: str = "",
     run: tuple[str, dict[str, str | None]] | None = None,
     may_rebuild: bool = True,
+    readable: Collection[str] | None = None,
 ) -> str:
     """Every task's output; with ``run`` (its id and its task instances' states), each
     task's state in that run and a link to its instance page. ``may_rebuild``: the user
-    may trigger the DAG, so each task has a Rebuild link."""
+    may trigger the DAG, so each task has a Rebuild link. Records of DAGs not in
+    ``readable`` (an output this DAG shares with another) are not detailed."""
     head = ["task", "output", "state", "produced by", "next run"]
     if run is not None:
         head.append(f"in run {run[0]}")
@@ -131,9 +155,9 @@ def dag_page(
         cells = [
             f"<code>{esc(status.task)}</code>",
             f"<code>{output}</code>",
-            _state(row),
-            produced(links, status.record),
-            reasons_html(row.explanation)
+            _state(row, readable),
+            produced(links, status.record, readable),
+            reasons_html(row.explanation, readable)
             + (
                 f"<br>{link(links.rebuild(dag_id, [status.task]), 'Rebuild...')}"
                 if may_rebuild
@@ -164,9 +188,11 @@ def instance_page(
     attempt: Attempt,
     found: InstanceFacts,
     may_rebuild: bool = True,
+    readable: Collection[str] | None = None,
 ) -> str:
     """One task instance: the record that made it skip, or what it committed and read;
-    ``may_rebuild``: the user may trigger the DAG (else no Rebuild link)."""
+    ``may_rebuild``: the user may trigger the DAG (else no Rebuild link). A record of a
+    DAG not in ``readable`` is named as "(another DAG)", without its details."""
     task, record = found.task, found.record
     offer = (
         link(links.rebuild(dag_id, [task]), f"Rebuild {task}...")
@@ -175,13 +201,14 @@ def instance_page(
     )
     parts = [
         f"<h1>{esc(task)}</h1><p class=muted>run "
-        + link(links.airflow_instance(dag_id, run_id, task), run_id, top=True)
+        + link(links.airflow_instance(dag_id, run_id, task), run_id)
         + f" &middot; try {esc(attempt.try_number)} &middot; {badge(attempt.state)}</p>"
     ]
-    if attempt.state == "skipped" and attempt.cleared:
+    if attempt.state == "skipped" and attempt.cleared is not False:
+        how = "was cleared" if attempt.cleared else "was re-run (cleared or retried)"
         parts.append(
             note(
-                f"<strong>{esc(CLEAR_RULE)}</strong><br>This instance was cleared and found its"
+                f"<strong>{esc(CLEAR_RULE)}</strong><br>This instance {how} and found its"
                 " output recorded, so it skipped again. " + offer
             )
         )
@@ -191,23 +218,32 @@ def instance_page(
         parts.append("<h2>Computed</h2>")
     else:
         parts.append(f"<h2>Not finished or not computed ({esc(attempt.state or 'none')})</h2>")
-    parts.append(_record_facts(links, found))
-    if record is not None and record.inputs:
-        parts.append("<h2>Read</h2>" + _inputs(links, record))
-    if found.current is not None and record is None:
+    if found.file_now is not None:
         parts.append(
             note(
-                "The output is recorded: "
-                + link(links.output(found.output_id), f"generation {found.current.generation}")
-                + f" by run {esc(found.current.run_id)} of {esc(found.current.dag_id)}."
+                "This run used output <code>"
+                + link(links.output(found.output_id), short(found.output_id))
+                + "</code>; the DAG's file has changed since and gives the task <code>"
+                + link(links.output(found.file_now), short(found.file_now))
+                + "</code> now."
             )
         )
-    if found.current is not None and record is not None and found.current != record:
+    parts.append(_record_facts(links, found, readable))
+    if shown(record, readable) and record.inputs:
+        parts.append("<h2>Read</h2>" + _inputs(links, record))
+    current = found.current
+    if current is not None and (record is None or current != record):
+        newer = "recorded" if record is None else "has a newer generation now"
+        by = (
+            f" by run {esc(current.run_id)} of {esc(current.dag_id)}."
+            if shown(current, readable)
+            else f" by {ANOTHER_DAG}."
+        )
         parts.append(
             note(
-                "The output has a newer generation now: "
-                + link(links.output(found.output_id), f"generation {found.current.generation}")
-                + f" by run {esc(found.current.run_id)}."
+                f"The output {newer}: "
+                + link(links.output(found.output_id), f"generation {current.generation}")
+                + by
             )
         )
     if record is not None and may_rebuild:
@@ -215,7 +251,7 @@ def instance_page(
     return page(f"{task} in {run_id}", "".join(parts))
 
 
-def _record_facts(links: Links, found: InstanceFacts) -> str:
+def _record_facts(links: Links, found: InstanceFacts, readable: Collection[str] | None) -> str:
     record = found.record
     oid = found.output_id
     pairs = [("output", f"<code>{link(links.output(oid), oid)}</code>")]
@@ -223,6 +259,8 @@ def _record_facts(links: Links, found: InstanceFacts) -> str:
         pairs.append(("record", '<span class="muted">none for this instance</span>'))
         return facts(pairs)
     generation = link(links.output(oid, record.generation), str(record.generation))
+    if not shown(record, readable):
+        return facts([*pairs, ("produced by", ANOTHER_DAG), ("generation", generation)])
     pairs += [
         ("produced by", produced(links, record)),
         ("task", f"<code>{esc(record.task)}</code> (try {esc(record.try_number)})"),
@@ -256,6 +294,7 @@ def output_page(
     *,
     verified: bool,
     hidden: int = 0,
+    refused: str = "",
 ) -> str:
     """An output's lineage: the picture, then one row per distinct ancestor."""
     rows = []
@@ -284,6 +323,8 @@ def output_page(
             if bad
             else f"<p>verify: all {len(nodes)} outputs match their IDs and manifests</p>"
         )
+    elif refused:
+        verdict = note(esc(refused))
     else:
         verdict = (
             f"<p>{link(links.output(output_id, verify=True), 'Verify')} (re-hash every file)</p>"
@@ -296,33 +337,6 @@ def output_page(
         f'<div style="overflow:auto">{svg}</div>'
         + (hid if hidden else "")
         + table(["task", "output", "generation", "produced by", "check"], rows),
-    )
-
-
-def confirm_page(links: Links, dag_id: str, tasks: Sequence[str], rebuilt: int, token: str) -> str:
-    """The rebuild confirmation form (POSTed to the same URL)."""
-    names = ", ".join(tasks)
-    hidden = "".join(f'<input type="hidden" name="task" value="{attr(t)}">' for t in tasks)
-    return page(
-        f"rebuild {names}?",
-        f"<h1>Rebuild {esc(names)} of {esc(dag_id)}?</h1>"
-        f"<p>A new run computes {esc(names)} again, and everything downstream of it"
-        f" ({rebuilt} tasks in all), as new generations beside the recorded ones: nothing"
-        " recorded is deleted or overwritten, and readers get the new generation.</p>"
-        f'<form method="post" action="{attr(links.root + path("dags", dag_id, "rebuild"))}">'
-        f'{hidden}<input type="hidden" name="csrf" value="{attr(token)}">'
-        "<button type=submit>Trigger the rebuild run</button></form>",
-    )
-
-
-def triggered_page(links: Links, dag_id: str, run_id: str, tasks: Sequence[str], paused: bool):
-    wait = note("The DAG is paused: the run starts once it is unpaused.") if paused else ""
-    return page(
-        "rebuild triggered",
-        "<h1>Rebuild run created</h1><p>Run "
-        + link(links.airflow_run(dag_id, run_id), run_id, top=True)
-        + f" of {esc(dag_id)} rebuilds {esc(', '.join(tasks))}.</p>"
-        + wait,
     )
 
 

@@ -6,8 +6,9 @@ outlet Asset ``x-alamode://outputs/<id>``, its output ID; but not its spec, whic
 ``explain`` compares with earlier records, nor which tasks are partitioned. So the
 pipeline is read from its encoded file, found from the serialized DAG: the factory's
 docs name it ("Built by alamode-airflow from `NAME.alamode`"), and it lies beside the
-DAG's Python file (its generated module) or under that file's folder (the folder
-loader; the first file in path order that declares the dag_id, as the loader decides).
+DAG's Python file (its generated module) or under the dags folder (the folder loader;
+the first file in path order that declares the dag_id, as the loader decides). Only
+files under the api-server's ``[core] dags_folder`` are read, whatever ``fileloc`` says.
 Every Airflow service of a deployment mounts the dags folder (docker-compose.yaml), the
 api-server included.
 
@@ -55,23 +56,68 @@ def encoded_name(dag: Any) -> str:
     return match.group(1)
 
 
-def find_file(dag: Any) -> Path:
-    """The encoded file ``dag`` (a serialized DAG) was built from."""
-    from alamode_airflow.loader import dags_root, declared_dag_id, find_files
+#: (dag_id, fileloc) -> the encoded file found for it and its (mtime, size) then: a page
+#: shown again stats that file instead of walking the dags folder.
+_FOUND: dict[tuple[str, str], tuple[Path, tuple[int, int]]] = {}
+_FOUND_MAX = 4096
 
-    name = encoded_name(dag)
-    module = Path(dag.fileloc)
-    beside = Path(os.path.realpath(module.parent)) / name
-    if beside.is_file() and declared_dag_id(beside) == dag.dag_id:
+
+def find_file(dag: Any) -> Path:
+    """The encoded file ``dag`` (a serialized DAG) was built from, under the dags folder
+    and nowhere else: ``fileloc`` comes from the database, so a path it leads to (or a
+    link under it leads to) outside the folder is refused, never read or walked."""
+    key = (dag.dag_id, str(dag.fileloc))
+    cached = _FOUND.get(key)
+    if cached is not None and _signature(cached[0]) == cached[1]:
+        return cached[0]
+    path = _search(dag)
+    if len(_FOUND) >= _FOUND_MAX:
+        _FOUND.clear()
+    _FOUND[key] = (path, _signature(path))
+    return path
+
+
+def dags_folder() -> Path:
+    from alamode_airflow._compat import conf
+
+    configured = conf.get("core", "dags_folder", fallback="") or ""
+    if not configured:
+        raise NotOurs("[core] dags_folder is not set on this api-server")
+    return Path(os.path.realpath(configured))
+
+
+def _search(dag: Any) -> Path:
+    from alamode_airflow.loader import declared_dag_id, find_files
+
+    name, root = encoded_name(dag), dags_folder()
+    module = Path(os.path.realpath(Path(dag.fileloc).parent))
+    if not module.is_relative_to(root):
+        raise NotOurs(f"DAG {dag.dag_id!r} was not parsed from the dags folder {root}")
+    beside = _inside(module / name, root)
+    if beside is not None and declared_dag_id(beside) == dag.dag_id:
         return beside
-    if module.parent.is_dir():
-        for path in find_files(dags_root(Path(os.path.realpath(module.parent)))):
-            if path.name == name and declared_dag_id(path) == dag.dag_id:
-                return path
+    for found in find_files(root):
+        path = _inside(found, root)
+        if path is not None and path.name == name and declared_dag_id(path) == dag.dag_id:
+            return path
     raise NotOurs(
         f"the encoded file {name} of DAG {dag.dag_id!r} is not readable on this api-server "
-        f"(looked beside {module}); mount the dags folder here as on the other services"
+        f"(looked in {root}); mount the dags folder here as on the other services"
     )
+
+
+def _inside(path: Path, root: Path) -> Path | None:
+    """``path`` resolved, if it is a file under ``root``."""
+    real = Path(os.path.realpath(path))
+    return real if real.is_relative_to(root) and real.is_file() else None
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def dag_source(dag: Any) -> DagSource:

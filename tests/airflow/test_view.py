@@ -130,6 +130,9 @@ def test_the_uis_cookie_is_enough(served):
 def test_the_dag_page_shows_each_output_and_the_next_run(served):
     response = get(served, "/alamode/dags/prov", user="viewer")
     assert response.status_code == 200
+    for sent in (response, get(served, "/alamode/dags/absent")):  # a page, a refusal
+        assert "frame-ancestors 'self'" in sent.headers["Content-Security-Policy"]
+        assert sent.headers["X-Frame-Options"] == "SAMEORIGIN"
     page = response.text
     assert "4 of 4 outputs done" in page
     assert page.count("skipped: up to date") == 4
@@ -245,3 +248,57 @@ def test_a_dag_built_by_its_own_module_and_a_file_changed_since_its_parse(served
     page = get(served, "/alamode/dags/solo", user="viewer").text
     assert "the encoded file changed since Airflow last parsed this DAG (1 tasks" in page
     assert load(changed.bencode())["only"].output[:12] in page  # the file is shown
+
+
+def test_a_rebuild_is_refused_as_airflows_trigger_refuses_it(served):
+    """A DAG that allows no manual runs gets no rebuild run: a page that says so, 400."""
+    home = served["home"]
+    runs = "select count(*) from dag_run where dag_id = 'solo'"
+    before = home.query(runs)
+    home.query("update dag set allowed_run_types = ? where dag_id = 'solo'", '["scheduled"]')
+    try:
+        form = get(served, "/alamode/dags/solo/rebuild?task=only")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        data = {"task": "only", "csrf": token}
+        refused = post(served, "/alamode/dags/solo/rebuild", data, Origin=served["url"])
+    finally:
+        home.query("update dag set allowed_run_types = NULL where dag_id = 'solo'")
+    assert refused.status_code == 400
+    assert "does not allow manual runs" in refused.text
+    assert home.query(runs) == before
+
+
+def test_malformed_parameters_get_the_pages_own_400(served):
+    report = served["pipeline"]["report"].output
+    instance = f"/alamode/dags/prov/runs/{quoted(served['second'])}/tasks/clean"
+    for path, name in (
+        (f"/alamode/outputs/{report}?generation=abc", "generation"),
+        (instance + "?map_index=--1", "map_index"),
+        (instance + "?map_index=%C2%B2", "map_index"),
+    ):
+        response = get(served, path)
+        assert response.status_code == 400, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert name in response.text
+    absent = get(served, f"/alamode/outputs/{'0' * len(report)}")
+    assert absent.status_code == 404  # as for an output of a DAG the user may not read
+
+
+def test_an_old_runs_instance_shows_the_output_that_run_used(served):
+    """The file changes after the runs: an earlier run's page still shows the output
+    its DAG version had (its task's outlet), and says the file gives another now."""
+    path = served["home"].dags / "prov.alamode"
+    original = path.read_bytes()
+    changed = pipeline(served["executed"])
+    changed.report.spec["sha"] = "changed"
+    changed.save(path)
+    try:
+        url = f"/alamode/dags/prov/runs/{quoted(served['first'])}/tasks/report"
+        page = get(served, url, user="viewer").text
+    finally:
+        path.write_bytes(original)
+    assert served["pipeline"]["report"].output in page
+    assert "<h2>Computed</h2>" in page
+    assert "none for this instance" not in page
+    assert "the DAG's file has changed since" in page
+    assert load(changed.bencode())["report"].output[:12] in page

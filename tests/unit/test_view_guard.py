@@ -1,8 +1,12 @@
-"""The rebuild form's cross-site checks: its token and the same-origin rule."""
+"""The rebuild form's cross-site checks: its token and the same-origin rule; and the
+pages' query parameters, which refuse malformed input instead of failing on it."""
 
 from __future__ import annotations
 
+import pytest
+
 from alamode_airflow.view.guard import TOKEN_SECONDS, make_token, same_origin, token_ok
+from alamode_airflow.view.queries import BadQuery, generation, map_index
 
 NOW = 1_800_000_000.0
 
@@ -35,3 +39,28 @@ def test_only_this_servers_pages_may_post():
     assert not same_origin({"sec-fetch-site": "same-site"}, own)
     assert same_origin({"sec-fetch-site": "same-origin"}, own)
     assert same_origin({}, own)  # a script with a token: no page involved
+
+
+def test_a_malformed_token_is_refused_not_an_error():
+    good = make_token("alice", "collage", now=NOW)
+    issued, mac = good.split(".")
+    for token in ("²00.x", f"{issued}.{mac[:-1]}é", f"\u0661{issued[1:]}.{mac}", "-1." + mac):
+        assert not token_ok(token, "alice", "collage", now=NOW), token
+
+
+def test_malformed_query_parameters_are_bad_queries():
+    assert [map_index(v) for v in (None, "", "{MAP_INDEX}", "-1", "0", "12")] == [
+        -1,
+        -1,
+        -1,
+        -1,
+        0,
+        12,
+    ]
+    assert [generation(v) for v in (None, "", "0", "3")] == [None, None, 0, 3]
+    for value in ("--1", "²", "1.5", "abc", "-2", "9" * 40):
+        with pytest.raises(BadQuery, match="map_index"):
+            map_index(value)
+    for value in ("abc", "-1", "²", " 1"):
+        with pytest.raises(BadQuery, match="generation"):
+            generation(value)

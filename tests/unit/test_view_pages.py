@@ -13,7 +13,7 @@ from a_la_mode import load
 from alamode_airflow.history import explain
 from alamode_airflow.manifests import manifest
 from alamode_airflow.store import OutputStore
-from alamode_airflow.view import pages
+from alamode_airflow.view import forms, pages
 from alamode_airflow.view.facts import Attempt, dag_rows, instance_facts
 from tests.unit.storefill import produce
 
@@ -156,3 +156,68 @@ def test_the_pages_read_an_object_store(collage, server, monkeypatch):
     assert found.location.startswith("s3://")
     assert f"alamode-outputs/view/objects/{found.output_id}/0/" in found.location
     assert found.location in pages.instance_page(LINKS, "collage", "run", attempt, found)
+    collage.blur.spec["sha"] = "new"  # its newest records are found from the listing
+    changed = {row.status.task: row for row in dag_rows(load(collage.bencode()), store, "collage")}
+    assert changed["blur"].explanation.reasons() == ["spec sha: '6f09d' -> 'new'"]
+    assert changed["blur"].explanation.nearest.run_id == "2026-01-01"
+
+
+def test_pages_load_nothing_and_their_links_stay_in_the_frame(collage, store):
+    """Airflow's sandboxed iframe blocks ``target="_top"``; the pages' policy allows no
+    script and nothing loaded from elsewhere, so every page must do without."""
+    from alamode_airflow.view.html import HEADERS
+
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "2026-01-01")
+    attempt = Attempt("skipped", 2, None, True, None)
+    found = instance_facts(pipeline, store, "blur", "run", "collage", attempt)
+    shown = [
+        pages.dag_page(LINKS, "collage", dag_rows(pipeline, store, "collage"), run=("run", {})),
+        pages.instance_page(LINKS, "collage", "run", attempt, found),
+        forms.triggered_page(LINKS, "collage", "run", ["blur"], paused=True),
+        forms.confirm_page(LINKS, "collage", ["blur"], 2, "token"),
+    ]
+    for page in shown:
+        assert "target=" not in page
+        assert "<script" not in page
+        assert "src=" not in page
+    assert "frame-ancestors 'self'" in HEADERS["Content-Security-Policy"]
+    assert HEADERS["X-Frame-Options"] == "SAMEORIGIN"
+
+
+def test_a_rebuild_of_a_partitioned_task_names_the_interval_it_rebuilds():
+    """A manual run at 10:00 of a daily DAG gets yesterday's interval, as Airflow's own
+    trigger endpoint infers it: the confirmation says so."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from alamode_airflow.view.trigger import rebuild_interval
+
+    daily = CronDataIntervalTimetable("@daily", UTC)
+    interval = rebuild_interval(daily, datetime(2026, 1, 5, 10, tzinfo=UTC))
+    assert interval == (datetime(2026, 1, 4, tzinfo=UTC), datetime(2026, 1, 5, tzinfo=UTC))
+    per_interval = forms.PerInterval(["raw"], interval)
+    page = forms.confirm_page(LINKS, "collage", ["raw"], 2, "token", per_interval)
+    assert "the interval <strong>2026-01-04T00:00:00+00:00 to 2026-01-05T00:00:00+00:00" in page
+    assert "raw is partitioned" in page
+
+
+def test_an_automatic_retry_is_not_called_a_clear(collage, store):
+    """Airflow keeps each earlier try in its history: one that ended up for retry was
+    retried, one that ended otherwise was cleared; with no history, say "re-run"."""
+    from alamode_airflow.view.facts import was_cleared
+
+    assert was_cleared(["success"], 2) is True
+    assert was_cleared(["up_for_retry", "skipped"], 3) is True
+    assert was_cleared(["up_for_retry"], 2) is False
+    assert was_cleared([], 1) is False
+    assert was_cleared([], 2) is None
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "2026-01-01")
+    shown = {}
+    for cleared in (True, False, None):
+        attempt = Attempt("skipped", 2, None, cleared, None)
+        found = instance_facts(pipeline, store, "blur", "run", "collage", attempt)
+        shown[cleared] = pages.instance_page(LINKS, "collage", "run", attempt, found)
+    assert "This instance was cleared" in shown[True]
+    assert pages.CLEAR_RULE not in shown[False]
+    assert "was re-run (cleared or retried)" in shown[None]
