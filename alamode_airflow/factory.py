@@ -50,25 +50,29 @@ REBUILD_DOC = (
 )
 
 
-def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -> DAG:
+def build_dag(
+    pipeline: Pipeline, path: Path, storage_root: str | None = None, *, templated: bool = True
+) -> DAG:
     """The Airflow DAG for ``pipeline`` read from ``path``.
 
     A plan task runs first and skips every task whose output is already recorded;
     every other task runs when none of its upstream tasks failed (a skipped upstream
-    means its output exists)."""
+    means its output exists). Tasks with the same Airflow arguments are copies of the
+    first one built with them (``AlamodeOperator.copy_for``); ``templated=False``
+    builds each (what the copies must equal)."""
     # Everything made here stays alive (the DAG holds it), yet its many objects would
     # set off collections that walk them all again and again: thousands of operators
     # cost several full collections. The loader of the file does the same (``load``).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _build(pipeline, path, storage_root)
+        return _build(pipeline, path, storage_root, templated)
     finally:
         if collecting:
             gc.enable()
 
 
-def _build(pipeline: Pipeline, path: Path, storage_root: str | None) -> DAG:
+def _build(pipeline: Pipeline, path: Path, storage_root: str | None, templated: bool) -> DAG:
     parts = partitioned(pipeline)
     dag_args = dag_settings(pipeline.meta, default_dag_id=path.stem, partitioned=bool(parts))
     report_unknown(str(path), dag_args)
@@ -90,6 +94,7 @@ def _build(pipeline: Pipeline, path: Path, storage_root: str | None) -> DAG:
     with _refused_by_airflow():
         dag = DAG(**kwargs)
     operators = {}
+    templates: list | None = [] if templated else None
     for task in pipeline:
         operators[task.name] = op = _operator(
             operator_class,
@@ -97,6 +102,7 @@ def _build(pipeline: Pipeline, path: Path, storage_root: str | None) -> DAG:
             dag,
             (base_cwd, storage_root),
             parts,
+            templates,
         )
         _depends(op, [operators[dep] for dep in task.inputs])
     # Every operator made takes a deep copy of the DAG's params (about 1 ms a task),
@@ -167,33 +173,44 @@ def _operator(
     dag: DAG,
     places: tuple[str, str | None],
     parts: frozenset[str],
+    templates: list[tuple[dict[str, Any], AlamodeCommandOperator]] | None = None,
 ) -> AlamodeCommandOperator:
+    """The operator of one task. With ``templates`` (the Airflow arguments of the
+    operators built so far, and one operator built with each), a task whose Airflow
+    arguments one of them has is a copy of that operator (``copy_for``), which costs a
+    fraction of building one; otherwise it is built, and becomes a template."""
     task, spec, operated = described
     base_cwd, storage_root = places
     if operator_class is not AlamodeCommandOperator and spec.image is None:
         raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
     arguments = dict(operated.arguments)
-    arguments["doc_md"] = "\n\n".join(filter(None, [arguments.get("doc_md"), _doc(task)]))
+    doc_md = "\n\n".join(filter(None, [arguments.pop("doc_md", None), _doc(task)]))
+    arguments["trigger_rule"] = TriggerRule.NONE_FAILED
+    own = {
+        "output_id": task.output,
+        "inputs": task.inputs,
+        "partitioned": task.name in parts,
+        "partitioned_inputs": frozenset(dep for dep in task.inputs if dep in parts),
+        "preimage_source": task.preimage,
+        "command": spec.command,
+        "image": spec.image,
+        "sha": spec.sha,
+        "cwd": _cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
+        "env": dict(spec.env),
+        "timeout_s": operated.command_timeout,
+        "storage_root": storage_root,
+    }
+    outlets = [output_asset(task.output)]
+    for shared, template in templates or ():
+        if shared == arguments:
+            return template.copy_for(task_id=task.name, doc_md=doc_md, outlets=outlets, **own)
     with _refused_by_airflow(task.name):
-        return operator_class(
-            task_id=task.name,
-            dag=dag,
-            trigger_rule=TriggerRule.NONE_FAILED,
-            output_id=task.output,
-            inputs=task.inputs,
-            partitioned=task.name in parts,
-            partitioned_inputs=frozenset(dep for dep in task.inputs if dep in parts),
-            preimage_source=task.preimage,
-            command=spec.command,
-            image=spec.image,
-            sha=spec.sha,
-            cwd=_cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
-            env=dict(spec.env),
-            timeout_s=operated.command_timeout,
-            storage_root=storage_root,
-            outlets=[output_asset(task.output)],
-            **arguments,
+        op = operator_class(
+            task_id=task.name, dag=dag, doc_md=doc_md, outlets=outlets, **own, **arguments
         )
+    if templates is not None:
+        templates.append((arguments, op))
+    return op
 
 
 def _cwd(base: str, value: Any, key: str) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping, MutableSequence, MutableSet
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from a_la_mode import AlamodeError
 from alamode_airflow._compat import AirflowSkipException, BaseOperator
@@ -67,21 +68,49 @@ class AlamodeOperator(BaseOperator):
         # none of these names has a converter, and nothing is tracked before the end of
         # __init__ (where Airflow reads the template fields).
         vars(self).update(
-            output_id=output_id,
-            inputs=dict(inputs),
-            # Bencoded only when a record is written, not on every DAG parse.
-            preimage_source=preimage_source,
-            partitioned=partitioned,
-            partitioned_inputs=frozenset(partitioned_inputs),
-            command=command,
-            image=image,
-            sha=sha,
-            storage_root=storage_root,
-            cwd=cwd,
-            # None, not {}, when empty: each template field set costs the serializer work.
-            env=dict(env) if env else None,
-            timeout_s=timeout_s,
+            _own(
+                output_id=output_id,
+                inputs=inputs,
+                preimage_source=preimage_source,
+                cwd=cwd,
+                partitioned=partitioned,
+                partitioned_inputs=partitioned_inputs,
+                command=command,
+                image=image,
+                sha=sha,
+                env=env,
+                timeout_s=timeout_s,
+                storage_root=storage_root,
+            )
         )
+
+    def copy_for(self, *, task_id: str, doc_md: str | None, outlets: list, **own: Any) -> Self:
+        """Another task of this operator's DAG, with the same Airflow arguments as this
+        one (trigger rule, retries, pool, ...) but its own ``task_id``, docs, outlets
+        and engine arguments (``output_id``, ``command``, ... as ``__init__`` takes
+        them): what ``__init__`` would build, without building it.
+
+        Building an operator runs Airflow's argument handling, defaults merging and
+        some sixty guarded attribute sets; a DAG file builds one per task. Tasks that
+        share their Airflow arguments share all that work, so each is this one's state
+        with what differs replaced: every mutable value (lists, dictionaries, sets) is
+        copied, the params deep-copied (as Airflow copies them for each task), and the
+        task added to the DAG (and its root task group) as ``__init__`` adds it.
+        ``tests/unit/test_factory.py`` checks that a DAG built so serializes exactly as
+        one built task by task."""
+        other = object.__new__(type(self))
+        state = {name: _copied(value) for name, value in vars(self).items()}
+        state["params"] = copy.deepcopy(self.params)
+        changed = {"task_id": task_id, "doc_md": doc_md, "outlets": list(outlets), **own}
+        init_kwargs = {**state["_BaseOperator__init_kwargs"], **changed}
+        state.update(changed)
+        state.update(_own(**own))
+        # Not yet in any DAG or group (add_task puts it in both), with no relatives.
+        state.update(task_group=None, _dag=None, upstream_task_ids=set())
+        state.update(downstream_task_ids=set(), _BaseOperator__init_kwargs=init_kwargs)
+        vars(other).update(state)
+        self.dag.add_task(other)
+        return other
 
     def execute(self, context: Any, presumed_dead: int | None = None) -> None:
         from alamode_airflow.links import pushes_link
@@ -305,6 +334,60 @@ class AlamodeOperator(BaseOperator):
         """Write the output into ``output``; ``inputs`` maps dependency names to the
         locations of their committed outputs."""
         raise NotImplementedError
+
+
+def _own(
+    *,
+    output_id: str,
+    inputs: Mapping[str, str],
+    preimage_source: Callable[[], bytes],
+    cwd: str,
+    partitioned: bool = False,
+    partitioned_inputs: frozenset[str] = frozenset(),
+    command: str = "",
+    image: str | None = None,
+    sha: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float | None = None,
+    storage_root: str | None = None,
+) -> dict[str, Any]:
+    """The engine's own attributes of an operator, from its arguments."""
+    return {
+        "output_id": output_id,
+        "inputs": dict(inputs),
+        # Bencoded only when a record is written, not on every DAG parse.
+        "preimage_source": preimage_source,
+        "partitioned": partitioned,
+        "partitioned_inputs": frozenset(partitioned_inputs),
+        "command": command,
+        "image": image,
+        "sha": sha,
+        "storage_root": storage_root,
+        "cwd": cwd,
+        # None, not {}, when empty: each template field set costs the serializer work.
+        "env": dict(env) if env else None,
+        "timeout_s": timeout_s,
+    }
+
+
+#: How to copy an attribute value of each type, None for a type whose values cannot
+#: change: an operator has some seventy attributes, so each type is asked once.
+_COPIERS: dict[type, Callable[[Any], Any] | None] = {
+    list: list.copy,
+    dict: dict.copy,
+    set: set.copy,
+}
+
+
+def _copied(value: Any) -> Any:
+    """``value`` for another operator: its own copy when it can change."""
+    kind = type(value)
+    try:
+        copier = _COPIERS[kind]
+    except KeyError:
+        changing = issubclass(kind, (MutableMapping, MutableSequence, MutableSet))
+        copier = _COPIERS[kind] = copy.copy if changing else None
+    return value if copier is None else copier(value)
 
 
 def _claimant(context: Any) -> Claimant:
