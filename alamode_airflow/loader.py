@@ -140,18 +140,18 @@ def declared_dag_id(path: Path) -> str | None:
     return dag_id if isinstance(dag_id, str) else None
 
 
-def first_claims(root: Path, files: list[str], until: str | None = None) -> dict[str, Path]:
+def first_claims(root: Path, files: list[str], until: str | None = None) -> dict[str, str]:
     """dag_id -> the first of ``files`` (the folder ``root``'s, in path order) that
     declares it; only the files before ``until`` are asked when it is given (what one
     file's parse needs). Unchanged files answer from the cache."""
     cache = ClaimsCache.configured(root)
-    first: dict[str, Path] = {}
+    first: dict[str, str] = {}
     for path in files:
         if path == until:
             break
         dag_id = cache.declared(path)
         if dag_id is not None and dag_id not in first:
-            first[dag_id] = Path(path)
+            first[dag_id] = path
     cache.save(files)
     return first
 
@@ -240,7 +240,7 @@ class ClaimsCache:
         }
 
 
-def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, Path]) -> DAG:
+def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, str]) -> DAG:
     """The DAG of ``path``; for a bad file, or one whose dag_id an earlier file
     declares, its broken DAG naming it by its path under ``root``."""
     shown = path.relative_to(root).as_posix()
@@ -250,7 +250,7 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, P
         exc.in_file(shown)
         log.error("alamode: %s", exc)
         return broken_dag(path, str(exc))
-    first = claims.get(dag.dag_id, path)
+    first = Path(claims.get(dag.dag_id, path))
     if first == path or first.samefile(path):
         return dag
     reason = (
