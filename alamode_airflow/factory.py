@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def build_dag(
     A plan task runs first and skips every task whose output is already recorded;
     every other task runs when none of its upstream tasks failed (a skipped upstream
     means its output exists). Tasks with the same Airflow arguments are copies of the
-    first one built with them (``AlamodeOperator.copy_for``); ``templated=False``
+    first one built with them (``AlamodeOperator.copier``); ``templated=False``
     builds each (what the copies must equal)."""
     # Everything made here stays alive (the DAG holds it), yet its many objects would
     # set off collections that walk them all again and again: thousands of operators
@@ -173,11 +173,11 @@ def _operator(
     dag: DAG,
     places: tuple[str, str | None],
     parts: frozenset[str],
-    templates: list[tuple[dict[str, Any], AlamodeCommandOperator]] | None = None,
+    templates: list[tuple[dict[str, Any], Callable[..., AlamodeCommandOperator]]] | None = None,
 ) -> AlamodeCommandOperator:
     """The operator of one task. With ``templates`` (the Airflow arguments of the
-    operators built so far, and one operator built with each), a task whose Airflow
-    arguments one of them has is a copy of that operator (``copy_for``), which costs a
+    operators built so far, and the ``copier`` of one operator built with each), a task
+    whose Airflow arguments one of them has is a copy of that operator, which costs a
     fraction of building one; otherwise it is built, and becomes a template."""
     task, spec, operated = described
     base_cwd, storage_root = places
@@ -201,15 +201,15 @@ def _operator(
         "storage_root": storage_root,
     }
     outlets = [output_asset(task.output)]
-    for shared, template in templates or ():
+    for shared, copy_for in templates or ():
         if shared == arguments:
-            return template.copy_for(task_id=task.name, doc_md=doc_md, outlets=outlets, **own)
+            return copy_for(task_id=task.name, doc_md=doc_md, outlets=outlets, **own)
     with _refused_by_airflow(task.name):
         op = operator_class(
             task_id=task.name, dag=dag, doc_md=doc_md, outlets=outlets, **own, **arguments
         )
     if templates is not None:
-        templates.append((arguments, op))
+        templates.append((arguments, op.copier()))
     return op
 
 

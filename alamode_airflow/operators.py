@@ -84,33 +84,46 @@ class AlamodeOperator(BaseOperator):
             )
         )
 
-    def copy_for(self, *, task_id: str, doc_md: str | None, outlets: list, **own: Any) -> Self:
-        """Another task of this operator's DAG, with the same Airflow arguments as this
-        one (trigger rule, retries, pool, ...) but its own ``task_id``, docs, outlets
-        and engine arguments (``output_id``, ``command``, ... as ``__init__`` takes
-        them): what ``__init__`` would build, without building it.
+    def copier(self) -> Callable[..., Self]:
+        """A function making other tasks of this operator's DAG, with the same Airflow
+        arguments as this one (trigger rule, retries, pool, ...) but their own
+        ``task_id``, ``doc_md``, ``outlets`` and engine arguments (``output_id``,
+        ``command``, ... as ``__init__`` takes them, as keywords): what ``__init__``
+        would build, without building it.
 
         Building an operator runs Airflow's argument handling, defaults merging and
         some sixty guarded attribute sets; a DAG file builds one per task. Tasks that
         share their Airflow arguments share all that work, so each is this one's state
-        with what differs replaced: every mutable value (lists, dictionaries, sets) is
-        copied, the params deep-copied (as Airflow copies them for each task), and the
-        task added to the DAG (and its root task group) as ``__init__`` adds it.
-        ``tests/unit/test_factory.py`` checks that a DAG built so serializes exactly as
-        one built task by task."""
-        other = object.__new__(type(self))
-        state = {name: _copied(value) for name, value in vars(self).items()}
-        state["params"] = copy.deepcopy(self.params)
-        changed = {"task_id": task_id, "doc_md": doc_md, "outlets": list(outlets), **own}
-        init_kwargs = {**state["_BaseOperator__init_kwargs"], **changed}
-        state.update(changed)
-        state.update(_own(**own))
-        # Not yet in any DAG or group (add_task puts it in both), with no relatives.
-        state.update(task_group=None, _dag=None, upstream_task_ids=set())
-        state.update(downstream_task_ids=set(), _BaseOperator__init_kwargs=init_kwargs)
-        vars(other).update(state)
-        self.dag.add_task(other)
-        return other
+        (as it is now) with what differs replaced: every value that can change (lists,
+        dictionaries, sets) is the task's own copy, the params are deep-copied (as
+        Airflow copies them for each task), and the task is added to the DAG (and its
+        root task group) as ``__init__`` adds it. ``tests/unit/test_factory.py`` checks
+        that a DAG built so serializes exactly as one built task by task."""
+        kind, dag, base = type(self), self.dag, dict(vars(self))
+        # Found once for all the copies: an operator has some seventy attributes.
+        changing = [
+            (name, copy_of)
+            for name, value in base.items()
+            if name not in _REPLACED and (copy_of := _copier(type(value))) is not None
+        ]
+
+        def copy_for(*, task_id: str, doc_md: str | None, outlets: list, **own: Any) -> Self:
+            state = base.copy()
+            for name, copy_of in changing:
+                state[name] = copy_of(state[name])
+            changed = {"task_id": task_id, "doc_md": doc_md, "outlets": list(outlets), **own}
+            state.update(changed)
+            state.update(_own(**own))
+            # Not yet in any DAG or group (add_task puts it in both), with no relatives.
+            state.update(task_group=None, _dag=None, upstream_task_ids=set())
+            state.update(downstream_task_ids=set(), params=copy.deepcopy(base["params"]))
+            state[_INIT_KWARGS] = {**base[_INIT_KWARGS], **changed}
+            other = object.__new__(kind)
+            vars(other).update(state)
+            dag.add_task(other)
+            return other
+
+        return copy_for
 
     def execute(self, context: Any, presumed_dead: int | None = None) -> None:
         from alamode_airflow.links import pushes_link
@@ -371,23 +384,29 @@ def _own(
 
 
 #: How to copy an attribute value of each type, None for a type whose values cannot
-#: change: an operator has some seventy attributes, so each type is asked once.
+#: change (each type is asked once).
 _COPIERS: dict[type, Callable[[Any], Any] | None] = {
     list: list.copy,
     dict: dict.copy,
     set: set.copy,
 }
+#: Where Airflow keeps the arguments an operator was built with.
+_INIT_KWARGS = "_BaseOperator__init_kwargs"
+#: Attributes ``copier`` makes anew for each copy rather than copying the template's.
+_REPLACED = frozenset(
+    {"params", "upstream_task_ids", "downstream_task_ids", "outlets", "inputs", "env"}
+    | {"task_group", "_dag", _INIT_KWARGS}
+)
 
 
-def _copied(value: Any) -> Any:
-    """``value`` for another operator: its own copy when it can change."""
-    kind = type(value)
+def _copier(kind: type) -> Callable[[Any], Any] | None:
+    """How to copy a value of type ``kind`` for another operator (None: no need)."""
     try:
-        copier = _COPIERS[kind]
+        return _COPIERS[kind]
     except KeyError:
         changing = issubclass(kind, (MutableMapping, MutableSequence, MutableSet))
-        copier = _COPIERS[kind] = copy.copy if changing else None
-    return value if copier is None else copier(value)
+        copy_of = _COPIERS[kind] = copy.copy if changing else None
+        return copy_of
 
 
 def _claimant(context: Any) -> Claimant:
