@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping, MutableSequence, MutableSet
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from alamode_airflow.operating import (
     spec_settings,
     task_settings,
 )
-from alamode_airflow.operators import AlamodeCommandOperator
+from alamode_airflow.operators import AlamodeCommandOperator, engine_attributes
 from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
 from alamode_airflow.spec import TaskSpec, task_spec
 
@@ -58,7 +59,7 @@ def build_dag(
     A plan task runs first and skips every task whose output is already recorded;
     every other task runs when none of its upstream tasks failed (a skipped upstream
     means its output exists). Tasks with the same Airflow arguments are copies of the
-    first one built with them (``AlamodeOperator.copier``); ``templated=False``
+    first one built with them (``copier``); ``templated=False``
     builds each (what the copies must equal)."""
     # Everything made here stays alive (the DAG holds it), yet its many objects would
     # set off collections that walk them all again and again: thousands of operators
@@ -209,8 +210,76 @@ def _operator(
             task_id=task.name, dag=dag, doc_md=doc_md, outlets=outlets, **own, **arguments
         )
     if templates is not None:
-        templates.append((arguments, op.copier()))
+        templates.append((arguments, copier(op)))
     return op
+
+
+def copier(template: AlamodeCommandOperator) -> Callable[..., AlamodeCommandOperator]:
+    """A function making other tasks of ``template``'s DAG, with the same Airflow
+    arguments as ``template`` (trigger rule, retries, pool, ...) but their own
+    ``task_id``, ``doc_md``, ``outlets`` and engine arguments (``output_id``,
+    ``command``, ... as the operator's ``__init__`` takes them, as keywords): what
+    ``__init__`` would build, without building it.
+
+    Building an operator runs Airflow's argument handling, defaults merging and some
+    sixty guarded attribute sets; a DAG file builds one per task. Tasks that share
+    their Airflow arguments share all that work, so each is the template's state (as it
+    is now) with what differs replaced: every value that can change (lists,
+    dictionaries, sets) is the task's own copy, the params are deep-copied (as Airflow
+    copies them for each task), and the task is added to the DAG (and its root task
+    group) as ``__init__`` adds it. ``tests/unit/test_factory.py`` checks that a DAG
+    built so serializes exactly as one built task by task."""
+    kind, dag, base = type(template), template.dag, dict(vars(template))
+    # Found once for all the copies: an operator has some seventy attributes.
+    changing = [
+        (name, copy_of)
+        for name, value in base.items()
+        if name not in _REPLACED and (copy_of := _copier(type(value))) is not None
+    ]
+
+    def copy_for(*, task_id: str, doc_md: str | None, outlets: list, **own: Any):
+        state = base.copy()
+        for name, copy_of in changing:
+            state[name] = copy_of(state[name])
+        changed = {"task_id": task_id, "doc_md": doc_md, "outlets": list(outlets), **own}
+        state.update(changed)
+        state.update(engine_attributes(**own))
+        # Not yet in any DAG or group (add_task puts it in both), with no relatives.
+        state.update(task_group=None, _dag=None, upstream_task_ids=set())
+        state.update(downstream_task_ids=set(), params=copy.deepcopy(base["params"]))
+        state[_INIT_KWARGS] = {**base[_INIT_KWARGS], **changed}
+        other = object.__new__(kind)
+        vars(other).update(state)
+        dag.add_task(other)
+        return other
+
+    return copy_for
+
+
+#: How to copy an attribute value of each type, None for a type whose values cannot
+#: change (each type is asked once).
+_COPIERS: dict[type, Callable[[Any], Any] | None] = {
+    list: list.copy,
+    dict: dict.copy,
+    set: set.copy,
+}
+#: Where Airflow keeps the arguments an operator was built with.
+_INIT_KWARGS = "_BaseOperator__init_kwargs"
+#: Attributes ``copier`` makes anew for each copy rather than copying the template's.
+_REPLACED = frozenset(
+    {"params", "upstream_task_ids", "downstream_task_ids", "outlets", "inputs", "env"}
+    | {"task_group", "_dag", _INIT_KWARGS}
+)
+
+
+def _copier(kind: type) -> Callable[[Any], Any] | None:
+    """How to copy a value of type ``kind`` for another operator (None: no need)."""
+    try:
+        return _COPIERS[kind]
+    except KeyError:
+        changing = issubclass(kind, (MutableMapping, MutableSequence, MutableSet))
+        copy_of = _COPIERS[kind] = copy.copy if changing else None
+        return copy_of
 
 
 def _cwd(base: str, value: Any, key: str) -> str:

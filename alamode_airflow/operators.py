@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import socket
-from collections.abc import Callable, Mapping, MutableMapping, MutableSequence, MutableSet
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from a_la_mode import AlamodeError
 from alamode_airflow._compat import AirflowSkipException, BaseOperator
@@ -68,7 +67,7 @@ class AlamodeOperator(BaseOperator):
         # none of these names has a converter, and nothing is tracked before the end of
         # __init__ (where Airflow reads the template fields).
         vars(self).update(
-            _own(
+            engine_attributes(
                 output_id=output_id,
                 inputs=inputs,
                 preimage_source=preimage_source,
@@ -83,47 +82,6 @@ class AlamodeOperator(BaseOperator):
                 storage_root=storage_root,
             )
         )
-
-    def copier(self) -> Callable[..., Self]:
-        """A function making other tasks of this operator's DAG, with the same Airflow
-        arguments as this one (trigger rule, retries, pool, ...) but their own
-        ``task_id``, ``doc_md``, ``outlets`` and engine arguments (``output_id``,
-        ``command``, ... as ``__init__`` takes them, as keywords): what ``__init__``
-        would build, without building it.
-
-        Building an operator runs Airflow's argument handling, defaults merging and
-        some sixty guarded attribute sets; a DAG file builds one per task. Tasks that
-        share their Airflow arguments share all that work, so each is this one's state
-        (as it is now) with what differs replaced: every value that can change (lists,
-        dictionaries, sets) is the task's own copy, the params are deep-copied (as
-        Airflow copies them for each task), and the task is added to the DAG (and its
-        root task group) as ``__init__`` adds it. ``tests/unit/test_factory.py`` checks
-        that a DAG built so serializes exactly as one built task by task."""
-        kind, dag, base = type(self), self.dag, dict(vars(self))
-        # Found once for all the copies: an operator has some seventy attributes.
-        changing = [
-            (name, copy_of)
-            for name, value in base.items()
-            if name not in _REPLACED and (copy_of := _copier(type(value))) is not None
-        ]
-
-        def copy_for(*, task_id: str, doc_md: str | None, outlets: list, **own: Any) -> Self:
-            state = base.copy()
-            for name, copy_of in changing:
-                state[name] = copy_of(state[name])
-            changed = {"task_id": task_id, "doc_md": doc_md, "outlets": list(outlets), **own}
-            state.update(changed)
-            state.update(_own(**own))
-            # Not yet in any DAG or group (add_task puts it in both), with no relatives.
-            state.update(task_group=None, _dag=None, upstream_task_ids=set())
-            state.update(downstream_task_ids=set(), params=copy.deepcopy(base["params"]))
-            state[_INIT_KWARGS] = {**base[_INIT_KWARGS], **changed}
-            other = object.__new__(kind)
-            vars(other).update(state)
-            dag.add_task(other)
-            return other
-
-        return copy_for
 
     def execute(self, context: Any, presumed_dead: int | None = None) -> None:
         from alamode_airflow.links import pushes_link
@@ -349,7 +307,7 @@ class AlamodeOperator(BaseOperator):
         raise NotImplementedError
 
 
-def _own(
+def engine_attributes(
     *,
     output_id: str,
     inputs: Mapping[str, str],
@@ -364,7 +322,8 @@ def _own(
     timeout_s: float | None = None,
     storage_root: str | None = None,
 ) -> dict[str, Any]:
-    """The engine's own attributes of an operator, from its arguments."""
+    """The engine's own attributes of an operator, from its arguments (what
+    ``AlamodeOperator.__init__`` sets, and the factory's copies of an operator too)."""
     return {
         "output_id": output_id,
         "inputs": dict(inputs),
@@ -381,32 +340,6 @@ def _own(
         "env": dict(env) if env else None,
         "timeout_s": timeout_s,
     }
-
-
-#: How to copy an attribute value of each type, None for a type whose values cannot
-#: change (each type is asked once).
-_COPIERS: dict[type, Callable[[Any], Any] | None] = {
-    list: list.copy,
-    dict: dict.copy,
-    set: set.copy,
-}
-#: Where Airflow keeps the arguments an operator was built with.
-_INIT_KWARGS = "_BaseOperator__init_kwargs"
-#: Attributes ``copier`` makes anew for each copy rather than copying the template's.
-_REPLACED = frozenset(
-    {"params", "upstream_task_ids", "downstream_task_ids", "outlets", "inputs", "env"}
-    | {"task_group", "_dag", _INIT_KWARGS}
-)
-
-
-def _copier(kind: type) -> Callable[[Any], Any] | None:
-    """How to copy a value of type ``kind`` for another operator (None: no need)."""
-    try:
-        return _COPIERS[kind]
-    except KeyError:
-        changing = issubclass(kind, (MutableMapping, MutableSequence, MutableSet))
-        copy_of = _COPIERS[kind] = copy.copy if changing else None
-        return copy_of
 
 
 def _claimant(context: Any) -> Claimant:
