@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import gc
 import os
 from collections.abc import Callable, Iterator, MutableMapping, MutableSequence, MutableSet
@@ -257,11 +258,14 @@ def copier(template: AlamodeCommandOperator) -> Callable[..., AlamodeCommandOper
 
 
 #: How to copy an attribute value of each type, None for a type whose values cannot
-#: change (each type is asked once).
+#: change (each other type is asked once; asking is an ABC check, which costs most the
+#: first time in each parsing process).
 _COPIERS: dict[type, Callable[[Any], Any] | None] = {
     list: list.copy,
     dict: dict.copy,
     set: set.copy,
+    **dict.fromkeys([str, int, float, bool, bytes, tuple, frozenset, type(None)]),
+    **dict.fromkeys([datetime.datetime, datetime.timedelta]),
 }
 #: Where Airflow keeps the arguments an operator was built with.
 _INIT_KWARGS = "_BaseOperator__init_kwargs"
