@@ -22,7 +22,7 @@ from a_la_mode.graph import topological_order
 from a_la_mode.ids import DIGEST_KEY, file_digest, id_of
 from a_la_mode.names import check_name
 from a_la_mode.pipeline import Pipeline, PipelineTask
-from a_la_mode.values import freeze, freeze_owned
+from a_la_mode.values import freeze_owned
 
 Source = bytes | bytearray | memoryview | str | PathLike
 
@@ -127,7 +127,7 @@ def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
         tasks[task] = PipelineTask(task, freeze_owned(body), inputs, outputs[task])
     _verify_digest(meta, {task: outputs[task] for task in records}, require_digest)
     plain_meta = {k: v for k, v in meta.items() if k != DIGEST_KEY}
-    return Pipeline(freeze(plain_meta), MappingProxyType(tasks), name)
+    return Pipeline(freeze_owned(plain_meta), MappingProxyType(tasks), name)
 
 
 def _decode(data: bytes) -> tuple[Any, Callable[[str], bytes | None]]:

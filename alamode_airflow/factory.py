@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import datetime
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping, MutableSequence, MutableSet
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from alamode_airflow.operating import (
     spec_settings,
     task_settings,
 )
-from alamode_airflow.operators import AlamodeCommandOperator
+from alamode_airflow.operators import AlamodeCommandOperator, engine_attributes
 from alamode_airflow.plan import PLAN_TASK, AlamodePlanOperator
 from alamode_airflow.spec import TaskSpec, task_spec
 
@@ -50,25 +52,29 @@ REBUILD_DOC = (
 )
 
 
-def build_dag(pipeline: Pipeline, path: Path, storage_root: str | None = None) -> DAG:
+def build_dag(
+    pipeline: Pipeline, path: Path, storage_root: str | None = None, *, templated: bool = True
+) -> DAG:
     """The Airflow DAG for ``pipeline`` read from ``path``.
 
     A plan task runs first and skips every task whose output is already recorded;
     every other task runs when none of its upstream tasks failed (a skipped upstream
-    means its output exists)."""
+    means its output exists). Tasks with the same Airflow arguments are copies of the
+    first one built with them (``copier``); ``templated=False``
+    builds each (what the copies must equal)."""
     # Everything made here stays alive (the DAG holds it), yet its many objects would
     # set off collections that walk them all again and again: thousands of operators
     # cost several full collections. The loader of the file does the same (``load``).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _build(pipeline, path, storage_root)
+        return _build(pipeline, path, storage_root, templated)
     finally:
         if collecting:
             gc.enable()
 
 
-def _build(pipeline: Pipeline, path: Path, storage_root: str | None) -> DAG:
+def _build(pipeline: Pipeline, path: Path, storage_root: str | None, templated: bool) -> DAG:
     parts = partitioned(pipeline)
     dag_args = dag_settings(pipeline.meta, default_dag_id=path.stem, partitioned=bool(parts))
     report_unknown(str(path), dag_args)
@@ -90,6 +96,7 @@ def _build(pipeline: Pipeline, path: Path, storage_root: str | None) -> DAG:
     with _refused_by_airflow():
         dag = DAG(**kwargs)
     operators = {}
+    templates: list | None = [] if templated else None
     for task in pipeline:
         operators[task.name] = op = _operator(
             operator_class,
@@ -97,6 +104,7 @@ def _build(pipeline: Pipeline, path: Path, storage_root: str | None) -> DAG:
             dag,
             (base_cwd, storage_root),
             parts,
+            templates,
         )
         _depends(op, [operators[dep] for dep in task.inputs])
     # Every operator made takes a deep copy of the DAG's params (about 1 ms a task),
@@ -167,33 +175,115 @@ def _operator(
     dag: DAG,
     places: tuple[str, str | None],
     parts: frozenset[str],
+    templates: list[tuple[dict[str, Any], Callable[..., AlamodeCommandOperator]]] | None = None,
 ) -> AlamodeCommandOperator:
+    """The operator of one task. With ``templates`` (the Airflow arguments of the
+    operators built so far, and the ``copier`` of one operator built with each), a task
+    whose Airflow arguments one of them has is a copy of that operator, which costs a
+    fraction of building one; otherwise it is built, and becomes a template."""
     task, spec, operated = described
     base_cwd, storage_root = places
     if operator_class is not AlamodeCommandOperator and spec.image is None:
         raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
     arguments = dict(operated.arguments)
-    arguments["doc_md"] = "\n\n".join(filter(None, [arguments.get("doc_md"), _doc(task)]))
+    doc_md = "\n\n".join(filter(None, [arguments.pop("doc_md", None), _doc(task)]))
+    arguments["trigger_rule"] = TriggerRule.NONE_FAILED
+    own = {
+        "output_id": task.output,
+        "inputs": task.inputs,
+        "partitioned": task.name in parts,
+        "partitioned_inputs": frozenset(dep for dep in task.inputs if dep in parts),
+        "preimage_source": task.preimage,
+        "command": spec.command,
+        "image": spec.image,
+        "sha": spec.sha,
+        "cwd": _cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
+        "env": dict(spec.env),
+        "timeout_s": operated.command_timeout,
+        "storage_root": storage_root,
+    }
+    outlets = [output_asset(task.output)]
+    for shared, copy_for in templates or ():
+        if shared == arguments:
+            return copy_for(task_id=task.name, doc_md=doc_md, outlets=outlets, **own)
     with _refused_by_airflow(task.name):
-        return operator_class(
-            task_id=task.name,
-            dag=dag,
-            trigger_rule=TriggerRule.NONE_FAILED,
-            output_id=task.output,
-            inputs=task.inputs,
-            partitioned=task.name in parts,
-            partitioned_inputs=frozenset(dep for dep in task.inputs if dep in parts),
-            preimage_source=task.preimage,
-            command=spec.command,
-            image=spec.image,
-            sha=spec.sha,
-            cwd=_cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
-            env=dict(spec.env),
-            timeout_s=operated.command_timeout,
-            storage_root=storage_root,
-            outlets=[output_asset(task.output)],
-            **arguments,
+        op = operator_class(
+            task_id=task.name, dag=dag, doc_md=doc_md, outlets=outlets, **own, **arguments
         )
+    if templates is not None:
+        templates.append((arguments, copier(op)))
+    return op
+
+
+def copier(template: AlamodeCommandOperator) -> Callable[..., AlamodeCommandOperator]:
+    """A function making other tasks of ``template``'s DAG, with the same Airflow
+    arguments as ``template`` (trigger rule, retries, pool, ...) but their own
+    ``task_id``, ``doc_md``, ``outlets`` and engine arguments (``output_id``,
+    ``command``, ... as the operator's ``__init__`` takes them, as keywords): what
+    ``__init__`` would build, without building it.
+
+    Building an operator runs Airflow's argument handling, defaults merging and some
+    sixty guarded attribute sets; a DAG file builds one per task. Tasks that share
+    their Airflow arguments share all that work, so each is the template's state (as it
+    is now) with what differs replaced: every value that can change (lists,
+    dictionaries, sets) is the task's own copy, the params are deep-copied (as Airflow
+    copies them for each task), and the task is added to the DAG (and its root task
+    group) as ``__init__`` adds it. ``tests/unit/test_factory.py`` checks that a DAG
+    built so serializes exactly as one built task by task."""
+    kind, dag, base = type(template), template.dag, dict(vars(template))
+    # Found once for all the copies: an operator has some seventy attributes.
+    changing = [
+        (name, copy_of)
+        for name, value in base.items()
+        if name not in _REPLACED and (copy_of := _copier(type(value))) is not None
+    ]
+
+    def copy_for(*, task_id: str, doc_md: str | None, outlets: list, **own: Any):
+        state = base.copy()
+        for name, copy_of in changing:
+            state[name] = copy_of(state[name])
+        changed = {"task_id": task_id, "doc_md": doc_md, "outlets": list(outlets), **own}
+        state.update(changed)
+        state.update(engine_attributes(**own))
+        # Not yet in any DAG or group (add_task puts it in both), with no relatives.
+        state.update(task_group=None, _dag=None, upstream_task_ids=set())
+        state.update(downstream_task_ids=set(), params=copy.deepcopy(base["params"]))
+        state[_INIT_KWARGS] = {**base[_INIT_KWARGS], **changed}
+        other = object.__new__(kind)
+        vars(other).update(state)
+        dag.add_task(other)
+        return other
+
+    return copy_for
+
+
+#: How to copy an attribute value of each type, None for a type whose values cannot
+#: change (each other type is asked once; asking is an ABC check, which costs most the
+#: first time in each parsing process).
+_COPIERS: dict[type, Callable[[Any], Any] | None] = {
+    list: list.copy,
+    dict: dict.copy,
+    set: set.copy,
+    **dict.fromkeys([str, int, float, bool, bytes, tuple, frozenset, type(None)]),
+    **dict.fromkeys([datetime.datetime, datetime.timedelta]),
+}
+#: Where Airflow keeps the arguments an operator was built with.
+_INIT_KWARGS = "_BaseOperator__init_kwargs"
+#: Attributes ``copier`` makes anew for each copy rather than copying the template's.
+_REPLACED = frozenset(
+    {"params", "upstream_task_ids", "downstream_task_ids", "outlets", "inputs", "env"}
+    | {"task_group", "_dag", _INIT_KWARGS}
+)
+
+
+def _copier(kind: type) -> Callable[[Any], Any] | None:
+    """How to copy a value of type ``kind`` for another operator (None: no need)."""
+    try:
+        return _COPIERS[kind]
+    except KeyError:
+        changing = issubclass(kind, (MutableMapping, MutableSequence, MutableSet))
+        copy_of = _COPIERS[kind] = copy.copy if changing else None
+        return copy_of
 
 
 def _cwd(base: str, value: Any, key: str) -> str:

@@ -4,11 +4,17 @@ one through the folder loader ``dags/alamode_dags.py`` (``load_dags``).
 
 A dag_id belongs to one encoded file of the dags folder (Airflow's ``[core]
 dags_folder``): its meta ``dag_id``, else its file name. Each file is parsed on its
-own, so each looks at the metas of the files before it (a short read of each file's
-start, ``a_la_mode.load.peek_meta``): when several files declare one dag_id, the first
-in path order (``find_files``) keeps it and every later one becomes a broken DAG
-naming the first, instead of the two DAGs silently replacing each other. Files that
-``.airflowignore`` leaves out are counted too.
+own, so each looks at the dag_ids the files before it declare: when several files
+declare one dag_id, the first in path order (``find_files``) keeps it and every later
+one becomes a broken DAG naming the first, instead of the two DAGs silently replacing
+each other. Files that ``.airflowignore`` leaves out are counted too.
+
+A file's declared dag_id is in its meta, at its start (``a_la_mode.load.peek_meta``),
+but reading every earlier file on every parse costs each parse the size of the folder,
+and the folder's parses its square. So what each file declares is kept between parses
+(``ClaimsCache``), by the file's size, times and inode: a parse reads again only the
+files that changed since. What is kept decides only which file is first to a dag_id;
+every file's content is verified when it is loaded, whatever is kept.
 
 One bad file must not hide the others. Airflow 3.3 records import errors per Python
 file, so an error raised here would hide every DAG of the loader module; instead a bad
@@ -19,13 +25,17 @@ in the DAG list, is searchable by tag, and cannot run by mistake.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from a_la_mode import AlamodeError, load
 from a_la_mode.load import peek_meta
+from alamode_airflow import settings
 from alamode_airflow._compat import DAG, BaseOperator, conf
 from alamode_airflow.dag_module import has_module
 from alamode_airflow.factory import build_dag
@@ -52,12 +62,17 @@ class BrokenFileOperator(BaseOperator):
 def find_files(folder: str | Path) -> list[Path]:
     """Every ``*.alamode`` file under ``folder``, hidden files and folders left out, in
     path order: a folder's files by name, then its subfolders' by name."""
-    found: list[Path] = []
+    return [Path(path) for path in _found(folder)]
+
+
+def _found(folder: str | Path) -> list[str]:
+    """``find_files`` as strings: every parse lists the folder, and Path objects cost."""
+    found: list[str] = []
     _walk(os.fspath(folder), found)
     return found
 
 
-def _walk(folder: str, found: list[Path]) -> None:
+def _walk(folder: str, found: list[str]) -> None:
     # os.scandir, not Path.rglob: every generated module's parse walks the folder.
     files, subfolders = [], []
     try:
@@ -71,7 +86,7 @@ def _walk(folder: str, found: list[Path]) -> None:
                     subfolders.append(entry.path)
     except (FileNotFoundError, NotADirectoryError):
         return  # no folder (or gone meanwhile): nothing in it
-    found += map(Path, sorted(files))
+    found += sorted(files)
     for subfolder in sorted(subfolders):
         _walk(subfolder, found)
 
@@ -80,10 +95,10 @@ def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, 
     """One DAG per file under ``folder`` that has no generated module of its own: a
     built DAG, or a broken one for a bad file."""
     root = Path(folder)
-    files = find_files(root)
-    claims = _first_claims(files)
+    files = _found(root)
+    claims = first_claims(root, files)
     dags: dict[str, DAG] = {}
-    for path in files:
+    for path in map(Path, files):
         if has_module(path):
             continue
         dag = _built(path, root, storage_root, claims)
@@ -105,7 +120,7 @@ def dag_from(module_file: str, encoded_name: str) -> DAG:
             path, f"{encoded_name} is gone: delete {module}, the DAG file `alamode encode` wrote"
         )
     root = dags_root(path.parent)
-    return _built(path, root, None, _first_claims(find_files(root), until=path))
+    return _built(path, root, None, first_claims(root, _found(root), until=str(path)))
 
 
 def dags_root(folder: Path) -> Path:
@@ -125,20 +140,107 @@ def declared_dag_id(path: Path) -> str | None:
     return dag_id if isinstance(dag_id, str) else None
 
 
-def _first_claims(files: list[Path], until: Path | None = None) -> dict[str, Path]:
-    """dag_id -> the first of ``files`` (sorted) that declares it; only the files
-    before ``until`` are read when it is given (what one file's parse needs)."""
-    first: dict[str, Path] = {}
+def first_claims(root: Path, files: list[str], until: str | None = None) -> dict[str, str]:
+    """dag_id -> the first of ``files`` (the folder ``root``'s, in path order) that
+    declares it; only the files before ``until`` are asked when it is given (what one
+    file's parse needs). Unchanged files answer from the cache."""
+    cache = ClaimsCache.configured(root)
+    first: dict[str, str] = {}
     for path in files:
         if path == until:
             break
-        dag_id = declared_dag_id(path)
-        if dag_id is not None:
-            first.setdefault(dag_id, path)
+        dag_id = cache.declared(path)
+        if dag_id is not None and dag_id not in first:
+            first[dag_id] = path
+    cache.save(files)
     return first
 
 
-def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, Path]) -> DAG:
+class ClaimsCache:
+    """The dag_id each file of a dags folder declares, kept in a small JSON file per
+    folder under ``[alamode] parse_cache`` (default ``$AIRFLOW_HOME/alamode-parse``;
+    ``none`` keeps nothing), by path: (size, mtime_ns, ctime_ns, inode, dag_id).
+
+    A file written again gets a new inode (``alamode encode`` replaces files) or new
+    times, so it is read again. A cache that cannot be read or written is no cache:
+    every file is read, as without one. Parsers running at once may each rewrite it
+    (through a rename: never half a file); the last wins, and what another one
+    learnt is learnt again at the next parse."""
+
+    FORMAT = 1
+
+    def __init__(self, path: Path | None, root: Path) -> None:
+        self.path, self.root = path, root
+        self.known = self._read() if path is not None else {}
+        self.changed = False
+
+    @classmethod
+    def configured(cls, root: Path) -> ClaimsCache:
+        folder = settings.get("parse_cache") or os.path.join(
+            settings.airflow_home(), "alamode-parse"
+        )
+        if folder.lower() == "none":
+            return cls(None, root)
+        name = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
+        return cls(Path(folder, f"claims-{name}.json"), root)
+
+    def declared(self, path: str) -> str | None:
+        """The dag_id the file ``path`` declares (see ``declared_dag_id``)."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None  # gone meanwhile: it claims nothing
+        stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+        kept = self.known.get(path)
+        if kept is not None and kept[:4] == stamp:
+            return kept[4]
+        # Stamped before it is read: a change while it is read shows next time.
+        dag_id = declared_dag_id(Path(path))
+        self.known[path] = [*stamp, dag_id]
+        self.changed = True
+        return dag_id
+
+    def save(self, files: list[str]) -> None:
+        """Keep what was learnt (for the files still there) if anything was."""
+        if self.path is None or not self.changed:
+            return
+        listed = set(files)
+        known = {path: kept for path, kept in self.known.items() if path in listed}
+        text = json.dumps({"format": self.FORMAT, "root": str(self.root), "files": known})
+        tmp = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".claims.", dir=self.path.parent)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.debug("alamode: dag_id claims not kept in %s: %s", self.path, exc)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+    def _read(self) -> dict[str, list]:
+        try:
+            kept = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        if (
+            not isinstance(kept, dict)
+            or kept.get("format") != self.FORMAT
+            or kept.get("root") != str(self.root)
+            or not isinstance(kept.get("files"), dict)
+        ):
+            return {}
+        return {
+            path: entry
+            for path, entry in kept["files"].items()
+            if isinstance(entry, list)
+            and len(entry) == 5
+            and (entry[4] is None or isinstance(entry[4], str))
+        }
+
+
+def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, str]) -> DAG:
     """The DAG of ``path``; for a bad file, or one whose dag_id an earlier file
     declares, its broken DAG naming it by its path under ``root``."""
     shown = path.relative_to(root).as_posix()
@@ -148,7 +250,7 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, P
         exc.in_file(shown)
         log.error("alamode: %s", exc)
         return broken_dag(path, str(exc))
-    first = claims.get(dag.dag_id, path)
+    first = Path(claims.get(dag.dag_id, path))
     if first == path or first.samefile(path):
         return dag
     reason = (

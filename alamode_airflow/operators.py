@@ -51,25 +51,42 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
         output_id: str,
         inputs: Mapping[str, str],
         preimage_source: Callable[[], bytes],
+        cwd: str,
         partitioned: bool = False,
         partitioned_inputs: frozenset[str] = frozenset(),
         command: str = "",
         image: str | None = None,
         sha: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
         storage_root: str | None = None,
         **kwargs: Any,
     ) -> None:
+        # The one __init__ of the engine's operators, the command's arguments included:
+        # Airflow wraps each class's own __init__ (``apply_defaults``: default_args
+        # merged, the DAG's params deep-copied, again at every level), and a DAG file
+        # builds one operator per task.
         super().__init__(**kwargs)
-        self.output_id = output_id
-        self.inputs = dict(inputs)
-        # Bencoded only when a record is written, not on every DAG parse.
-        self.preimage_source = preimage_source
-        self.partitioned = partitioned
-        self.partitioned_inputs = frozenset(partitioned_inputs)
-        self.command = command
-        self.image = image
-        self.sha = sha
-        self.storage_root = storage_root
+        # Straight into the instance: BaseOperator.__setattr__ looks up a converter for
+        # every name and, once the operator is built, tracks template fields' XComArgs;
+        # none of these names has a converter, and nothing is tracked before the end of
+        # __init__ (where Airflow reads the template fields).
+        vars(self).update(
+            engine_attributes(
+                output_id=output_id,
+                inputs=inputs,
+                preimage_source=preimage_source,
+                cwd=cwd,
+                partitioned=partitioned,
+                partitioned_inputs=partitioned_inputs,
+                command=command,
+                image=image,
+                sha=sha,
+                env=env,
+                timeout_s=timeout_s,
+                storage_root=storage_root,
+            )
+        )
 
     def execute(self, context: Any, presumed_dead: int | None = None) -> None:
         from alamode_airflow.links import pushes_link
@@ -321,6 +338,41 @@ def _cleared_hint(context: Any, task_id: str) -> str:
     )
 
 
+def engine_attributes(
+    *,
+    output_id: str,
+    inputs: Mapping[str, str],
+    preimage_source: Callable[[], bytes],
+    cwd: str,
+    partitioned: bool = False,
+    partitioned_inputs: frozenset[str] = frozenset(),
+    command: str = "",
+    image: str | None = None,
+    sha: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float | None = None,
+    storage_root: str | None = None,
+) -> dict[str, Any]:
+    """The engine's own attributes of an operator, from its arguments (what
+    ``AlamodeOperator.__init__`` sets, and the factory's copies of an operator too)."""
+    return {
+        "output_id": output_id,
+        "inputs": dict(inputs),
+        # Bencoded only when a record is written, not on every DAG parse.
+        "preimage_source": preimage_source,
+        "partitioned": partitioned,
+        "partitioned_inputs": frozenset(partitioned_inputs),
+        "command": command,
+        "image": image,
+        "sha": sha,
+        "storage_root": storage_root,
+        "cwd": cwd,
+        # None, not {}, when empty: each template field set costs the serializer work.
+        "env": dict(env) if env else None,
+        "timeout_s": timeout_s,
+    }
+
+
 def _claimant(context: Any) -> Claimant:
     ti = context["ti"]
     return Claimant(
@@ -334,21 +386,7 @@ class AlamodeCommandOperator(AlamodeOperator):
     """Runs the spec's ``command`` in a shell (the embedded default runner)."""
 
     template_fields = ("command", "env")
-
-    def __init__(
-        self,
-        *,
-        cwd: str,
-        env: Mapping[str, str] | None = None,
-        timeout_s: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.cwd = cwd
-        # None, not {}, when empty: each template field set costs the serializer work.
-        self.env = dict(env) if env else None
-        self.timeout_s = timeout_s
-        self._running: Command | None = None
+    _running: Command | None = None
 
     def produce(self, context: Any, output: Path, inputs: Mapping[str, str], run: RunInfo) -> None:
         self.log.info("running: %s", self.command)

@@ -22,6 +22,14 @@ second.task("c", {"command": "echo COMMAND"})
 """
 
 
+@pytest.fixture(autouse=True)
+def parse_cache(tmp_path, monkeypatch) -> Path:
+    """Where the parses of each test keep the dag_ids files declare: not the home."""
+    folder = tmp_path / "parse-cache"
+    monkeypatch.setenv("AIRFLOW__ALAMODE__PARSE_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def dags(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -179,6 +187,47 @@ def test_a_dag_id_after_a_long_meta_is_still_seen(tmp_path):
     assert "b.alamode: dag_id 'same' is already declared by a.alamode" in (
         dags["alamode_broken__b"].description
     )
+
+
+def test_a_parse_reads_again_only_the_encoded_files_changed_since_the_last(
+    tmp_path, monkeypatch, parse_cache
+):
+    from a_la_mode import Dag, load
+    from alamode_airflow import loader
+    from alamode_airflow.dag_module import write_module
+
+    folder = tmp_path / "many"
+    for i in range(6):
+        dag = Dag({"dag_id": f"pipe_{i}"})
+        dag.task("t", {"command": f"echo {i}"})
+        write_module(dag.save(folder / f"p{i}.alamode"), load(folder / f"p{i}.alamode"))
+    read = []
+    peek = loader.peek_meta
+    monkeypatch.setattr(loader, "peek_meta", lambda path: read.append(path) or peek(path))
+
+    def last():
+        read.clear()
+        return bag(folder / "p5.py").dags
+
+    assert list(last()) == ["pipe_5"]
+    assert len(read) == 5  # every file before it, once
+    # Parsed again, as the DAG processor does every few seconds: nothing is read.
+    assert list(last()) == ["pipe_5"]
+    assert read == []
+    # One earlier file now declares the same dag_id: it alone is read, and it is first.
+    dag = Dag({"dag_id": "pipe_5"})
+    dag.task("t", {"command": "echo again"})
+    dag.save(folder / "p2.alamode")
+    broken = last()["alamode_broken__p5"]
+    assert [Path(path).name for path in read] == ["p2.alamode"]
+    assert "p5.alamode: dag_id 'pipe_5' is already declared by p2.alamode" in broken.description
+    # A cache that cannot be read is no cache: every file is read, and it is written anew.
+    for kept in parse_cache.iterdir():
+        kept.write_text("{not json")
+    assert list(last()) == ["alamode_broken__p5"]
+    assert len(read) == 5
+    assert list(last()) == ["alamode_broken__p5"]
+    assert read == []
 
 
 def test_every_airflow_process_starts_with_the_engine_imported():

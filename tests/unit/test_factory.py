@@ -161,3 +161,40 @@ def test_partitioned_pipeline_gets_real_intervals_or_a_broken_dag(tmp_path):
     assert "manual.alamode: key 'meta.schedule': a pipeline with partitioned tasks needs" in (
         dags["alamode_broken__manual"].description
     )
+
+
+def test_tasks_copied_from_a_template_are_what_building_each_task_gives(tmp_path):
+    from collections.abc import MutableMapping, MutableSequence, MutableSet
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    pod = {"spec": {"containers": [{"name": "base", "resources": {"limits": {"gpu": 1}}}]}}
+    pipe = Dag({"dag_id": "copies", "schedule": "@hourly", "cwd": "code"})
+    pipe.meta["defaults"] = {"pool": "db", "retries": 1, "executor_config": {"pod_override": pod}}
+    raw = pipe.task("raw", {"command": "fetch", "partition": "interval", "env": {"N": 3}})
+    clean = pipe.task("clean", {"command": "clean", "cwd": "sub", "timeout": 30, "retries": 2})
+    gpu = pipe.task("train", {"command": "train", "image": "ml", "sha": "abc"})
+    gpu.settings.update(pool="gpu", doc_md="Trains *the* model.")
+    report = pipe.task("report", {"command": "report"})
+    raw >> clean >> [gpu, report]
+    path = pipe.save(tmp_path / "copies.alamode")
+    pipeline = load(path)
+    copied = build_dag(pipeline, path)
+    each = build_dag(pipeline, path, templated=False)
+    assert DagSerialization.to_dict(copied) == DagSerialization.to_dict(each)
+    for name in pipeline.order:
+        task, alone = copied.task_dict[name], each.task_dict[name]
+        assert vars(task).keys() == vars(alone).keys()
+        for engine in ("output_id", "inputs", "partitioned", "partitioned_inputs", "command"):
+            assert getattr(task, engine) == getattr(alone, engine)
+        for engine in ("image", "sha", "cwd", "env", "timeout_s", "storage_root"):
+            assert getattr(task, engine) == getattr(alone, engine)
+        assert task.preimage_source() == alone.preimage_source()
+        assert (task.dag, task.task_group) == (copied, copied.task_group)
+    assert copied.task_dict["train"].doc_md.startswith("Trains *the* model.")
+    # report has raw's Airflow arguments, so it is a copy of raw; nothing either may
+    # change is the other's: each has its own lists, dictionaries, sets and params.
+    raw_task, report_task = copied.task_dict["raw"], copied.task_dict["report"]
+    for name, value in vars(raw_task).items():
+        if isinstance(value, (MutableMapping, MutableSequence, MutableSet)):
+            assert vars(report_task)[name] is not value, name
