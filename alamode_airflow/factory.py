@@ -96,7 +96,7 @@ def _build(pipeline: Pipeline, path: Path, storage_root: str | None, templated: 
     with _refused_by_airflow():
         dag = DAG(**kwargs)
     operators = {}
-    templates: list | None = [] if templated else None
+    templates: dict | None = {} if templated else None
     for task in pipeline:
         operators[task.name] = op = _operator(
             operator_class,
@@ -175,12 +175,13 @@ def _operator(
     dag: DAG,
     places: tuple[str, str | None],
     parts: frozenset[str],
-    templates: list[tuple[dict[str, Any], Callable[..., AlamodeCommandOperator]]] | None = None,
+    templates: dict[tuple, tuple[dict[str, Any], Callable[..., Any]]] | None = None,
 ) -> AlamodeCommandOperator:
-    """The operator of one task. With ``templates`` (the Airflow arguments of the
-    operators built so far, and the ``copier`` of one operator built with each), a task
-    whose Airflow arguments one of them has is a copy of that operator, which costs a
-    fraction of building one; otherwise it is built, and becomes a template."""
+    """The operator of one task. With ``templates`` (by ``_shared_key`` of the Airflow
+    arguments of the operators built so far: those arguments, kept alive, and the
+    ``copier`` of one operator built with them), a task whose Airflow arguments are
+    those of a template is a copy of it, which costs a fraction of building one;
+    otherwise it is built, and becomes a template."""
     task, spec, operated = described
     base_cwd, storage_root = places
     if operator_class is not AlamodeCommandOperator and spec.image is None:
@@ -203,16 +204,36 @@ def _operator(
         "storage_root": storage_root,
     }
     outlets = [output_asset(task.output)]
-    for shared, copy_for in templates or ():
-        if shared == arguments:
-            return copy_for(task_id=task.name, doc_md=doc_md, outlets=outlets, **own)
+    key = _shared_key(arguments) if templates is not None else None
+    if templates is not None and key in templates:
+        copy_for = templates[key][1]
+        return copy_for(task_id=task.name, doc_md=doc_md, outlets=outlets, **own)
     with _refused_by_airflow(task.name):
         op = operator_class(
             task_id=task.name, dag=dag, doc_md=doc_md, outlets=outlets, **own, **arguments
         )
     if templates is not None:
-        templates.append((arguments, copier(op)))
+        templates[key] = (arguments, copier(op))
     return op
+
+
+#: Argument values compared by value; any other is the same only as the same object.
+_VALUES = (str, int, float, type(None), datetime.timedelta, datetime.datetime)
+
+
+def _shared_key(arguments: dict[str, Any]) -> tuple:
+    """What two tasks' Airflow arguments must share for one to be a copy of the other:
+    each plain value, and each other object itself (by identity: a setting of
+    ``meta.defaults`` is one object every task shares, as Airflow's default_args are,
+    while a task's own setting is an object of its own, which a copy must not share).
+    One dictionary lookup per task; comparing objects such as pods by value would
+    cost a comparison with every template, each converting both pods."""
+    return tuple(
+        sorted(
+            (name, value if isinstance(value, _VALUES) else ("object", id(value)))
+            for name, value in arguments.items()
+        )
+    )
 
 
 def copier(template: AlamodeCommandOperator) -> Callable[..., AlamodeCommandOperator]:

@@ -198,3 +198,19 @@ def test_tasks_copied_from_a_template_are_what_building_each_task_gives(tmp_path
     for name, value in vars(raw_task).items():
         if isinstance(value, (MutableMapping, MutableSequence, MutableSet)):
             assert vars(report_task)[name] is not value, name
+
+
+def test_tasks_with_their_own_equal_settings_share_no_object(tmp_path):
+    """Two tasks given equal pods of their own are each built with its own pod: a
+    task policy that edits one task's pod leaves the other's alone (a copy shares a
+    template's objects only where the file's defaults give every task one object)."""
+    pod = {"spec": {"containers": [{"name": "base", "resources": {"limits": {"gpu": 1}}}]}}
+    pipe = Dag({"dag_id": "pods"})
+    for name in ("a", "b"):
+        pipe.task(name, {"command": name}).settings.update(executor_config={"pod_override": pod})
+    path = pipe.save(tmp_path / "pods.alamode")
+    built = build_dag(load(path), path)
+    a, b = (built.task_dict[name].executor_config["pod_override"] for name in ("a", "b"))
+    assert a == b
+    a.spec.containers[0].resources.limits["gpu"] = 8
+    assert b.spec.containers[0].resources.limits["gpu"] == "1"
