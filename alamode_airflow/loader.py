@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from a_la_mode import AlamodeError, load
@@ -168,10 +169,14 @@ class ClaimsCache:
     learnt is learnt again at the next parse."""
 
     FORMAT = 1
+    #: A file changed less than this before it is read may change again within the
+    #: same tick of a coarse clock (1-2 s on FAT, SMB, some NFS and bind mounts)
+    #: without its times changing: its entry is not kept (git's "racy" rule).
+    RACY_S = 2.0
 
     def __init__(self, path: Path | None, root: Path) -> None:
         self.path, self.root = path, root
-        self.known = self._read() if path is not None else {}
+        self.known = self._read() if path is not None and _trusted(path.parent) else {}
         self.changed = False
 
     @classmethod
@@ -196,7 +201,11 @@ class ClaimsCache:
             return kept[4]
         # Stamped before it is read: a change while it is read shows next time.
         dag_id = declared_dag_id(Path(path))
-        self.known[path] = [*stamp, dag_id]
+        changed = max(stat.st_mtime_ns, stat.st_ctime_ns)
+        if time.time_ns() - changed > self.RACY_S * 1e9:
+            self.known[path] = [*stamp, dag_id]
+        else:
+            self.known.pop(path, None)
         self.changed = True
         return dag_id
 
@@ -209,7 +218,9 @@ class ClaimsCache:
         text = json.dumps({"format": self.FORMAT, "root": str(self.root), "files": known})
         tmp = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not _trusted(self.path.parent):
+                return
             fd, tmp = tempfile.mkstemp(prefix=".claims.", dir=self.path.parent)
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
@@ -222,7 +233,7 @@ class ClaimsCache:
     def _read(self) -> dict[str, list]:
         try:
             kept = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
+        except Exception:  # any damage (deep nesting too) is no cache
             return {}
         if (
             not isinstance(kept, dict)
@@ -238,6 +249,18 @@ class ClaimsCache:
             and len(entry) == 5
             and (entry[4] is None or isinstance(entry[4], str))
         }
+
+
+def _trusted(folder: Path) -> bool:
+    """Whether the cache's folder is this user's alone (or not there yet: it is made
+    so). Anyone else who could write there could make a file look first to a dag_id."""
+    try:
+        stat = folder.stat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
 
 
 def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, str]) -> DAG:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -204,6 +205,9 @@ def test_a_parse_reads_again_only_the_encoded_files_changed_since_the_last(
     read = []
     peek = loader.peek_meta
     monkeypatch.setattr(loader, "peek_meta", lambda path: read.append(path) or peek(path))
+    # Files here are written just before each parse, and this clock is fine-grained:
+    # no margin is needed for a change to show in a file's times.
+    monkeypatch.setattr(loader.ClaimsCache, "RACY_S", 0.0)
 
     def last():
         read.clear()
@@ -222,12 +226,19 @@ def test_a_parse_reads_again_only_the_encoded_files_changed_since_the_last(
     assert [Path(path).name for path in read] == ["p2.alamode"]
     assert "p5.alamode: dag_id 'pipe_5' is already declared by p2.alamode" in broken.description
     # A cache that cannot be read is no cache: every file is read, and it is written anew.
-    for kept in parse_cache.iterdir():
-        kept.write_text("{not json")
+    for damage in ("{not json", "[" * 100_000):  # deep nesting: RecursionError
+        for kept in parse_cache.iterdir():
+            kept.write_text(damage)
+        assert list(last()) == ["alamode_broken__p5"]
+        assert len(read) == 5
+        assert list(last()) == ["alamode_broken__p5"]
+        assert read == []
+    # A folder others may write to is not trusted (root too): every file is read.
+    parse_cache.chmod(0o777)
     assert list(last()) == ["alamode_broken__p5"]
     assert len(read) == 5
     assert list(last()) == ["alamode_broken__p5"]
-    assert read == []
+    assert len(read) == 5
 
 
 def test_every_airflow_process_starts_with_the_engine_imported():
@@ -238,3 +249,54 @@ def test_every_airflow_process_starts_with_the_engine_imported():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert {"alamode_airflow.loader", "alamode_airflow.factory"} <= set(done.stdout.split())
+
+
+def test_a_file_rewritten_within_a_tick_of_a_coarse_clock_is_read_again(
+    tmp_path, monkeypatch, parse_cache
+):
+    """On a filesystem with coarse times (whole seconds on FAT, SMB, some NFS; a
+    minute here, so the test cannot cross a tick), a file rewritten in place, at the
+    same size, within the tick it was read in keeps its times: what it declared then
+    is not kept (``RACY_S`` is longer than the tick), so the next parse reads it
+    again."""
+    from a_la_mode import Dag, load
+    from alamode_airflow import loader
+    from alamode_airflow.dag_module import write_module
+
+    real_stat = os.stat
+
+    def coarse(path, *args, **kwargs):
+        got = real_stat(path, *args, **kwargs)
+        fields = list(got)
+        fields[7:10] = [int(t) // TICK * TICK for t in fields[7:10]]  # atime, mtime, ctime
+        stat = os.stat_result(fields)
+        return _Seconds(stat, got)
+
+    monkeypatch.setattr(loader.os, "stat", coarse)
+    monkeypatch.setattr(loader.ClaimsCache, "RACY_S", 2.0 * TICK)
+    folder = tmp_path / "coarse"
+    for name, dag_id in (("a", "alpha1"), ("b", "bravo2")):
+        dag = Dag({"dag_id": dag_id})
+        dag.task("t", {"command": "echo"})
+        write_module(dag.save(folder / f"{name}.alamode"), load(folder / f"{name}.alamode"))
+    assert list(bag(folder / "b.py").dags) == ["bravo2"]
+    # a.alamode rewritten in place, same size, now declaring b's dag_id.
+    text = (folder / "a.alamode").read_bytes().replace(b"alpha1", b"bravo2")
+    with open(folder / "a.alamode", "r+b") as handle:
+        handle.write(text)
+    assert list(bag(folder / "b.py").dags) == ["alamode_broken__b"]
+
+
+TICK = 60  # seconds: the coarse clock's
+
+
+class _Seconds:
+    """A stat result whose ``st_*_ns`` times are whole ticks too."""
+
+    def __init__(self, stat: os.stat_result, real: os.stat_result) -> None:
+        self._stat, self._real = stat, real
+
+    def __getattr__(self, name: str):
+        if name in ("st_mtime_ns", "st_ctime_ns", "st_atime_ns"):
+            return int(getattr(self._real, name[:-3])) // TICK * TICK * 1_000_000_000
+        return getattr(self._stat, name)
