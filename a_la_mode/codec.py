@@ -119,7 +119,9 @@ def _decoded(data: bytes, spans: Spans | None) -> Any:
     """All of ``data`` as one value; BencodeDecodeError otherwise."""
     try:
         value, end = _value(data, 0, 0, spans)
-    except (IndexError, ValueError) as exc:  # _Refused and UnicodeDecodeError included
+    # _Refused and UnicodeDecodeError included; RecursionError where the caller's stack
+    # is already deep (MAX_DEPTH bounds the nesting, not the stack below it).
+    except (IndexError, ValueError, RecursionError) as exc:
         raise BencodeDecodeError("not a valid bencoded string") from exc
     if end != len(data):
         raise BencodeDecodeError("invalid bencoded value (data after valid prefix)")
@@ -158,4 +160,7 @@ def decode_dict_at(data: bytes, start: int) -> dict[str, Any]:
     not read); raises ValueError, IndexError or BencodeDecodeError if it is not one."""
     if data[start : start + 1] != b"d":
         raise ValueError("not a dictionary")
-    return _dict(data, start, 0, None)[0]
+    try:
+        return _dict(data, start, 0, None)[0]
+    except RecursionError as exc:
+        raise ValueError("nested too deeply for this stack") from exc

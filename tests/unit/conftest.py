@@ -25,6 +25,13 @@ def no_record_cache(monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW__ALAMODE__RECORD_CACHE", "none")
 
 
+@pytest.fixture(autouse=True)
+def no_parse_cache(monkeypatch) -> None:
+    """No test keeps what encoded files declare under the home folder; tests of the
+    parse cache name a folder of their own."""
+    monkeypatch.setenv("AIRFLOW__ALAMODE__PARSE_CACHE", "none")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """An S3 server on loopback for the module. Each module reaches it through a
