@@ -179,3 +179,18 @@ def test_limit_setting_must_be_a_number(monkeypatch, collage):
 def test_deeply_nested_garbage_is_a_format_error():
     with pytest.raises(FileFormatError):
         load(b"l" * 10_000 + b"e" * 10_000)
+
+
+@pytest.mark.parametrize(
+    "data", [b"d4:metad6:dag_idxee5:tasksdee", b"d4:metad6:dag_id" + b"l" * 500 + b"e"]
+)
+def test_a_meta_that_is_no_value_is_the_files_format_error(tmp_path, data):
+    """Asking a damaged file for its meta (what a dags folder's parse does for every
+    file) names the file, whatever the damage."""
+    from a_la_mode.load import peek_meta
+
+    path = tmp_path / "bad.alamode"
+    path.write_bytes(data)
+    with pytest.raises(FileFormatError) as raised:
+        peek_meta(path)
+    assert "bad.alamode" in str(raised.value)
