@@ -28,6 +28,13 @@ class PipelineTask:
         if len(self.output) != 64 or not _HEX.issuperset(self.output):
             raise IntegrityError("output is not a sha256 hex digest", task=self.name)
 
+    # Immutable, as its read-only mappings are (which cannot be copied): a copy is itself.
+    def __copy__(self) -> PipelineTask:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> PipelineTask:
+        return self
+
     @property
     def short_id(self) -> str:
         return short(self.output)

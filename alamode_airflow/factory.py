@@ -191,7 +191,7 @@ def _operator(
     arguments["trigger_rule"] = TriggerRule.NONE_FAILED
     own = {
         "output_id": task.output,
-        "inputs": task.inputs,
+        "inputs": dict(task.inputs),  # Airflow keeps it, and deep-copies what it keeps
         "partitioned": task.name in parts,
         "partitioned_inputs": frozenset(dep for dep in task.inputs if dep in parts),
         "preimage_source": task.preimage,

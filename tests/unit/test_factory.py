@@ -214,3 +214,19 @@ def test_tasks_with_their_own_equal_settings_share_no_object(tmp_path):
     assert a == b
     a.spec.containers[0].resources.limits["gpu"] = 8
     assert b.spec.containers[0].resources.limits["gpu"] == "1"
+
+
+def test_a_part_of_the_dag_is_made_as_airflow_makes_one(tmp_path):
+    """``DAG.partial_subset`` (a task and what is downstream of it) deep-copies the
+    operators: the engine's arguments copy like any others."""
+    pipe = Dag({"dag_id": "part"})
+    first, second = pipe.task("a", {"command": "echo a"}), pipe.task("b", {"command": "echo b"})
+    first >> second
+    path = pipe.save(tmp_path / "part.alamode")
+    pipeline = load(path)
+    built = build_dag(pipeline, path)
+    part = built.partial_subset(["a"], include_downstream=True)
+    assert sorted(part.task_dict) == ["a", "alamode_plan", "b"]
+    copied = part.get_task("b")
+    assert copied.inputs == {"a": pipeline["a"].output}
+    assert copied.preimage_source() == pipeline["b"].preimage()
