@@ -357,12 +357,15 @@ def test_protection_setting_is_checked(tmp_path, monkeypatch):
 
 
 def test_the_deployments_secrets_never_reach_a_command(tmp_path, monkeypatch):
+    import alamode_airflow._compat  # noqa: F401  Airflow set up before its database is faked
+
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "forge-tokens")
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "open-connections")
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://u:pw@db/airflow")
     monkeypatch.setenv("AIRFLOW_CONN_ALAMODE_STORE", '{"password": "s3-key"}')
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", "/dags")  # not a secret: kept
-    monkeypatch.delenv("AIRFLOW__ALAMODE__RECORD_CACHE")  # the tests' own setting
+    monkeypatch.delenv("AIRFLOW__ALAMODE__RECORD_CACHE")  # the tests' own settings
+    monkeypatch.delenv("AIRFLOW__ALAMODE__PARSE_CACHE")
     lines = []
     Command(call(tmp_path, "env | grep ^AIRFLOW | sort")).run(lines.append)
     assert lines == ["AIRFLOW__CORE__DAGS_FOLDER=/dags"]
