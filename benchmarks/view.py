@@ -25,7 +25,6 @@ therefore missing and explained. The file is parsed into a real Airflow home
 from __future__ import annotations
 
 import argparse
-import base64
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,11 @@ import tempfile
 from pathlib import Path
 
 import requests
+from plan import record_of
 from report import best_time, table, timed
 
 from a_la_mode import Dag, load
 from alamode_airflow.history import status
-from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import OutputStore
 from alamode_airflow.task_index import marker
 from loopback.airflow_cli import AirflowHome
@@ -63,24 +62,7 @@ def pipeline(tasks: int, changed_per_chain: int, version: str) -> Dag:
 def fill(root: Path, old) -> None:
     """Every output of ``old`` (a loaded pipeline) as a local commit leaves it."""
     for task in old:
-        record = SuccessRecord(
-            output_id=task.output,
-            dag_id=DAG_ID,
-            task=task.name,
-            run_id="scheduled__2026-01-01T00:00:00+00:00",
-            try_number=1,
-            start="2026-01-01T00:00:00+00:00",
-            end="2026-01-01T00:00:01+00:00",
-            duration_s=1.0,
-            command=task.spec["command"],
-            image=None,
-            sha=None,
-            inputs=dict(task.inputs),
-            input_generations={name: 0 for name in task.inputs},
-            preimage_b64=base64.b64encode(task.preimage()).decode(),
-            host="bench",
-            manifest=(),
-        )
+        record = record_of(task, old, (), dag_id=DAG_ID)
         folder = root / "objects" / task.output / "0"
         (folder / "data").mkdir(parents=True)
         (folder / "record.json").write_text(record.dumps())
