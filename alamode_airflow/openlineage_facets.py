@@ -22,21 +22,27 @@ from alamode_airflow.openlineage import (
 )
 
 
+class _Shipped:
+    """A facet whose schema ships in the package, named as its class."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _get_schema(cls) -> str:
+        return schema_url(cls.__name__)
+
+
 # Field names are camelCase, as OpenLineage's own facets' are.
 @attr.define(kw_only=True)
-class AlamodeJobFacet(JobFacet):
+class AlamodeJobFacet(_Shipped, JobFacet):
     outputId: str
     partitioned: bool
     sha: str | None = None
     image: str | None = None
 
-    @staticmethod
-    def _get_schema() -> str:
-        return schema_url("AlamodeJobFacet")
-
 
 @attr.define(kw_only=True)
-class AlamodeOutputDatasetFacet(DatasetFacet):
+class AlamodeOutputDatasetFacet(_Shipped, DatasetFacet):
     outputId: str
     generation: int
     manifestDigest: str
@@ -45,20 +51,12 @@ class AlamodeOutputDatasetFacet(DatasetFacet):
     reused: bool
     producedBy: dict[str, Any]
 
-    @staticmethod
-    def _get_schema() -> str:
-        return schema_url("AlamodeOutputDatasetFacet")
-
 
 @attr.define(kw_only=True)
-class AlamodeInputDatasetFacet(InputDatasetFacet):
+class AlamodeInputDatasetFacet(_Shipped, InputDatasetFacet):
     task: str
     outputId: str
     generation: int
-
-    @staticmethod
-    def _get_schema() -> str:
-        return schema_url("AlamodeInputDatasetFacet")
 
 
 def lineage(
