@@ -170,29 +170,21 @@ def store_reads(store: OutputStore) -> list[str]:
     return calls
 
 
-def test_complete_names_the_generation_the_attempt_committed_without_a_lookup(pipeline):
-    """A rebuild committing between this attempt's commit and its COMPLETE event does
-    not make the event name the newer generation (as reused); the store is not read."""
+@pytest.mark.parametrize("reused", [False, True], ids=["produced", "skipped"])
+def test_complete_names_the_generation_the_attempt_had_without_a_lookup(pipeline, reused):
+    """A rebuild committing between this attempt's commit (or the skip that found the
+    output) and its COMPLETE event does not make the event name the newer generation;
+    the store is not read."""
     tasks, ops, store = pipeline
     ti = execute(ops["fetch"], RUN)
+    if reused:  # another DAG's attempt finds the output recorded and skips
+        ti = execute(ops["fetch"], "manual__2026-01-02", dag_id="other")
+        assert ti.skipped
     commit_next(store, tasks["fetch"].output, "manual__rebuild")
     reads = store_reads(ops["fetch"]._store)
     event = as_event(ops["fetch"].get_openlineage_facets_on_complete(ti))
     facet = event["outputs"][0]["facets"]["alamode_output"]
-    assert (facet["generation"], facet["reused"], facet["producedBy"]["runId"]) == (0, False, RUN)
-    assert reads == []
-
-
-def test_a_skipped_task_s_complete_names_the_generation_it_found_without_a_lookup(pipeline):
-    tasks, ops, store = pipeline
-    execute(ops["fetch"], RUN)
-    again = execute(ops["fetch"], "manual__2026-01-02", dag_id="other")
-    assert again.skipped
-    commit_next(store, tasks["fetch"].output, "manual__rebuild")
-    reads = store_reads(ops["fetch"]._store)
-    event = as_event(ops["fetch"].get_openlineage_facets_on_complete(again))
-    facet = event["outputs"][0]["facets"]["alamode_output"]
-    assert (facet["generation"], facet["reused"], facet["producedBy"]["runId"]) == (0, True, RUN)
+    assert (facet["generation"], facet["reused"], facet["producedBy"]["runId"]) == (0, reused, RUN)
     assert reads == []
 
 
