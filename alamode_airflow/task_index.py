@@ -49,7 +49,7 @@ from alamode_airflow.store import LOOKUP_WORKERS, OutputStore, is_output_id, loo
 
 TASKS = "tasks"
 _KEPT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-_MARKER = re.compile(r"([0-9a-f]{64})\.([0-9]+)")
+MARKER = re.compile(r"([0-9a-f]{64})\.([0-9]+)")
 #: What ``explain`` says of a store whose outputs have no markers at all.
 UNINDEXED = (
     "this store has no task index: its outputs were committed by an earlier version; "
@@ -78,10 +78,10 @@ def task_records(store: OutputStore, task: str, dag_id: str | None = None) -> li
     """The records of ``task`` of ``dag_id`` (of any DAG when None), from its markers."""
     folder = store.root / TASKS / folder_name(task)
     folders = [folder / folder_name(dag_id)] if dag_id is not None else _folders(folder)
-    markers = [name for f in folders for name in child_names(f) if _MARKER.fullmatch(name)]
+    markers = [name for f in folders for name in child_names(f) if MARKER.fullmatch(name)]
 
     def read(name: str) -> SuccessRecord | None:
-        record = _record(store, name)
+        record = marker_record(store, name)
         if record and record.task == task and dag_id in (None, record.dag_id):
             return record
         return None
@@ -96,7 +96,7 @@ def _folders(folder: ObjectStoragePath) -> list[ObjectStoragePath]:
     return [folder / name for name in child_names(folder)]
 
 
-def _record(store: OutputStore, name: str) -> SuccessRecord | None:
+def marker_record(store: OutputStore, name: str) -> SuccessRecord | None:
     """The record a marker names; None when it is gone or cannot be read."""
     output_id, generation = name.split(".")
     try:
@@ -172,7 +172,7 @@ def _all_markers(store: OutputStore) -> set[str]:
         top.fs.invalidate_cache(top.path)
         prefix = store.root.path.rstrip("/") + "/"
         found = (key.removeprefix(prefix) for key in top.fs.find(top.path))
-    return {key for key in found if key.count("/") == 3 and _MARKER.fullmatch(key.split("/")[3])}
+    return {key for key in found if key.count("/") == 3 and MARKER.fullmatch(key.split("/")[3])}
 
 
 def _remove(store: OutputStore, relative: str) -> int:

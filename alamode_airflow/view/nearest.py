@@ -11,7 +11,6 @@ newest ``LIMIT`` and says how many it left out.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -21,11 +20,10 @@ from a_la_mode.values import thaw
 from alamode_airflow.history import Explanation, Verdict, preimage_parts
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import LOOKUP_WORKERS, OutputStore, look_up_all
-from alamode_airflow.task_index import TASKS, folder_name
+from alamode_airflow.task_index import MARKER, TASKS, folder_name, marker_record
 
 #: The most earlier records of one task a page compares with.
 LIMIT = 20
-MARKER = re.compile(r"[0-9a-f]{64}\.[0-9]{1,9}", re.ASCII)
 
 
 def explain_all(
@@ -36,7 +34,7 @@ def explain_all(
     workers = 1 if store.local else LOOKUP_WORKERS
     listed = look_up_all(lambda name: _newest(store, name, dag_id), names, workers)
     wanted = sorted({marker for markers, _ in listed.values() for marker in markers})
-    records = look_up_all(lambda marker: _record(store, marker), wanted, workers)
+    records = look_up_all(lambda marker: marker_record(store, marker), wanted, workers)
     explained = {}
     for name in names:
         markers, total = listed[name]
@@ -68,16 +66,6 @@ def _newest(store: OutputStore, task: str, dag_id: str) -> tuple[list[str], int]
 def _mtime(entry: dict[str, Any]) -> float:
     when = entry.get("LastModified", entry.get("mtime", 0))
     return when.timestamp() if isinstance(when, datetime) else float(when or 0)
-
-
-def _record(store: OutputStore, marker: str) -> SuccessRecord | None:
-    """The record a marker names; None when it is gone or cannot be read (a marker is
-    a hint: ``task_index`` says why)."""
-    output_id, _, generation = marker.partition(".")
-    try:
-        return SuccessRecord.loads(store.backend.read_record(output_id, int(generation)))
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _nearest(
