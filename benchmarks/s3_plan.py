@@ -35,11 +35,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import multiprocessing
 import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,48 +61,80 @@ FILLERS = 16
 class LatencyProxy:
     """A TCP proxy on loopback that holds each HTTP request ``delay`` seconds before
     passing it on, and counts them. A request is what the client sends after the
-    server's last answer (clients here never pipeline); its own event loop thread."""
+    server's last answer (clients here never pipeline). It runs in a process of its
+    own, as a real network's round trips cost the client no CPU: in the plan's process
+    its relaying would be counted as the plan's own time. ``delay`` and ``requests``
+    are shared with it."""
 
     def __init__(self, upstream_port: int, delay: float) -> None:
-        self.upstream_port, self.delay = upstream_port, delay
-        self.requests = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        context = multiprocessing.get_context("spawn")  # no threads of ours copied
+        self._delay, self._requests = context.Value("d", delay), context.Value("q", 0)
+        ready, self._port = context.Event(), context.Value("i", 0)
+        self.process = context.Process(
+            target=_proxy_main,
+            args=(upstream_port, self._delay, self._requests, self._port, ready),
+            daemon=True,
+        )
+        self._ready = ready
+
+    @property
+    def delay(self) -> float:
+        return self._delay.value
+
+    @delay.setter
+    def delay(self, value: float) -> None:
+        self._delay.value = value
+
+    @property
+    def requests(self) -> int:
+        return self._requests.value
 
     def __enter__(self) -> LatencyProxy:
-        self.thread.start()
-        start = asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
-        self.server = asyncio.run_coroutine_threadsafe(start, self.loop).result()
-        self.port = self.server.sockets[0].getsockname()[1]
+        self.process.start()
+        if not self._ready.wait(60):
+            raise RuntimeError("the latency proxy did not start")
+        self.port = self._port.value
         return self
 
     def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.process.terminate()
+        self.process.join(5)
 
-    async def _serve(self, client_r, client_w) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+def _proxy_main(upstream_port: int, delay, requests, port, ready) -> None:
+    """The proxy's process: one event loop, a connection to moto per client's."""
+
+    async def serve(client_r, client_w) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", upstream_port)
         answered = [True]  # the next bytes from the client start a request
 
-        async def requests() -> None:
+        async def forward() -> None:
             while data := await client_r.read(65536):
                 if answered[0]:
                     answered[0] = False
-                    self.requests += 1
-                    await asyncio.sleep(self.delay)
+                    with requests.get_lock():
+                        requests.value += 1
+                    await asyncio.sleep(delay.value)
                 server_w.write(data)
                 await server_w.drain()
             server_w.close()
 
-        async def answers() -> None:
+        async def answer() -> None:
             while data := await server_r.read(65536):
                 answered[0] = True
                 client_w.write(data)
                 await client_w.drain()
             client_w.close()
 
-        await asyncio.gather(requests(), answers(), return_exceptions=True)
+        await asyncio.gather(forward(), answer(), return_exceptions=True)
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024)
+        port.value = server.sockets[0].getsockname()[1]
+        ready.set()
+        await server.serve_forever()
+
+    asyncio.run(main())
 
 
 def fill_s3(server: S3Server, bucket: str, store: OutputStore, tasks) -> None:
