@@ -6,8 +6,9 @@ as the task process's direct child, in a process group of its own. It starts onc
 task attempt, so it imports little and is imported from its cached bytecode, not
 compiled as a script: no ``json`` (its regular expressions cost more than the rest of its
 start), no ``contextlib`` (``collections`` and ``functools`` with it) and ``_signal``, the
-C module ``signal`` wraps, without the enums ``signal`` builds at import; an interpreter
-with these imports starts in about two thirds of the time. It:
+C module ``signal`` wraps, without the enums ``signal`` builds at import, and ``_ctypes``
+without the types ``ctypes`` defines; an interpreter with these imports starts in about
+two thirds of the time. It:
 
 - dies with the task: the kernel sends it SIGTERM when the task process dies, SIGKILL
   included (``PR_SET_PDEATHSIG``; it also polls its parent once a second), and it then
@@ -34,8 +35,8 @@ Its own exit status is the command's (128 + N for signal N, like bash).
 
 from __future__ import annotations
 
+import _ctypes  # ``ctypes`` without its types: see ``_Libc``
 import _signal as signal  # ``signal`` without its enums: see above
-import ctypes
 import marshal
 import os
 import stat
@@ -53,12 +54,39 @@ STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 WAITED = {signal.SIGCHLD, *STOP}
 MAX_LISTED = 20  # changed paths reported per input
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+class _Int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class _Function(_ctypes.CFuncPtr):
+    """A libc function as ``ctypes.CDLL(None, use_errno=True)`` gives it: C's
+    calling convention, an ``int`` result, ``errno`` kept for ``get_errno``. Built on
+    ``_ctypes`` directly: ``import ctypes`` defines every C type and costs the
+    supervisor's start about 3 ms, a third of it, and this needs one type."""
+
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _Int
+
+
+class _Libc:
+    """The C library's ``prctl``, ``unshare`` and ``mount``; arguments are ints,
+    bytes (``char *``) and None (``NULL``), as ``ctypes`` passes them."""
+
+    _handle = _ctypes.dlopen(None)
+
+    def __getattr__(self, name: str) -> _Function:
+        function = _Function((name, self))
+        setattr(self, name, function)
+        return function
+
+
+_libc = _Libc()
 
 
 def _call(function, *args) -> None:
     if function(*args) != 0:
-        errno = ctypes.get_errno()
+        errno = _ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
 
 
