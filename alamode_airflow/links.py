@@ -19,6 +19,7 @@ its state, and opens a link to its own origin in the same tab)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -46,7 +47,14 @@ class OutputLocationLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         if isinstance(operator, BaseOperator):  # a task process: what it committed
             return getattr(operator, "committed_location", "")
-        return committed_location(ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index)
+        outlets = [(a.name, a.uri) for a in getattr(operator, "outlets", ()) if _is_asset(a)]
+        return committed_location(
+            ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index, outlets
+        )
+
+
+def _is_asset(outlet: Any) -> bool:
+    return isinstance(getattr(outlet, "uri", None), str) and isinstance(outlet.name, str)
 
 
 class ProvenanceLink(BaseOperatorLink):
@@ -81,37 +89,63 @@ def pushes_link(operator_class: type) -> bool:
     return operator_class not in OutputLocationLink().operators
 
 
-def committed_location(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+def committed_location(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    map_index: int,
+    outlets: Sequence[tuple[str, str]] = (),
+) -> str:
     """Where the task instance's attempt committed its output, from the database (on
-    the api-server): its asset event's ``location`` (exactly as the task showed it),
-    else its success record in XCom under the configured storage root; "" when it
-    committed nothing (skipped, failed, still running)."""
-    from airflow.models.asset import AssetEvent
+    the api-server): its asset event's ``location`` among the events of its
+    ``outlets`` (exactly as the task showed it), else its success record in XCom under
+    the configured storage root; "" when it committed nothing (skipped, failed, still
+    running)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     from alamode_airflow.operators import RECORD_XCOM
 
     with create_session() as session:
-        extra = session.scalar(
-            select(AssetEvent.extra)
-            .where(
-                AssetEvent.source_dag_id == dag_id,
-                AssetEvent.source_run_id == run_id,
-                AssetEvent.source_task_id == task_id,
-                AssetEvent.source_map_index == map_index,
-            )
-            .order_by(AssetEvent.timestamp.desc())
-            .limit(1)
-        )
-        if extra and extra.get("location"):
-            return str(extra["location"])
+        if outlets and (
+            location := _event_location(session, outlets, dag_id, run_id, task_id, map_index)
+        ):
+            return location
         query = XComModel.get_many(
             key=RECORD_XCOM, run_id=run_id, dag_ids=dag_id, task_ids=task_id, map_indexes=map_index
         )
         value = session.scalar(query.with_only_columns(XComModel.value))
     return _record_location(value) if value else ""
+
+
+def _event_location(
+    session, outlets, dag_id: str, run_id: str, task_id: str, map_index: int
+) -> str:
+    """The ``location`` of the newest event the task instance sent for one of its
+    ``outlets``. Asked of those assets' events only: ``asset_event`` holds an event
+    for every output ever committed and has no index on its source columns, so a
+    query on those alone would read the whole table at every view of the link; an
+    asset's events are found through Airflow's index on (asset, time), the asset
+    through its unique (name, URI)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import and_, or_, select
+
+    assets = select(AssetModel.id).where(
+        or_(*(and_(AssetModel.name == name, AssetModel.uri == uri) for name, uri in outlets))
+    )
+    extra = session.scalar(
+        select(AssetEvent.extra)
+        .where(
+            AssetEvent.asset_id.in_(assets),
+            AssetEvent.source_dag_id == dag_id,
+            AssetEvent.source_run_id == run_id,
+            AssetEvent.source_task_id == task_id,
+            AssetEvent.source_map_index == map_index,
+        )
+        .order_by(AssetEvent.timestamp.desc())
+        .limit(1)
+    )
+    return str(extra["location"]) if extra and extra.get("location") else ""
 
 
 def _record_location(value: Any) -> str:

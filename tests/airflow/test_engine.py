@@ -208,6 +208,50 @@ def ui_link(airflow, dag_id: str, run_id: str, task_id: str) -> str:
     return done.stdout.splitlines()[-1]
 
 
+# SQLite's plan of each statement the link makes on ``asset_event``.
+LINK_QUERY_PLANS = """
+import sys
+from sqlalchemy import event
+from airflow.models.serialized_dag import SerializedDagModel
+from airflow.models.taskinstance import TaskInstance as TI
+from airflow.settings import engine
+from airflow.utils.session import create_session
+
+seen = []
+@event.listens_for(engine, "before_cursor_execute")
+def keep(conn, cursor, statement, parameters, context, executemany):
+    if "FROM asset_event" in statement and not statement.startswith("EXPLAIN"):
+        seen.append((statement, parameters))
+
+dag_id, run_id, task_id = sys.argv[1:]
+with create_session() as session:
+    ti = session.query(TI).filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id).one()
+    task = SerializedDagModel.get_dag(dag_id, session=session).get_task(task_id)
+    print("link", repr(task.get_extra_links(ti, "Output location")))
+    for statement, parameters in list(seen):
+        rows = session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        print("plan", " | ".join(row[-1] for row in rows))
+"""
+
+
+def test_the_output_link_finds_its_event_through_an_index(airflow, counter):
+    # asset_event holds an event per output ever committed: the link must not read it
+    # whole at each view (it has no index on the event's source task).
+    airflow.save(chain(counter), "chain")
+    airflow.run("chain", "2026-01-01")
+    (run_id,) = airflow.query("select run_id from dag_run where dag_id='chain'")[0]
+    args = [sys.executable, "-c", LINK_QUERY_PLANS, "chain", run_id, "c"]
+    done = subprocess.run(args, env=airflow.env, capture_output=True, text=True, check=True)
+    lines = [line.split(" ", 1) for line in done.stdout.splitlines()]
+    (link,) = [text for kind, text in lines if kind == "link"]
+    plans = [text for kind, text in lines if kind == "plan"]
+    assert link.endswith("/data'")
+    assert plans, "the link looked for no asset event"
+    for plan in plans:
+        assert "USING INDEX idx_asset_id_timestamp" in plan, plan
+        assert "SCAN asset_event" not in plan, plan
+
+
 def test_ui_link_and_asset_events_carry_the_output(airflow, counter):
     dag = chain(counter)
     airflow.save(dag, "chain")
