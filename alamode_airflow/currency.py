@@ -1,7 +1,8 @@
 """Which outputs of a run are current: the one pass the plan task and ``status`` share.
 
 An output is current when its newest generation is a success and every input's
-current generation is the one its record says it read (``SuccessRecord.stale_reason``).
+current generation is the one its record says it read, holding the files it read
+(``SuccessRecord.stale_reason``).
 Tasks are assessed in topological order, so each input's verdict is known before its
 readers' and the pass costs one lookup per output, none per input: an input that is
 missing, stale or being rebuilt will be made again, so everything that read it is stale.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Lookup
 
 
@@ -41,18 +43,18 @@ def assess(
     ``inputs`` (task -> the tasks it reads) and ``look_all`` (output IDs -> their
     lookups, e.g. ``store.lookup_all``; called once)."""
     lookups = look_all([oid for task, oid in outputs.items() if task not in rebuild])
-    generation: dict[str, int | None] = {}  # what a reader would read: None if remade
+    reads: dict[str, SuccessRecord | None] = {}  # what a reader would read: None if remade
     result: dict[str, Assessed] = {}
     for task, output_id in outputs.items():
         if task in rebuild:
             result[task] = Assessed(task, output_id, None)
-            generation[task] = None
+            reads[task] = None
             continue
         found = lookups[output_id]
         stale = None
         if found.done:
-            reads = {name: generation.get(name) for name in inputs.get(task, ())}
-            stale = found.record.stale_reason(reads)
+            now = {name: reads.get(name) for name in inputs.get(task, ())}
+            stale = found.record.stale_reason(now)
         result[task] = Assessed(task, output_id, found, stale)
-        generation[task] = found.generation if result[task].current else None
+        reads[task] = found.record if result[task].current else None
     return result

@@ -36,6 +36,7 @@ the manifest``, or why the folder holds something no manifest can hold.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 import shutil
@@ -97,6 +98,14 @@ class ManifestEntry:
         if climbs or posixpath.normpath(path) != path:
             raise ValueError(f"manifest entry path {path!r} is not a path inside the output")
         return entry
+
+
+def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
+    """What an output holds, as one sha256: of every entry (path, size, sha256, link
+    target) in manifest order. Two generations with the same digest hold the same
+    bytes under the same names; a reader's record names its inputs' digests."""
+    text = json.dumps([entry.to_json() for entry in entries], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def manifest(folder: str | os.PathLike[str]) -> tuple[ManifestEntry, ...]:

@@ -182,7 +182,7 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
         if not found.done:
             return found
         record = found.record
-        reads = {n: f.generation if f.done else None for n, f in self._inputs_found.items()}
+        reads = {n: f.record if f.done else None for n, f in self._inputs_found.items()}
         stale = record.stale_reason(reads)
         ours = (record.dag_id, record.run_id) == (context["ti"].dag_id, run.run_id)
         if stale is None and (self.task_id not in run.rebuild or ours):
@@ -308,6 +308,7 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
             sha=self.sha,
             inputs=inputs,
             input_generations={n: f.generation for n, f in self._inputs_found.items()},
+            input_digests={n: f.record.digest for n, f in self._inputs_found.items()},
             data_path=store.data_path(staging),
             preimage_b64=base64.b64encode(self.preimage_source()).decode(),
             host=socket.gethostname(),

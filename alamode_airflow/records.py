@@ -9,22 +9,33 @@ generation of it that was read*. An output is current only while every input's c
 generation is the one its record names (``stale_reason``): after an input is rebuilt,
 everything made from its old generation is out of date, in every DAG that meets it.
 Format 1 records (before generations were recorded) read as having read generation 0.
+
+A generation number names one commit only while the store remembers the generations
+it gave out: a local root keeps a tombstone of each removed generation, but a folder
+deleted by hand, or an object store's lifecycle rule expiring an output, leaves nothing,
+and the output is then made again as generation 0 with other files. So a record also
+names, per input, the digest of the files it read (``input_digests``, format 3), and
+an input whose generation holds other files than those makes its readers stale too.
+Records before format 3 name no digest: their inputs are compared by generation alone.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from a_la_mode.ids import id_of
 from a_la_mode.partitions import partition_id
-from alamode_airflow.manifests import ManifestEntry
+from alamode_airflow.manifests import ManifestEntry, manifest_digest
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class NewerFormat(ValueError):
@@ -60,6 +71,8 @@ class SuccessRecord:
     # Where the data is, relative to the generation's folder: ``data`` on a local root,
     # ``<attempt>/data`` on an object store (each attempt uploads under its own prefix).
     data_path: str = "data"
+    # Per input name: the digest of the files of the generation read (``manifest_digest``).
+    input_digests: dict[str, str] = field(default_factory=dict)
     format: int = field(default=FORMAT)
 
     def __post_init__(self) -> None:
@@ -72,6 +85,12 @@ class SuccessRecord:
                 raise ValueError("record's file ID and interval do not give its output ID")
         if set(self.input_generations) - set(self.inputs):
             raise ValueError("record names generations of inputs it did not read")
+        if set(self.input_digests) - set(self.inputs):
+            raise ValueError("record names digests of inputs it did not read")
+        if not all(
+            isinstance(d, str) and _DIGEST.fullmatch(d) for d in self.input_digests.values()
+        ):
+            raise ValueError("record's input digests are not sha256 digests")
         if self.generation < 0 or any(g < 0 for g in self.input_generations.values()):
             raise ValueError("generations are not negative")
         if ".." in self.data_path.split("/") or self.data_path.startswith("/"):
@@ -87,16 +106,28 @@ class SuccessRecord:
         """The generation of input ``name`` this output was made from."""
         return self.input_generations.get(name, 0)
 
-    def stale_reason(self, current: Mapping[str, int | None]) -> str | None:
-        """Why this output is out of date, given each input's current generation
-        (None: the input has no current success and is being made again); None while
-        every input is still the generation this record read."""
+    @functools.cached_property
+    def digest(self) -> str:
+        """The digest of the files this output holds (``manifest_digest``), as its
+        readers' records name it."""
+        return manifest_digest(self.manifest)
+
+    def stale_reason(self, current: Mapping[str, SuccessRecord | None]) -> str | None:
+        """Why this output is out of date, given each input's current record (None:
+        the input has no current success and is being made again); None while every
+        input is still the generation this record read, holding the files it read."""
         for name in sorted(self.inputs):
             now = current.get(name)
             if now is None:
                 return f"input {name} is being computed again"
-            if now != self.read_generation(name):
-                return f"input {name} is now generation {now}"
+            if now.generation != self.read_generation(name):
+                return f"input {name} is now generation {now.generation}"
+            read = self.input_digests.get(name)
+            if read is not None and read != now.digest:
+                return (
+                    f"input {name} generation {now.generation} now holds other files than "
+                    "the ones read (it was removed and made again)"
+                )
         return None
 
     def to_json(self) -> dict[str, Any]:

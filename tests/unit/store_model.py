@@ -169,6 +169,7 @@ def record(store, staging: Path, name: str, generation: int, reads, end=None) ->
         sha=None,
         inputs={n: found.record.output_id for n, found in reads.items()},
         input_generations={n: found.generation for n, found in reads.items()},
+        input_digests={n: found.record.digest for n, found in reads.items()},
         data_path=store.data_path(staging),
         preimage_b64=base64.b64encode(task.preimage()).decode(),
         host="model",

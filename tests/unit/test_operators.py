@@ -13,6 +13,7 @@ import pytest
 
 from a_la_mode import Dag, load
 from alamode_airflow._compat import AirflowSkipException
+from alamode_airflow.manifests import remove
 from alamode_airflow.operators import (
     PLAN_XCOM,
     REBUILD_XCOM,
@@ -121,6 +122,28 @@ def test_a_stale_output_is_produced_as_the_next_generation_naming_what_it_read(p
     first = store.read(tasks["report"].output, 0).record
     assert first.input_generations == {"fetch": 0}
     assert run(report, "d", "run-5") is None  # generation 1 read fetch's 1: current
+
+
+def test_an_input_whose_generation_number_came_to_name_other_files_makes_its_readers_stale(
+    pipeline, tmp_path
+):
+    """Where nothing remembers an output's generations (its folder deleted by hand, an
+    object store's lifecycle rule expiring it), it is made again as generation 0: the
+    same number, other files. A reader made from the old files is stale."""
+    tasks, version = pipeline
+    store = OutputStore(str(tmp_path / "store"))
+    fetch, report = (operator(tasks[n], store, tmp_path) for n in ("fetch", "report"))
+    run(fetch, "d", "run-1")
+    made = run(report, "d", "run-1")
+    assert made["input_generations"] == {"fetch": 0}
+    remove(Path(store.root.path) / "objects" / tasks["fetch"].output)
+    version.write_text("v2")
+    assert run(fetch, "d", "run-2")["generation"] == 0  # the number again
+    record = run(report, "d", "run-2")
+    assert record is not None, "report was skipped, made from files fetch no longer holds"
+    assert record["generation"] == 1
+    assert (Path(store.where(tasks["report"].output)) / "out.txt").read_text() == "v2"
+    assert run(report, "d", "run-3") is None  # made from these files: current
 
 
 def test_an_input_changed_by_a_command_is_quarantined_and_never_served_again(

@@ -20,7 +20,7 @@ import pytest
 from a_la_mode import AlamodeError
 from alamode_airflow import gc
 from alamode_airflow.manifests import manifest
-from alamode_airflow.records import SuccessRecord
+from alamode_airflow.records import FORMAT, SuccessRecord
 from alamode_airflow.store import Committed, Found, OutputStore
 
 PREIMAGE = b"d7:command4:true6:inputsdee"
@@ -298,7 +298,7 @@ def test_a_record_of_a_newer_format_is_left_alone(store, tmp_path):
     store.commit(staging, record)
     path = tmp_path / "root/objects" / OUTPUT / "0" / "record.json"
     path.chmod(0o644)
-    path.write_text(json.dumps({**json.loads(path.read_text()), "format": 3}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format": FORMAT + 1}))
     found = store.settle(OUTPUT, lambda *args: pytest.fail("settle warned"))
     assert found.status is Found.NEWER
     assert "upgrade alamode-airflow" in found.reason

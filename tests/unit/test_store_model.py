@@ -146,7 +146,7 @@ class StoreMachine(RuleBasedStateMachine):
     def is_skipped(self, name, found, reads) -> bool:
         """The operator's rule: skip when recorded and made from each input's current
         generation; the model must agree."""
-        now = {n: f.generation if f.done else None for n, f in reads.items()}
+        now = {n: f.record if f.done else None for n, f in reads.items()}
         skipped = found.done and found.record.stale_reason(now) is None
         assert skipped == self.model.is_current(name), (name, found, now)
         return skipped
