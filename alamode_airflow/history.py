@@ -233,8 +233,21 @@ def lineage(
                 nodes[key] = _node(store, oid, store.read(*key), verify)
                 queue.append(nodes[key])
             # Filled in place: the child may be reached again before its own inputs are.
-            parent.inputs[name] = nodes[key]
+            parent.inputs[name] = _as_read(nodes[key], parent.record.input_digests.get(name))
     return root
+
+
+def _as_read(node: LineageNode, digest: str | None) -> LineageNode:
+    """``node`` as a reader that read files of ``digest`` finds it: itself, unless its
+    generation now holds other files (made again where no tombstone kept its number):
+    then what was read is gone, and its lineage with it."""
+    if digest is None or node.record is None or node.record.digest == digest:
+        return node
+    reason = (
+        f"generation {node.generation} now holds other files than the ones read "
+        "(it was removed and made again): what was read is gone"
+    )
+    return LineageNode(node.output_id, None, Check.MISSING, (reason,))
 
 
 @dataclass(frozen=True)

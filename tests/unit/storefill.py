@@ -38,6 +38,7 @@ def produce(
             sha=task.spec.get("sha"),
             inputs={name: outputs[name] for name in task.inputs},
             input_generations={n: store.lookup(outputs[n]).generation for n in task.inputs},
+            input_digests={n: store.lookup(outputs[n]).record.digest for n in task.inputs},
             file_output_id=task.output if interval else None,
             interval=interval,
             data_path=store.data_path(staging),

@@ -9,6 +9,7 @@ import pytest
 from a_la_mode import load
 from alamode_airflow.cli import main
 from alamode_airflow.history import Check, Verdict, explain, lineage, status
+from alamode_airflow.manifests import remove
 from alamode_airflow.store import Found, OutputStore
 from tests.unit.storefill import diamond_ladder, produce
 
@@ -74,6 +75,26 @@ def test_lineage_walks_inputs_and_verify_finds_tampered_bytes(store, collage, tm
     bad = node.inputs["download_images"]
     assert bad.check is Check.BAD_DATA
     assert bad.problems == ("out.txt: sha256 differs", "extra.bin: not in the manifest")
+
+
+def test_lineage_says_when_an_input_generation_now_holds_other_files(store, collage, tmp_path):
+    pipeline = load(collage.bencode())
+    produce(store, pipeline, "2026-01-01")
+    remove(tmp_path / "store/objects" / pipeline["download_images"].output)
+    produce(store, pipeline, "2026-01-02", names={"download_images"})  # generation 0 again
+    assert store.lookup(pipeline["download_images"].output).generation == 0
+    node = lineage(store, pipeline["collage"].output, verify=True).inputs["blur"]
+    gone = node.inputs["download_images"]
+    assert (gone.record, gone.check) == (None, Check.MISSING)
+    assert gone.problems == (
+        "generation 0 now holds other files than the ones read (it was removed and made "
+        "again): what was read is gone",
+    )
+    rows = {row.task: row for row in status(pipeline, store)}
+    assert rows["blur"].stale == (
+        "input download_images generation 0 now holds other files than the ones read (it was "
+        "removed and made again)"
+    )
 
 
 def test_cli_status_explain_lineage(store, collage, tmp_path, capsys):
