@@ -3,13 +3,17 @@ the commit and gc's checks interleave."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from a_la_mode import load
-from alamode_airflow import gc, gc_index
+from alamode_airflow import gc, gc_index, store_local
+from alamode_airflow.history import lineage
 from alamode_airflow.store import OutputStore
 from tests.unit.test_gc import OLD, chain, commit
+from tests.unit.test_gc_wanted import whole
 
 
 def test_an_output_committed_while_gc_takes_another_keeps_its_inputs(tmp_path, monkeypatch):
@@ -78,3 +82,46 @@ def test_an_output_built_again_where_gc_left_a_tombstone_during_the_survey_keeps
     outcome = gc.collect(store, chosen)
     assert t0 not in outcome.deleted
     assert store.lookup(t0).done
+
+
+def test_an_output_whose_commit_gc_sees_half_done_keeps_its_inputs(tmp_path, monkeypatch):
+    """A task commits Z, which read Y, while gc checks A, B and then Y: gc checks B after
+    Z's commit made Z's folder and before it moved Z's generation in. Y stays."""
+    store = OutputStore(str(tmp_path / "store"))
+    a, b, y = (commit(store, load(chain(1, t).bencode())["t0"], {}, OLD) for t in "aby")
+    z = load(chain(1, "z").bencode())["t0"]
+    chosen = gc.plan(store, set(), gc.parse_age("1d"))
+    chosen.reclaimable.sort(key=lambda c: c.output_id == y)  # Y last: any order is valid
+    objects, syncing = Path(store.root.path) / "objects", store_local.sync_dir
+    folder_made, move_in = threading.Event(), threading.Event()
+
+    def pausing(path):  # the commit syncs objects/ once Z's folder is made
+        syncing(path)
+        if threading.current_thread() is task and Path(path) == objects:
+            folder_made.set()
+            move_in.wait(timeout=60)
+
+    def commits_z():
+        commit(store, z, {"t0": y}, datetime.now(UTC).isoformat())
+
+    task = threading.Thread(target=commits_z)
+    checked = []
+
+    def advance():  # after each output gc checked
+        checked.append(1)
+        if len(checked) == 1:  # A checked: Z's commit starts, and stops half way
+            task.start()
+            assert folder_made.wait(timeout=60)
+        elif len(checked) == 2:  # B checked, with Z's folder empty: the commit ends
+            move_in.set()
+            task.join(timeout=60)
+
+    monkeypatch.setattr(store_local, "sync_dir", pausing)
+    try:
+        outcome = gc.collect(store, chosen, advance)
+    finally:  # the task never waits on a gc that failed
+        move_in.set()
+    assert store.lookup(z.output).done
+    assert store.lookup(y).done, "gc deleted an input of an output committed meanwhile"
+    assert sorted(outcome.deleted) == sorted([a, b])
+    assert whole(lineage(store, z.output))
