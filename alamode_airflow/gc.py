@@ -55,6 +55,7 @@ from alamode_airflow.gc_index import (
     newer,
     read_entry,
     sizes,
+    stamped,
     survey,
     wanted,
 )
@@ -92,8 +93,9 @@ class Plan:
     kept: set[str]
     index: dict[str, Entry] = field(repr=False)
     stamp: tuple[int, int] = (0, 0)  # objects/ as last seen (see gc_index.changed_at)
-    # Tombstone-only folders and their mtimes: a build there is a new output too.
-    retired: dict[str, int] = field(default_factory=dict, repr=False)
+    # Output folders with no generation, as last seen: tombstones only (a build there
+    # is a new output too), or a commit not yet done: watched until a record comes.
+    retired: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -244,7 +246,7 @@ def _take(store: OutputStore, chosen: Plan, output_id: str) -> list[Path]:
         trash = gc_leftovers.to_trash(local_root(store), folder / str(generation), name)
         taken += [trash] if trash is not None else []
     task_index.unmark(store, markers)
-    chosen.retired[output_id] = folder.stat().st_mtime_ns
+    chosen.retired[output_id] = changed_at(folder)
     return taken
 
 
@@ -267,24 +269,30 @@ def _why_keep_now(store: OutputStore, chosen: Plan, output_id: str) -> str:
 def _catch_up(store: OutputStore, chosen: Plan) -> None:
     """Take in the pins made and the outputs committed since the listing: each is a
     seed as it would have been then, and keeps its closure. Closing over only the new
-    seeds is enough: what was kept stays kept."""
+    seeds is enough: what was kept stays kept.
+
+    A new output folder is watched as a folder of tombstones is: a commit makes the
+    folder before it moves its generation in, so a folder seen empty is read again
+    once it changes, never taken as an output with no records (which would keep
+    nothing it reads)."""
     pinned = frozenset(pins(store))
     seeds = set(pinned - chosen.pins)
     chosen.pins = pinned
     objects = local_root(store) / "objects"
     seen = changed_at(objects)
-    named = chosen.roots | pinned
     if seen != chosen.stamp:
         chosen.stamp = seen
         for name in os.listdir(objects):
             if name not in chosen.index and name not in chosen.retired and as_output_id(name):
-                entry = chosen.index[name] = read_entry(store, name)
-                seeds.update([name] if wanted(entry, named, chosen.cutoff) else [])
-    for name, mtime in list(chosen.retired.items()):
-        folder = objects / name
-        if folder.is_dir() and folder.stat().st_mtime_ns != mtime:  # built again
+                chosen.retired[name] = (0, 0)  # never seen: read below
+    named = chosen.roots | pinned
+    for name, stamp in list(chosen.retired.items()):
+        if changed_at(objects / name) == stamp:
+            continue
+        entry, chosen.retired[name] = stamped(store, name)
+        if entry is not None:  # committed or built again
             del chosen.retired[name]
-            entry = chosen.index[name] = read_entry(store, name)
+            chosen.index[name] = entry
             seeds.update([name] if wanted(entry, named, chosen.cutoff) else [])
     if seeds:
         chosen.kept = closure(seeds, lambda o: _inputs(store, chosen, o), chosen.kept)

@@ -50,6 +50,16 @@ def read_entry(store: OutputStore, output_id: str) -> Entry:
     return _surveyed(store, output_id) or Entry(output_id)
 
 
+def stamped(
+    store: OutputStore, output_id: str, listing: Listing | None = None
+) -> tuple[Entry | None, tuple[int, int]]:
+    """An output's entry, or None when its folder holds no generation (tombstones only,
+    or a commit that made the folder and has not moved its generation in yet), with the
+    folder's ``changed_at`` read first: a commit into it after the read changes that."""
+    stamp = _stamp(store, output_id)
+    return _surveyed(store, output_id, listing), stamp
+
+
 def _surveyed(store: OutputStore, output_id: str, listing: Listing | None = None) -> Entry | None:
     """``read_entry``, or None when the output has no generation left (tombstones
     only: what gc took before). On an object store: one read per record, after one
@@ -108,12 +118,14 @@ def _raw_inputs(store: OutputStore, output_id: str, generation: int | None) -> A
         return None
 
 
-def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown], dict[str, int]]:
+def survey(
+    store: OutputStore,
+) -> tuple[dict[str, Entry], list[Unknown], dict[str, tuple[int, int]]]:
     """One pass over ``objects/``: every output folder's entry, the names there that
     are not output folders (kept, and reported), and the folders holding tombstones
-    only (what gc took before) with their mtimes on a local root: a build into one of
-    them adds a generation without changing ``objects/``, so it is watched by its own
-    mtime. On an object store: one listing of ``objects/``'s folders per thousand
+    only (what gc took before) with their ``changed_at`` on a local root: a build into
+    one of them adds a generation without changing ``objects/``, so it is watched by its
+    own. On an object store: one listing of ``objects/``'s folders per thousand
     outputs, then their keys in pages of ``objects/`` (``backend.listings``), then the
     records, many at once (``look_up_all``)."""
     strays: list[Unknown] = []
@@ -127,17 +139,15 @@ def survey(store: OutputStore) -> tuple[dict[str, Entry], list[Unknown], dict[st
         else:
             folders.append(name)
     index: dict[str, Entry] = {}
-    retired: dict[str, int] = {}
+    retired: dict[str, tuple[int, int]] = {}
     listed = store.backend.listings(folders)  # on an object store: pages of objects/
 
-    def surveyed(output_id: str) -> tuple[Entry | None, int]:
-        # The mtime first: a build into the folder after it is read changes it.
-        mtime = _mtime(store, output_id)
-        return _surveyed(store, output_id, listed.get(output_id)), mtime
+    def surveyed(output_id: str) -> tuple[Entry | None, tuple[int, int]]:
+        return stamped(store, output_id, listed.get(output_id))
 
-    for name, (entry, mtime) in _each(store, surveyed, folders).items():
+    for name, (entry, stamp) in _each(store, surveyed, folders).items():
         if entry is None:  # nothing left to take
-            retired[name] = mtime
+            retired[name] = stamp
             continue
         index[name] = entry
         if entry.unknown:
@@ -191,15 +201,12 @@ def _each(store: OutputStore, work: Callable[[str], T], output_ids: list[str]) -
     return look_up_all(work, output_ids, workers)  # type: ignore[arg-type, return-value]
 
 
-def _mtime(store: OutputStore, output_id: str) -> int:
-    """An output folder's mtime on a local root (0 on an object store, which gc never
-    deletes from, so never watches)."""
+def _stamp(store: OutputStore, output_id: str) -> tuple[int, int]:
+    """An output folder's ``changed_at`` on a local root ((0, 0) on an object store,
+    which gc never deletes from, so never watches)."""
     if not store.local:
-        return 0
-    try:
-        return os.stat(store.object_dir(output_id).path).st_mtime_ns
-    except FileNotFoundError:  # gone since the listing: any build there is new
-        return 0
+        return (0, 0)
+    return changed_at(Path(store.object_dir(output_id).path))
 
 
 def closure(
@@ -223,13 +230,14 @@ def wanted(entry: Entry, named: frozenset[str], cutoff: datetime) -> bool:
     return bool(entry.file_ids & named or entry.unknown or newer(entry, cutoff))
 
 
-def changed_at(objects: Path) -> tuple[int, int]:
-    """When ``objects/`` last changed, and its link count: a new output folder changes
-    both (the count on file systems that count subfolders, as ext4, xfs and tmpfs do,
-    which catches two changes within one tick of the clock)."""
+def changed_at(folder: Path) -> tuple[int, int]:
+    """When a folder (``objects/``, an output's) last changed, and its link count: a new
+    subfolder (an output folder, a generation) changes both (the count on file systems
+    that count subfolders, as ext4, xfs and tmpfs do, which catches two changes within
+    one tick of the clock); (0, 0) for none."""
     try:
-        info = os.stat(objects)
-    except FileNotFoundError:
+        info = os.stat(folder)
+    except FileNotFoundError:  # gone, or not yet made: anything made there is new
         return (0, 0)
     return info.st_mtime_ns, info.st_nlink
 

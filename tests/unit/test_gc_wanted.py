@@ -4,17 +4,14 @@ keeps, what changed between the listing and the deletion, and records it cannot 
 from __future__ import annotations
 
 import json
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from a_la_mode import AlamodeError, load
-from alamode_airflow import gc, gc_index
+from alamode_airflow import gc
 from alamode_airflow.cli import main
 from alamode_airflow.history import lineage
-from alamode_airflow.store import OutputStore
 from tests.unit.test_gc import (
     OLD,
     chain,
@@ -253,74 +250,3 @@ def test_a_record_that_cannot_be_opened_is_kept_and_reported(setup, capsys):
     report = json.loads(capsys.readouterr().out)
     assert old["t0"].output not in report["deleted"]
     assert "Is a directory" in report["unknown"][0]["reason"]
-
-
-# Outputs committed while gc works.
-
-
-def test_an_output_committed_while_gc_takes_another_keeps_its_inputs(tmp_path, monkeypatch):
-    """Y is taken first; meanwhile a task commits Z, which read W: W stays."""
-    from alamode_airflow import gc_leftovers
-
-    store = OutputStore(str(tmp_path / "store"))
-    w, y = load(chain(2, "w").bencode()), load(chain(1, "y").bencode())["t0"]
-    w_id, y_id = commit(store, w["t0"], {}, OLD), commit(store, y, {}, OLD)
-    chosen = gc.plan(store, set(), gc.parse_age("1d"))
-    chosen.reclaimable.sort(key=lambda c: c.output_id != y_id)  # Y first: any order is valid
-    taking = gc_leftovers.to_trash
-
-    def take_while_a_task_commits(root, path, name):
-        trash = taking(root, path, name)
-        if name.startswith(y_id):
-            commit(store, w["t1"], {"t0": w_id}, datetime.now(UTC).isoformat())
-        return trash
-
-    monkeypatch.setattr(gc_leftovers, "to_trash", take_while_a_task_commits)
-    outcome = gc.collect(store, chosen)
-    assert outcome.deleted == [y_id]
-    assert store.lookup(w_id).done
-
-
-def test_an_output_built_again_where_gc_left_a_tombstone_keeps_its_inputs(tmp_path):
-    """t1 was taken by an earlier gc (a tombstone is left); after this gc's listing it
-    is built again, reading t0: t0 stays."""
-    store = OutputStore(str(tmp_path / "store"))
-    pipe = load(chain(2, "x").bencode())
-    t0 = commit(store, pipe["t0"], {}, OLD)
-    t1 = commit(store, pipe["t1"], {"t0": t0}, OLD)
-    assert gc.collect(store, gc.plan(store, {t0}, gc.parse_age("1d"))).deleted == [t1]
-    chosen = gc.plan(store, set(), gc.parse_age("1d"))
-    assert [c.output_id for c in chosen.reclaimable] == [t0]
-    assert commit(store, pipe["t1"], {"t0": t0}, datetime.now(UTC).isoformat()) == t1
-    assert store.lookup(t1).generation == 1  # after the tombstone, never 0 again
-    outcome = gc.collect(store, chosen)
-    assert outcome.deleted == []
-    assert store.lookup(t0).done
-
-
-def test_an_output_built_again_where_gc_left_a_tombstone_during_the_survey_keeps_its_inputs(
-    tmp_path, monkeypatch
-):
-    """The same, with t1 built again while this gc surveys the store, just after its
-    folder was read (as tombstones only) and before the survey ends: t0 stays."""
-    store = OutputStore(str(tmp_path / "store"))
-    pipe = load(chain(2, "x").bencode())
-    t0 = commit(store, pipe["t0"], {}, OLD)
-    t1 = commit(store, pipe["t1"], {"t0": t0}, OLD)
-    assert gc.collect(store, gc.plan(store, {t0}, gc.parse_age("1d"))).deleted == [t1]
-    surveyed = gc_index._surveyed
-
-    def built_meanwhile(store, output_id, listing=None):
-        entry = surveyed(store, output_id, listing)
-        if output_id == t1:
-            time.sleep(0.01)  # a later mtime, whatever the file system's granularity
-            commit(store, pipe["t1"], {"t0": t0}, datetime.now(UTC).isoformat())
-        return entry
-
-    monkeypatch.setattr(gc_index, "_surveyed", built_meanwhile)
-    chosen = gc.plan(store, set(), gc.parse_age("1d"))
-    monkeypatch.setattr(gc_index, "_surveyed", surveyed)
-    assert store.lookup(t1).generation == 1
-    outcome = gc.collect(store, chosen)
-    assert t0 not in outcome.deleted
-    assert store.lookup(t0).done
