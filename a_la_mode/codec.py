@@ -14,20 +14,25 @@ search and a conversion per value. Values decode as bencode.py's do: text string
 ``str``, others (not UTF-8) as ``bytes``; dictionary keys must be text.
 
 Decoding is bounded by a budget of values, not only by the file's size: each decoded
-value is a Python object of 30 to 100 bytes, so two bytes of ``le`` become some 70 bytes
-of memory and a microsecond of work, and a file within the size limit made of nothing
-but empty lists would take about 36 times its size before any ID is checked. A file
-holding more than ``max_values`` values (every string, dictionary keys included,
-integer, list and dictionary; ``MAX_VALUES`` unless the caller says otherwise) is
-refused with ``TooManyValues`` before any is built. Real files need about 12 values a
-task (a 10,000-task benchmark file: 2.9 MB, 119,485 values; a 100,000-task one: 29 MB,
-1.2 million), so the default of 4 million leaves room for 100,000 tasks with specs
-three times as rich, while a hostile file is stopped at what such a pipeline costs
-(some 300 MB and 3 seconds of decoding). Checking costs next to nothing: values are at
-most the data's ``:`` and ``e`` bytes (one per string, one per integer or closed
-container) plus the containers open at once, and two ``bytes.count`` calls settle
-every file whose count that cannot exceed the budget; only larger files are walked
-head by head, without building anything, up to the budget.
+value is a Python object of 30 to 100 bytes, so two bytes of ``le`` become some 70
+bytes of memory and a microsecond of work, and a file within the size limit made of
+nothing but empty lists would take about 36 times its size before any ID is checked.
+A file holding more than ``max_values`` values (every string, dictionary keys
+included, integer, list and dictionary; ``MAX_VALUES`` unless the caller says
+otherwise) is refused with ``TooManyValues`` before any is built. Real files need
+about 12 values a task (a 10,000-task benchmark file: 2.9 MB, 119,485 values; a
+100,000-task one: 29 MB, 1.2 million values, decoded in 210 MB), so the default of 4
+million leaves room for 100,000 tasks with specs three times as rich, while a hostile
+file costs at most what a real file of that many values does: 300 MB for empty
+lists, 650 MB for empty task records (each has its entries' places noted), a few
+seconds.
+
+Checking costs next to nothing. Each value has two bytes of its own and one ``:`` (a
+string) or ``e`` (an integer, a closed container), but for the containers open when
+the decoder stops: files up to twice the budget in bytes (8 MB, some 28,000 tasks)
+are not looked at, and two ``bytes.count`` calls settle larger ones that cannot hold
+more. Only the others are walked head by head, without building anything, up to the
+budget.
 """
 
 from __future__ import annotations
@@ -72,9 +77,14 @@ def _check_budget(data: bytes, start: int, limit: int) -> None:
 
     Data this does not read as bencode is left for the decoder to refuse: up to that
     point both read the same heads, so the decoder never builds more than is counted."""
-    # Each value has its own ':' (a string) or 'e' (an integer, a closed container);
-    # at most MAX_DEPTH + 1 containers are open when the decoder stops.
-    if data.count(b":", start) + data.count(b"e", start) + MAX_DEPTH + 1 <= limit:
+    # Each value has two bytes of its own, but for the at most MAX_DEPTH + 1 containers
+    # open when the decoder stops (their 'e' unread): files up to twice the budget in
+    # bytes need no look at all. And each value has its own ':' (a string) or 'e' (an
+    # integer, a closed container).
+    opened = MAX_DEPTH + 1
+    if (len(data) - start + opened) // 2 <= limit:
+        return
+    if data.count(b":", start) + data.count(b"e", start) + opened <= limit:
         return
     match = _HEAD.match
     pos, depth, count, size = start, 0, 0, len(data)

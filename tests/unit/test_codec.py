@@ -114,3 +114,12 @@ def test_the_budget_setting_must_be_a_number(monkeypatch):
     monkeypatch.setenv("ALAMODE_MAX_FILE_VALUES", "lots")
     with pytest.raises(FileFormatError, match=r"ALAMODE_MAX_FILE_VALUES must be a number"):
         load(pipeline().bencode())
+
+
+def test_long_text_is_not_many_values(monkeypatch):
+    """Bytes are not values: a file far larger than the budget, with few values, loads."""
+    dag = Dag({"dag_id": "docs", "doc": "x" * 100_000})
+    dag.task("a", {"command": "echo a", "script": "y" * 100_000})
+    monkeypatch.setenv("ALAMODE_MAX_FILE_VALUES", "100")
+    assert len(dag.bencode()) > 200_000
+    assert load(dag.bencode())["a"].spec["script"] == "y" * 100_000
