@@ -12,6 +12,27 @@ regular expression match reads each value's head (a string's length, an integer,
 the start of a list or dictionary), where bencode.py's decoder takes a lookup, a
 search and a conversion per value. Values decode as bencode.py's do: text strings as
 ``str``, others (not UTF-8) as ``bytes``; dictionary keys must be text.
+
+Decoding is bounded by a budget of values, not only by the file's size: each decoded
+value is a Python object of 30 to 100 bytes, so two bytes of ``le`` become some 70
+bytes of memory and a microsecond of work, and a file within the size limit made of
+nothing but empty lists would take about 36 times its size before any ID is checked.
+A file holding more than ``max_values`` values (every string, dictionary keys
+included, integer, list and dictionary; ``MAX_VALUES`` unless the caller says
+otherwise) is refused with ``TooManyValues`` before any is built. Real files need
+about 12 values a task (a 10,000-task benchmark file: 2.9 MB, 119,485 values; a
+100,000-task one: 29 MB, 1.2 million values, decoded in 210 MB), so the default of 4
+million leaves room for 100,000 tasks with specs three times as rich, while a hostile
+file costs at most what a real file of that many values does: 300 MB for empty
+lists, 650 MB for empty task records (each has its entries' places noted), a few
+seconds.
+
+Checking costs next to nothing. Each value has two bytes of its own and one ``:`` (a
+string) or ``e`` (an integer, a closed container), but for the containers open when
+the decoder stops: files up to twice the budget in bytes (8 MB, some 28,000 tasks)
+are not looked at, and two ``bytes.count`` calls settle larger ones that cannot hold
+more. Only the others are walked head by head, without building anything, up to the
+budget.
 """
 
 from __future__ import annotations
@@ -29,6 +50,8 @@ _LIST, _END = ord("l"), ord("e")
 #: Nesting refused beyond this (bencode.py's limit): deep garbage is an error, not a
 #: RecursionError.
 MAX_DEPTH = 100
+#: The values a decoded file may hold by default (see the module's docstring).
+MAX_VALUES = 4_000_000
 #: Dictionaries nested less deeply than this have their entries' places noted
 #: (``Spans``): the top level, ``meta`` and ``tasks``, and each task's record.
 NOTED_DEPTH = 3
@@ -39,6 +62,49 @@ Spans = dict[int, dict[str, tuple[int, int, int]]]
 
 class _Refused(ValueError):
     """Not canonical bencode (turned into BencodeDecodeError by the callers)."""
+
+
+class TooManyValues(BencodeDecodeError):
+    """Data holding more values than the budget: refused before any is decoded."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"more than {limit} values (strings, integers, lists and dictionaries)")
+
+
+def _check_budget(data: bytes, start: int, limit: int) -> None:
+    """Raise TooManyValues if the value at ``start`` holds more than ``limit`` values.
+
+    Data this does not read as bencode is left for the decoder to refuse: up to that
+    point both read the same heads, so the decoder never builds more than is counted."""
+    # Each value has two bytes of its own, but for the at most MAX_DEPTH + 1 containers
+    # open when the decoder stops (their 'e' unread): files up to twice the budget in
+    # bytes need no look at all. And each value has its own ':' (a string) or 'e' (an
+    # integer, a closed container).
+    opened = MAX_DEPTH + 1
+    if (len(data) - start + opened) // 2 <= limit:
+        return
+    if data.count(b":", start) + data.count(b"e", start) + opened <= limit:
+        return
+    match = _HEAD.match
+    pos, depth, count, size = start, 0, 0, len(data)
+    while pos < size:
+        if data[pos] == _END:
+            pos, depth = pos + 1, depth - 1
+        else:
+            head = match(data, pos)
+            if head is None:
+                return
+            count += 1
+            if count > limit:
+                raise TooManyValues(limit)
+            pos = head.end()
+            if head.lastindex == 1:
+                pos += int(head[1])
+            elif head.lastindex is None:  # a list or dictionary opens
+                depth += 1
+        if depth <= 0:
+            return
 
 
 def _value(data: bytes, pos: int, depth: int, spans: Spans | None) -> tuple[Any, int]:
@@ -115,8 +181,9 @@ def _dict(data: bytes, pos: int, depth: int, spans: Spans | None) -> tuple[dict[
     return result, end + 1
 
 
-def _decoded(data: bytes, spans: Spans | None) -> Any:
+def _decoded(data: bytes, spans: Spans | None, max_values: int) -> Any:
     """All of ``data`` as one value; BencodeDecodeError otherwise."""
+    _check_budget(data, 0, max_values)
     try:
         value, end = _value(data, 0, 0, spans)
     # _Refused and UnicodeDecodeError included; RecursionError where the caller's stack
@@ -128,21 +195,25 @@ def _decoded(data: bytes, spans: Spans | None) -> Any:
     return value
 
 
-def decode(data: bytes) -> Any:
-    """Decode canonical bencode; raises bencode.py's BencodeDecodeError otherwise."""
-    return _decoded(data, None)
+def decode(data: bytes, max_values: int = MAX_VALUES) -> Any:
+    """Decode canonical bencode; raises bencode.py's BencodeDecodeError otherwise
+    (TooManyValues for data holding more than ``max_values`` values)."""
+    return _decoded(data, None, max_values)
 
 
-def decode_file(data: bytes) -> tuple[Any, Callable[[str], bytes | None]]:
+def decode_file(
+    data: bytes, max_values: int = MAX_VALUES
+) -> tuple[Any, Callable[[str], bytes | None]]:
     """Decode an encoded pipeline file, and say what each task's preimage is.
 
     The decoder accepts only the canonical form, so a task's record in ``data`` is
     byte for byte what encoding the decoded record gives: its preimage (the record
     without its ``output`` entry) is those bytes less that entry's, and verifying an ID
     needs no encoding again. The second value maps a task name to its preimage (None
-    when the file is not shaped so: the caller then checks the shape and encodes)."""
+    when the file is not shaped so: the caller then checks the shape and encodes).
+    Raises BencodeDecodeError as ``decode`` does."""
     spans: Spans = {}
-    top = _decoded(data, spans)
+    top = _decoded(data, spans, max_values)
     tasks = spans.get(0, {}).get("tasks")
 
     def preimage(task: str) -> bytes | None:
@@ -155,11 +226,13 @@ def decode_file(data: bytes) -> tuple[Any, Callable[[str], bytes | None]]:
     return top, preimage
 
 
-def decode_dict_at(data: bytes, start: int) -> dict[str, Any]:
+def decode_dict_at(data: bytes, start: int, max_values: int = MAX_VALUES) -> dict[str, Any]:
     """The dictionary that starts at offset ``start`` of ``data`` (what follows it is
-    not read); raises ValueError, IndexError or BencodeDecodeError if it is not one."""
+    not read); raises ValueError, IndexError or BencodeDecodeError if it is not one
+    (TooManyValues if it holds more than ``max_values`` values)."""
     if data[start : start + 1] != b"d":
         raise ValueError("not a dictionary")
+    _check_budget(data, start, max_values)
     try:
         return _dict(data, start, 0, None)[0]
     except RecursionError as exc:

@@ -79,7 +79,8 @@ class FileFormatError(AlamodeError):
 
 
 class FileTooLargeError(FileFormatError):
-    """A file larger than the configured limit; it is refused before being read."""
+    """A file over a configured limit: of bytes (refused before being read) or of
+    values (refused before any is decoded)."""
 
 
 class IntegrityError(AlamodeError):

@@ -79,7 +79,9 @@ def peek_meta(path: str | PathLike) -> dict[str, Any]:
                 "not an a-la-mode file (it does not start with its meta)", file=str(path)
             )
         try:
-            return codec.decode_dict_at(data, len(_META_START) - 1)
+            return codec.decode_dict_at(data, len(_META_START) - 1, max_file_values())
+        except codec.TooManyValues:
+            raise
         except (IndexError, ValueError, bencode.BencodeDecodeError):
             if len(data) < META_HEAD:
                 raise
@@ -88,7 +90,9 @@ def peek_meta(path: str | PathLike) -> dict[str, Any]:
         if rest > max_file_bytes():
             raise FileTooLargeError(f"file is over the limit of {max_file_bytes()} bytes")
         data += os.read(fd, rest)
-        return codec.decode_dict_at(data, len(_META_START) - 1)
+        return codec.decode_dict_at(data, len(_META_START) - 1, max_file_values())
+    except codec.TooManyValues as exc:
+        raise _too_many(exc).in_file(str(path)) from None
     except (IndexError, ValueError, bencode.BencodeDecodeError):
         raise FileFormatError("not a bencoded file, or truncated", file=str(path)) from None
     except OSError as exc:
@@ -130,9 +134,31 @@ def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
     return Pipeline(freeze_owned(plain_meta), MappingProxyType(tasks), name)
 
 
+def max_file_values() -> int:
+    """The configured budget of values a pipeline file may hold (``codec.MAX_VALUES``
+    unless ALAMODE_MAX_FILE_VALUES says otherwise)."""
+    raw = os.environ.get("ALAMODE_MAX_FILE_VALUES")
+    if raw is None:
+        return codec.MAX_VALUES
+    try:
+        return int(raw)
+    except ValueError:
+        raise FileFormatError(
+            f"ALAMODE_MAX_FILE_VALUES must be a number of values, not {raw!r}"
+        ) from None
+
+
+def _too_many(exc: codec.TooManyValues) -> FileTooLargeError:
+    return FileTooLargeError(
+        f"file holds {exc}, over the limit (set ALAMODE_MAX_FILE_VALUES to raise it)"
+    )
+
+
 def _decode(data: bytes) -> tuple[Any, Callable[[str], bytes | None]]:
     try:
-        return codec.decode_file(data)
+        return codec.decode_file(data, max_file_values())
+    except codec.TooManyValues as exc:
+        raise _too_many(exc) from None
     except bencode.BencodeDecodeError as exc:
         raise FileFormatError(f"not a bencoded file, or truncated ({exc})") from None
 
