@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from a_la_mode.codec import MAX_VALUES
 from a_la_mode.errors import FileFormatError, FileTooLargeError
 
 #: Default for the largest file ``load`` reads; ALAMODE_MAX_FILE_BYTES overrides it.
@@ -22,6 +23,20 @@ def max_file_bytes() -> int:
     except ValueError:
         raise FileFormatError(
             f"ALAMODE_MAX_FILE_BYTES must be a number of bytes, not {raw!r}"
+        ) from None
+
+
+def max_file_values() -> int:
+    """The configured budget of values a pipeline file may hold (``codec.MAX_VALUES``
+    unless ALAMODE_MAX_FILE_VALUES says otherwise)."""
+    raw = os.environ.get("ALAMODE_MAX_FILE_VALUES")
+    if raw is None:
+        return MAX_VALUES
+    try:
+        return int(raw)
+    except ValueError:
+        raise FileFormatError(
+            f"ALAMODE_MAX_FILE_VALUES must be a number of values, not {raw!r}"
         ) from None
 
 

@@ -17,7 +17,7 @@ import bencode
 
 from a_la_mode import codec
 from a_la_mode.errors import AlamodeError, FileFormatError, FileTooLargeError, IntegrityError
-from a_la_mode.files import max_file_bytes, read_limited
+from a_la_mode.files import max_file_bytes, max_file_values, read_limited
 from a_la_mode.graph import topological_order
 from a_la_mode.ids import DIGEST_KEY, file_digest, id_of
 from a_la_mode.names import check_name
@@ -132,20 +132,6 @@ def _parse(data: bytes, name: str | None, require_digest: bool) -> Pipeline:
     _verify_digest(meta, {task: outputs[task] for task in records}, require_digest)
     plain_meta = {k: v for k, v in meta.items() if k != DIGEST_KEY}
     return Pipeline(freeze_owned(plain_meta), MappingProxyType(tasks), name)
-
-
-def max_file_values() -> int:
-    """The configured budget of values a pipeline file may hold (``codec.MAX_VALUES``
-    unless ALAMODE_MAX_FILE_VALUES says otherwise)."""
-    raw = os.environ.get("ALAMODE_MAX_FILE_VALUES")
-    if raw is None:
-        return codec.MAX_VALUES
-    try:
-        return int(raw)
-    except ValueError:
-        raise FileFormatError(
-            f"ALAMODE_MAX_FILE_VALUES must be a number of values, not {raw!r}"
-        ) from None
 
 
 def _too_many(exc: codec.TooManyValues) -> FileTooLargeError:
