@@ -141,6 +141,8 @@ class ObjectBackend:
                 break  # no listing from a key here (S3 directory buckets): each lists
 
             contents = page.get("Contents", ())
+            if page.get("IsTruncated") and not contents:
+                break  # S3 may end a page early, even empty: from here, each lists
             folders: dict[str, list[dict]] = {}
             for item in contents:
                 folders.setdefault(item["Key"][len(prefix) :].split("/", 1)[0], []).append(item)

@@ -127,3 +127,22 @@ def test_a_whole_output_with_a_link_is_done_and_fetched_whole(store, tmp_path: P
     into = store.fetch(found.record, tmp_path / "in")
     assert (into / "latest").read_text() == "a.txt of t0"
     assert (into / "c" / "d.txt").read_text() == "c/d.txt of t0"
+
+
+def test_an_empty_page_marked_truncated_leaves_the_outputs_to_their_own_listings(
+    store, monkeypatch
+):
+    """S3 may end a page early, even with no key in it: the walk does not fail, and
+    the outputs that page did not answer for are listed each."""
+    records = [commit(store, n) for n in range(store_object.SCAN_MIN)]
+    fs = store.root.fs
+    call = fs.call_s3
+
+    def empty_pages(method, *args, **kwargs):
+        if "StartAfter" in kwargs:
+            return {"IsTruncated": True, "Contents": [], "KeyCount": 0}
+        return call(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "call_s3", empty_pages)
+    found = store.lookup_all(record.output_id for record in records)
+    assert all(lookup.done for lookup in found.values())
