@@ -141,6 +141,8 @@ class ObjectBackend:
                 break  # no listing from a key here (S3 directory buckets): each lists
 
             contents = page.get("Contents", ())
+            if page.get("IsTruncated") and not contents:
+                break  # S3 may end a page early, even empty: from here, each lists
             folders: dict[str, list[dict]] = {}
             for item in contents:
                 folders.setdefault(item["Key"][len(prefix) :].split("/", 1)[0], []).append(item)
@@ -197,16 +199,27 @@ class ObjectBackend:
         return True
 
     def has_data(self, record: SuccessRecord, listed) -> bool:
-        """Whether the record's first file is there: found in ``listed`` (the keys of
-        a listing of the output's folder, and the data's path among them) when given."""
+        """Whether the record's files are there. With ``listed`` (the keys of a listing
+        of the output's whole folder, and the data's path among them), every file the
+        manifest names is looked for among the keys, with the size the manifest
+        gives: a lifecycle rule deletes a prefix's objects one by one, so an output
+        can lose some files and keep others. Without it (the folder held more keys
+        than a page), the first file alone, one request: one per file would make a
+        large output's lookup cost a request per file. Links are not uploaded
+        (``fetch`` makes them from the manifest), so only files are looked for."""
         # An object store has no empty folders: an output of no files has no data.
         files = [entry for entry in record.manifest if entry.link is None]
         if not files:
             return True
-        if listed is not None:
-            keys, prefix = listed
-            return f"{prefix}/{files[0].path}" in keys
-        return (self.store.data_of(record) / files[0].path).exists()
+        if listed is None:
+            return (self.store.data_of(record) / files[0].path).exists()
+        keys, prefix = listed
+        sizes = keys.sizes if isinstance(keys, ListedKeys) else {}
+        for entry in files:
+            key = f"{prefix}/{entry.path}"
+            if key not in keys or sizes.get(key, entry.size) != entry.size:
+                return False
+        return True
 
     @contextlib.contextmanager
     def locked(
@@ -318,13 +331,30 @@ class ObjectBackend:
         return into
 
 
+class ListedKeys(dict[str, str | None]):
+    """The keys of an output's folder as one listing brought them back, each with its
+    ETag (what ``Listing.keys`` holds), and ``sizes``: each key's bytes, which the
+    listing gives at no cost and ``has_data`` compares with the manifest's."""
+
+    __slots__ = ("sizes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: dict[str, int] = {}
+
+
 def _listed(items, start: int) -> Listing:
     """The listing of an output's folder from its keys as S3 lists them (each key's
     name from ``start`` on, relative to the folder), with their ETags and bytes."""
     from alamode_airflow.store import Listing
 
-    keys = {item["Key"][start:]: item.get("ETag") for item in items}
-    size = sum(item.get("Size", 0) for item in items)
+    keys = ListedKeys()
+    for item in items:
+        key = item["Key"][start:]
+        keys[key] = item.get("ETag")
+        if "Size" in item:  # always, from S3; a key without one is not compared
+            keys.sizes[key] = item["Size"]
+    size = sum(keys.sizes.values())
     return Listing.of({key.split("/", 1)[0] for key in keys}, keys, size)
 
 
