@@ -352,7 +352,7 @@ class OutputStore:
             return Lookup(Found.CORRUPT, reason=reason, generation=generation)
         listed = None if keys is None else (keys, f"{generation}/{record.data_path}")
         if not self.backend.has_data(record, listed):
-            reason = f"{self._where(output_id, generation)} but its data is gone"
+            reason = f"{self._where(output_id, generation)} but its data is gone or changed"
             return Lookup(Found.VANISHED, record, reason, generation)
         return Lookup(Found.DONE, record, generation=generation)
 
