@@ -274,7 +274,7 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, s
         log.error("alamode: %s", exc)
         return broken_dag(path, str(exc))
     first = Path(claims.get(dag.dag_id, path))
-    if first == path or first.samefile(path):
+    if first == path or _located(first) == _located(path):
         return dag
     reason = (
         f"{shown}: dag_id {dag.dag_id!r} is already declared by "
@@ -282,6 +282,13 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, s
     )
     log.error("alamode: %s", reason)
     return broken_dag(path, reason)
+
+
+def _located(path: Path) -> Path:
+    """Where ``path`` is: its folder's real path and its own name. Not the file it
+    leads to: a link to an encoded file in another folder builds another DAG (its
+    commands run in its own folder), so it is another claimant of the dag_id."""
+    return Path(os.path.realpath(path.parent), path.name)
 
 
 def broken_dag(path: Path, reason: str) -> DAG:

@@ -1,0 +1,63 @@
+"""Which encoded file of a dags folder a dag_id belongs to, as Airflow's own DagBag
+parses the folder: links, vanished files, read errors and the parse cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from a_la_mode import Dag, load
+from alamode_airflow import loader
+from alamode_airflow.dag_module import write_module
+
+
+@pytest.fixture
+def dags(tmp_path, monkeypatch) -> Path:
+    """Airflow's dags folder, empty."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
+    return folder
+
+
+def encode(path: Path, dag_id: str, command: str = "true") -> Path:
+    """An encoded file declaring ``dag_id`` and its generated module, as
+    ``alamode encode --dags-folder`` writes them."""
+    dag = Dag({"dag_id": dag_id})
+    dag.task("t", {"command": command})
+    write_module(dag.save(path), load(path))
+    return path
+
+
+def module_for(link: Path) -> Path:
+    """The generated module of ``link`` (an encoded file's second name)."""
+    return write_module(link, load(link))
+
+
+def bag(folder: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(folder), load_op_links=False)
+
+
+@pytest.mark.parametrize("how", ["hard link", "symlink"])
+def test_a_link_to_an_encoded_file_in_another_folder_is_a_second_claimant(dags, how):
+    # Its commands would run in its own folder: another DAG under the same dag_id.
+    first = encode(dags / "x" / "a.alamode", "X", "./build.sh")
+    (dags / "y").mkdir()
+    second = dags / "y" / "b.alamode"
+    if how == "hard link":
+        os.link(first, second)
+    else:
+        second.symlink_to(Path("..", "x", "a.alamode"))
+    module_for(second)
+    found = bag(dags)
+    assert found.import_errors == {}
+    assert set(found.dags) == {"X", "alamode_broken__b"}
+    assert found.dags["X"].task_dict["t"].cwd == str(dags / "x")
+    assert "y/b.alamode: dag_id 'X' is already declared by x/a.alamode" in (
+        found.dags["alamode_broken__b"].description
+    )
+
