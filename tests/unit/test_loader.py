@@ -61,3 +61,15 @@ def test_a_link_to_an_encoded_file_in_another_folder_is_a_second_claimant(dags, 
         found.dags["alamode_broken__b"].description
     )
 
+
+def test_a_first_claimant_deleted_before_the_build_is_no_import_error(dags):
+    encode(dags / "a.alamode", "shared")
+    later = encode(dags / "b.alamode", "shared")
+    claims = loader.first_claims(dags, loader._found(dags))
+    (dags / "a.alamode").unlink()  # by another process, while b.alamode is built
+    dag = loader._built(later, dags, None, claims)
+    # Refused by the claims this parse read; the next parse finds b.alamode alone.
+    assert dag.dag_id == "alamode_broken__b"
+    found = bag(dags)
+    assert found.import_errors == {}
+    assert Path(found.dags["shared"].fileloc) == dags / "b.py"
