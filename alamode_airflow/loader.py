@@ -202,7 +202,9 @@ class ClaimsCache:
         # Stamped before it is read: a change while it is read shows next time.
         dag_id = declared_dag_id(Path(path))
         changed = max(stat.st_mtime_ns, stat.st_ctime_ns)
-        if time.time_ns() - changed > self.RACY_S * 1e9:
+        # No dag_id is never kept: the read may have failed once (EIO, a timeout);
+        # a file that truly declares none is a broken DAG, rare and quick to read.
+        if dag_id is not None and time.time_ns() - changed > self.RACY_S * 1e9:
             self.known[path] = [*stamp, dag_id]
         else:
             self.known.pop(path, None)
@@ -245,9 +247,7 @@ class ClaimsCache:
         return {
             path: entry
             for path, entry in kept["files"].items()
-            if isinstance(entry, list)
-            and len(entry) == 5
-            and (entry[4] is None or isinstance(entry[4], str))
+            if isinstance(entry, list) and len(entry) == 5 and isinstance(entry[4], str)
         }
 
 

@@ -73,3 +73,26 @@ def test_a_first_claimant_deleted_before_the_build_is_no_import_error(dags):
     found = bag(dags)
     assert found.import_errors == {}
     assert Path(found.dags["shared"].fileloc) == dags / "b.py"
+
+
+def test_a_read_error_is_not_kept_as_declaring_nothing(dags, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ALAMODE__PARSE_CACHE", str(tmp_path / "parse-cache"))
+    monkeypatch.setattr(loader.ClaimsCache, "RACY_S", 0.0)  # no margin: files kept at once
+    encode(dags / "a.alamode", "shared", "echo A")
+    encode(dags / "b.alamode", "shared", "echo B")
+    peek, failed = loader.peek_meta, []
+
+    def flaky(path):  # one EIO (an NFS soft mount's timeout) on a.alamode
+        if Path(path).name == "a.alamode" and not failed:
+            failed.append(path)
+            raise loader.AlamodeError("a.alamode: cannot read file: Input/output error")
+        return peek(path)
+
+    monkeypatch.setattr(loader, "peek_meta", flaky)
+    loader.dag_from(str(dags / "b.py"), "b.alamode")
+    assert failed
+    # Every later parse reads a.alamode again: its claim is seen.
+    for _ in range(2):
+        dag = loader.dag_from(str(dags / "b.py"), "b.alamode")
+        assert dag.dag_id == "alamode_broken__b"
+        assert "b.alamode: dag_id 'shared' is already declared by a.alamode" in dag.description
