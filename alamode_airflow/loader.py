@@ -169,15 +169,20 @@ class ClaimsCache:
     learnt is learnt again at the next parse."""
 
     FORMAT = 1
-    #: A file changed less than this before it is read may change again within the
-    #: same tick of a coarse clock (1-2 s on FAT, SMB, some NFS and bind mounts)
-    #: without its times changing: its entry is not kept (git's "racy" rule).
+    #: A file changed less than this before the parse began may change again within
+    #: the same tick of a coarse clock (1-2 s on FAT, SMB, some NFS and bind mounts)
+    #: without its times changing: its entry is not kept (git's "racy" rule). The
+    #: file's times are the file server's clock, the parse's start this host's: a
+    #: server whose clock lags by more than this less a tick defeats the rule.
     RACY_S = 2.0
 
     def __init__(self, path: Path | None, root: Path) -> None:
         self.path, self.root = path, root
         self.known = self._read() if path is not None and _trusted(path.parent) else {}
         self.changed = False
+        # Before any file is looked at: a file changed while this parse reads it (a
+        # read that stalls on a network mount) is younger than RACY_S, never older.
+        self.now_ns = time.time_ns()
 
     @classmethod
     def configured(cls, root: Path) -> ClaimsCache:
@@ -204,7 +209,7 @@ class ClaimsCache:
         changed = max(stat.st_mtime_ns, stat.st_ctime_ns)
         # No dag_id is never kept: the read may have failed once (EIO, a timeout);
         # a file that truly declares none is a broken DAG, rare and quick to read.
-        if dag_id is not None and time.time_ns() - changed > self.RACY_S * 1e9:
+        if dag_id is not None and self.now_ns - changed > self.RACY_S * 1e9:
             self.known[path] = [*stamp, dag_id]
         else:
             self.known.pop(path, None)

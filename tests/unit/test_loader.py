@@ -96,3 +96,67 @@ def test_a_read_error_is_not_kept_as_declaring_nothing(dags, tmp_path, monkeypat
         dag = loader.dag_from(str(dags / "b.py"), "b.alamode")
         assert dag.dag_id == "alamode_broken__b"
         assert "b.alamode: dag_id 'shared' is already declared by a.alamode" in dag.description
+
+
+def test_a_file_rewritten_while_a_slow_read_of_it_lasts_is_read_again(dags, tmp_path, monkeypatch):
+    """On a filesystem whose times have whole-minute ticks, a file rewritten in place
+    (same size) during a read that lasts longer than ``RACY_S`` (a stalled network
+    mount) keeps its times: its age is counted from before it was looked at, so what
+    that read found is not kept."""
+    monkeypatch.setenv("AIRFLOW__ALAMODE__PARSE_CACHE", str(tmp_path / "parse-cache"))
+    monkeypatch.setattr(loader, "os", _CoarseTimes())
+    monkeypatch.setattr(loader.ClaimsCache, "RACY_S", 2.0 * TICK)
+    clock = _Clock()
+    monkeypatch.setattr(loader, "time", clock)
+    first = encode(dags / "a.alamode", "alpha1")
+    encode(dags / "b.alamode", "bravo2")
+    peek = loader.peek_meta
+
+    def slow(path):
+        meta = peek(path)
+        if Path(path) == first:
+            clock.ns += int(loader.ClaimsCache.RACY_S * 2e9)  # the read stalls...
+            text = first.read_bytes().replace(b"alpha1", b"bravo2")
+            with open(first, "r+b") as handle:  # ...while the file is rewritten
+                handle.write(text)
+        return meta
+
+    monkeypatch.setattr(loader, "peek_meta", slow)
+    assert loader.dag_from(str(dags / "b.py"), "b.alamode").dag_id == "bravo2"
+    monkeypatch.setattr(loader, "peek_meta", peek)
+    assert loader.dag_from(str(dags / "b.py"), "b.alamode").dag_id == "alamode_broken__b"
+
+
+TICK = 60  # seconds: the coarse clock's
+
+
+class _CoarseTimes:
+    """``os`` as the loader sees it on a filesystem with coarse times."""
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    def stat(self, path, *args, **kwargs):
+        real = os.stat(path, *args, **kwargs)
+        tick = TICK * 1_000_000_000
+        return _Stat(real, *(t // tick * tick for t in (real.st_mtime_ns, real.st_ctime_ns)))
+
+
+class _Stat:
+    def __init__(self, real: os.stat_result, mtime_ns: int, ctime_ns: int) -> None:
+        self._real, self.st_mtime_ns, self.st_ctime_ns = real, mtime_ns, ctime_ns
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
+class _Clock:
+    """This host's clock, moved on by hand."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.ns = time.time_ns()
+
+    def time_ns(self) -> int:
+        return self.ns
