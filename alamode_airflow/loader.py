@@ -33,6 +33,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from stat import S_ISREG
 
 from a_la_mode import AlamodeError, load
 from a_la_mode.load import peek_meta
@@ -163,8 +164,9 @@ class ClaimsCache:
     ``none`` keeps nothing), by path: (size, mtime_ns, ctime_ns, inode, dag_id).
 
     A file written again gets a new inode (``alamode encode`` replaces files) or new
-    times, so it is read again. A cache that cannot be read or written is no cache:
-    every file is read, as without one. Parsers running at once may each rewrite it
+    times, so it is read again. A cache that cannot be read or written, or that
+    another user could have written (folder or file), is no cache: every file is
+    read, as without one. Parsers running at once may each rewrite it
     (through a rename: never half a file); the last wins, and what another one
     learnt is learnt again at the next parse."""
 
@@ -239,8 +241,8 @@ class ClaimsCache:
 
     def _read(self) -> dict[str, list]:
         try:
-            kept = json.loads(self.path.read_bytes())
-        except Exception:  # any damage (deep nesting too) is no cache
+            kept = json.loads(_own_bytes(self.path))
+        except Exception:  # any damage (deep nesting too), or not ours: no cache
             return {}
         if (
             not isinstance(kept, dict)
@@ -266,6 +268,26 @@ def _trusted(folder: Path) -> bool:
     except OSError:
         return False
     return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
+
+
+def _own_bytes(path: Path) -> bytes:
+    """The content of the file ``path`` if this user alone could have written it: a
+    regular file (not a link to one) of this user's, with no other name, that no one
+    else may write to. Raises OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        stat = os.fstat(fd)
+        if not (
+            S_ISREG(stat.st_mode)
+            and stat.st_uid == os.geteuid()
+            and not stat.st_mode & 0o022
+            and stat.st_nlink == 1
+        ):
+            raise PermissionError(f"{path} may have been written by another user")
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
 
 
 def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, str]) -> DAG:

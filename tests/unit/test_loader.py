@@ -3,6 +3,7 @@ parses the folder: links, vanished files, read errors and the parse cache."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -160,3 +161,36 @@ class _Clock:
 
     def time_ns(self) -> int:
         return self.ns
+
+
+@pytest.mark.parametrize("how", ["another owner", "writable by others", "symlink", "hard link"])
+def test_a_claims_file_others_could_have_written_is_not_trusted(dags, tmp_path, monkeypatch, how):
+    cache = tmp_path / "parse-cache"
+    monkeypatch.setenv("AIRFLOW__ALAMODE__PARSE_CACHE", str(cache))
+    monkeypatch.setattr(loader.ClaimsCache, "RACY_S", 0.0)  # no margin: files kept at once
+    encode(dags / "a.alamode", "shared", "echo A")
+    encode(dags / "b.alamode", "shared", "echo B")
+    assert loader.dag_from(str(dags / "b.py"), "b.alamode").dag_id == "alamode_broken__b"
+    # The folder stays this user's alone; its one file says a.alamode declares another.
+    (kept,) = cache.iterdir()
+    claims = json.loads(kept.read_text())
+    (entry,) = claims["files"].values()
+    entry[4] = "something_else"
+    forged = json.dumps(claims)
+    if how == "another owner":
+        kept.write_text(forged)
+        os.chown(kept, 1234, 1234)
+    elif how == "writable by others":
+        kept.write_text(forged)
+        kept.chmod(0o666)
+    elif how == "symlink":
+        (tmp_path / "forged.json").write_text(forged)
+        kept.unlink()
+        kept.symlink_to(tmp_path / "forged.json")
+    else:
+        kept.write_text(forged)
+        os.link(kept, tmp_path / "second-name.json")
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+    dag = loader.dag_from(str(dags / "b.py"), "b.alamode")
+    assert dag.dag_id == "alamode_broken__b"
+    assert "b.alamode: dag_id 'shared' is already declared by a.alamode" in dag.description
