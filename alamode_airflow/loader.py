@@ -2,12 +2,15 @@
 through its own generated module (``dag_module``, ``dag_from``), or every file without
 one through the folder loader ``dags/alamode_dags.py`` (``load_dags``).
 
-A dag_id belongs to one encoded file of the dags folder (Airflow's ``[core]
-dags_folder``): its meta ``dag_id``, else its file name. Each file is parsed on its
-own, so each looks at the dag_ids the files before it declare: when several files
-declare one dag_id, the first in path order (``find_files``) keeps it and every later
-one becomes a broken DAG naming the first, instead of the two DAGs silently replacing
-each other. Files that ``.airflowignore`` leaves out are counted too.
+A dag_id belongs to one encoded file of the dags folder (the DAG bundle Airflow
+parses; by default ``[core] dags_folder``): its meta ``dag_id``, else its file name.
+Each file is parsed on its own, so each looks at the dag_ids the files before it
+declare: when several files declare one dag_id, the first in path order
+(``find_files``, through symlinked folders as Airflow walks them) keeps it and every
+later one becomes a broken DAG naming the first, instead of the two DAGs silently
+replacing each other. Files that ``.airflowignore`` leaves out are counted too. A
+second name of an encoded file (a link) in another place is another file: its
+commands would run in its own folder.
 
 A file's declared dag_id is in its meta, at its start (``a_la_mode.load.peek_meta``),
 but reading every earlier file on every parse costs each parse the size of the folder,
@@ -30,6 +33,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -114,22 +118,50 @@ def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, 
 def dag_from(module_file: str, encoded_name: str) -> DAG:
     """The DAG of the encoded file ``encoded_name`` beside ``module_file`` (its
     generated module's ``__file__``), or its broken DAG."""
-    # Real paths, so that this file is recognised among those the folder's walk lists.
-    path = Path(os.path.realpath(Path(module_file).parent), encoded_name)
+    # Spelt as Airflow lists it, through symlinked folders: so the folder's walk lists it.
+    folder = Path(os.path.abspath(os.path.dirname(module_file)))
+    path = folder / encoded_name
     if not path.exists():
         module = Path(module_file).name
         return broken_dag(
             path, f"{encoded_name} is gone: delete {module}, the DAG file `alamode encode` wrote"
         )
-    root = dags_root(path.parent)
+    root = dags_root(folder)
+    if not folder.is_relative_to(root):  # in it once links are resolved: spelt so too
+        path = Path(os.path.realpath(folder), encoded_name)
     return _built(path, root, None, first_claims(root, _found(root), until=str(path)))
 
 
 def dags_root(folder: Path) -> Path:
-    """The dags folder ``folder`` is in: Airflow's ``[core] dags_folder`` when it holds
-    ``folder``, else ``folder`` itself (a DagBag of another folder, a test)."""
-    configured = Path(os.path.realpath(conf.get("core", "dags_folder", fallback="") or folder))
-    return configured if folder.is_relative_to(configured) else folder
+    """The dags folder the absolute ``folder`` is in: the DAG bundle that Airflow's
+    DagBag is parsing, when it holds ``folder``; else Airflow's ``[core] dags_folder``
+    when it holds ``folder`` as spelt, or (resolved) once both are resolved; else
+    ``folder`` itself (a DagBag of another folder, a test)."""
+    bundle = _parsed_bundle()
+    if bundle is not None and folder.is_relative_to(bundle):
+        return bundle
+    setting = conf.get("core", "dags_folder", fallback="")
+    if not setting:
+        return folder
+    configured = Path(os.path.abspath(os.path.expanduser(setting)))
+    if folder.is_relative_to(configured):
+        return configured
+    real = Path(os.path.realpath(configured))
+    return real if Path(os.path.realpath(folder)).is_relative_to(real) else folder
+
+
+def _parsed_bundle() -> Path | None:
+    """The root of the DAG bundle whose file is being imported: the ``bundle_path`` of
+    the DagBag up the stack (the DAG processor's and ``airflow dags reserialize``'s
+    have one), or None. Every file of a bundle has to be compared with the bundle's
+    others, and a bundle need not be under ``[core] dags_folder`` (a git checkout)."""
+    dagbag = sys.modules.get("airflow.dag_processing.dagbag")
+    code = getattr(getattr(getattr(dagbag, "DagBag", None), "process_file", None), "__code__", None)
+    frame = sys._getframe(1) if code is not None else None
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    bundle = getattr(frame.f_locals.get("self"), "bundle_path", None) if frame else None
+    return Path(os.path.abspath(bundle)) if bundle else None
 
 
 def declared_dag_id(path: Path) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,49 @@ def test_a_claims_file_others_could_have_written_is_not_trusted(dags, tmp_path, 
     dag = loader.dag_from(str(dags / "b.py"), "b.alamode")
     assert dag.dag_id == "alamode_broken__b"
     assert "b.alamode: dag_id 'shared' is already declared by a.alamode" in dag.description
+
+
+def test_a_symlinked_subfolder_is_compared_with_the_rest_of_the_dags_folder(dags, tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "team"
+    elsewhere.mkdir(parents=True)
+    (dags / "team").symlink_to(elsewhere)  # Airflow follows it
+    encode(dags / "a.alamode", "shared", "echo A")
+    encode(elsewhere / "b.alamode", "shared", "echo B")
+    found = bag(dags)
+    assert found.import_errors == {}
+    assert set(found.dags) == {"shared", "alamode_broken__b"}
+    assert Path(found.dags["shared"].fileloc) == dags / "a.py"
+    assert "team/b.alamode: dag_id 'shared' is already declared by a.alamode" in (
+        found.dags["alamode_broken__b"].description
+    )
+
+
+def test_a_dags_folder_reached_through_a_link_is_still_one_folder(dags, tmp_path):
+    # The DagBag is given another spelling of [core] dags_folder.
+    alias = tmp_path / "alias"
+    alias.symlink_to(dags)
+    encode(dags / "a.alamode", "shared", "echo A")
+    encode(dags / "team" / "b.alamode", "shared", "echo B")
+    found = bag(alias)
+    assert set(found.dags) == {"shared", "alamode_broken__b"}
+    assert Path(found.dags["shared"].fileloc) == alias / "a.py"
+
+
+def test_the_files_of_a_dag_bundle_outside_the_dags_folder_are_compared(
+    dags, tmp_path, monkeypatch
+):
+    """A bundle (a git checkout under the Airflow home) is parsed as a folder of its
+    own, with its root given to the DagBag: its subfolders see each other."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the bag adds the bundle to it
+    bundle = tmp_path / "dag_bundles" / "repo"
+    encode(bundle / "team1" / "x.alamode", "shared", "echo A")
+    encode(bundle / "team2" / "x.alamode", "shared", "echo B")
+    found = BundleDagBag(bundle, bundle_path=bundle, bundle_name="repo", load_op_links=False)
+    assert found.import_errors == {}
+    assert set(found.dags) == {"shared", "alamode_broken__x"}
+    assert Path(found.dags["shared"].fileloc) == bundle / "team1" / "x.py"
+    assert "team2/x.alamode: dag_id 'shared' is already declared by team1/x.alamode" in (
+        found.dags["alamode_broken__x"].description
+    )
