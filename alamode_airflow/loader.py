@@ -2,12 +2,15 @@
 through its own generated module (``dag_module``, ``dag_from``), or every file without
 one through the folder loader ``dags/alamode_dags.py`` (``load_dags``).
 
-A dag_id belongs to one encoded file of the dags folder (Airflow's ``[core]
-dags_folder``): its meta ``dag_id``, else its file name. Each file is parsed on its
-own, so each looks at the dag_ids the files before it declare: when several files
-declare one dag_id, the first in path order (``find_files``) keeps it and every later
-one becomes a broken DAG naming the first, instead of the two DAGs silently replacing
-each other. Files that ``.airflowignore`` leaves out are counted too.
+A dag_id belongs to one encoded file of the dags folder (the DAG bundle Airflow
+parses; by default ``[core] dags_folder``): its meta ``dag_id``, else its file name.
+Each file is parsed on its own, so each looks at the dag_ids the files before it
+declare: when several files declare one dag_id, the first in path order
+(``find_files``, through symlinked folders as Airflow walks them) keeps it and every
+later one becomes a broken DAG naming the first, instead of the two DAGs silently
+replacing each other. Files that ``.airflowignore`` leaves out are counted too. A
+second name of an encoded file (a link) in another place is another file: its
+commands would run in its own folder.
 
 A file's declared dag_id is in its meta, at its start (``a_la_mode.load.peek_meta``),
 but reading every earlier file on every parse costs each parse the size of the folder,
@@ -30,9 +33,11 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
+from stat import S_ISREG
 
 from a_la_mode import AlamodeError, load
 from a_la_mode.load import peek_meta
@@ -113,22 +118,50 @@ def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, 
 def dag_from(module_file: str, encoded_name: str) -> DAG:
     """The DAG of the encoded file ``encoded_name`` beside ``module_file`` (its
     generated module's ``__file__``), or its broken DAG."""
-    # Real paths, so that this file is recognised among those the folder's walk lists.
-    path = Path(os.path.realpath(Path(module_file).parent), encoded_name)
+    # Spelt as Airflow lists it, through symlinked folders: so the folder's walk lists it.
+    folder = Path(os.path.abspath(os.path.dirname(module_file)))
+    path = folder / encoded_name
     if not path.exists():
         module = Path(module_file).name
         return broken_dag(
             path, f"{encoded_name} is gone: delete {module}, the DAG file `alamode encode` wrote"
         )
-    root = dags_root(path.parent)
+    root = dags_root(folder)
+    if not folder.is_relative_to(root):  # in it once links are resolved: spelt so too
+        path = Path(os.path.realpath(folder), encoded_name)
     return _built(path, root, None, first_claims(root, _found(root), until=str(path)))
 
 
 def dags_root(folder: Path) -> Path:
-    """The dags folder ``folder`` is in: Airflow's ``[core] dags_folder`` when it holds
-    ``folder``, else ``folder`` itself (a DagBag of another folder, a test)."""
-    configured = Path(os.path.realpath(conf.get("core", "dags_folder", fallback="") or folder))
-    return configured if folder.is_relative_to(configured) else folder
+    """The dags folder the absolute ``folder`` is in: the DAG bundle that Airflow's
+    DagBag is parsing, when it holds ``folder``; else Airflow's ``[core] dags_folder``
+    when it holds ``folder`` as spelt, or (resolved) once both are resolved; else
+    ``folder`` itself (a DagBag of another folder, a test)."""
+    bundle = _parsed_bundle()
+    if bundle is not None and folder.is_relative_to(bundle):
+        return bundle
+    setting = conf.get("core", "dags_folder", fallback="")
+    if not setting:
+        return folder
+    configured = Path(os.path.abspath(os.path.expanduser(setting)))
+    if folder.is_relative_to(configured):
+        return configured
+    real = Path(os.path.realpath(configured))
+    return real if Path(os.path.realpath(folder)).is_relative_to(real) else folder
+
+
+def _parsed_bundle() -> Path | None:
+    """The root of the DAG bundle whose file is being imported: the ``bundle_path`` of
+    the DagBag up the stack (the DAG processor's and ``airflow dags reserialize``'s
+    have one), or None. Every file of a bundle has to be compared with the bundle's
+    others, and a bundle need not be under ``[core] dags_folder`` (a git checkout)."""
+    dagbag = sys.modules.get("airflow.dag_processing.dagbag")
+    code = getattr(getattr(getattr(dagbag, "DagBag", None), "process_file", None), "__code__", None)
+    frame = sys._getframe(1) if code is not None else None
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    bundle = getattr(frame.f_locals.get("self"), "bundle_path", None) if frame else None
+    return Path(os.path.abspath(bundle)) if bundle else None
 
 
 def declared_dag_id(path: Path) -> str | None:
@@ -163,21 +196,27 @@ class ClaimsCache:
     ``none`` keeps nothing), by path: (size, mtime_ns, ctime_ns, inode, dag_id).
 
     A file written again gets a new inode (``alamode encode`` replaces files) or new
-    times, so it is read again. A cache that cannot be read or written is no cache:
-    every file is read, as without one. Parsers running at once may each rewrite it
+    times, so it is read again. A cache that cannot be read or written, or that
+    another user could have written (folder or file), is no cache: every file is
+    read, as without one. Parsers running at once may each rewrite it
     (through a rename: never half a file); the last wins, and what another one
     learnt is learnt again at the next parse."""
 
     FORMAT = 1
-    #: A file changed less than this before it is read may change again within the
-    #: same tick of a coarse clock (1-2 s on FAT, SMB, some NFS and bind mounts)
-    #: without its times changing: its entry is not kept (git's "racy" rule).
+    #: A file changed less than this before the parse began may change again within
+    #: the same tick of a coarse clock (1-2 s on FAT, SMB, some NFS and bind mounts)
+    #: without its times changing: its entry is not kept (git's "racy" rule). The
+    #: file's times are the file server's clock, the parse's start this host's: a
+    #: server whose clock lags by more than this less a tick defeats the rule.
     RACY_S = 2.0
 
     def __init__(self, path: Path | None, root: Path) -> None:
         self.path, self.root = path, root
         self.known = self._read() if path is not None and _trusted(path.parent) else {}
         self.changed = False
+        # Before any file is looked at: a file changed while this parse reads it (a
+        # read that stalls on a network mount) is younger than RACY_S, never older.
+        self.now_ns = time.time_ns()
 
     @classmethod
     def configured(cls, root: Path) -> ClaimsCache:
@@ -202,7 +241,9 @@ class ClaimsCache:
         # Stamped before it is read: a change while it is read shows next time.
         dag_id = declared_dag_id(Path(path))
         changed = max(stat.st_mtime_ns, stat.st_ctime_ns)
-        if time.time_ns() - changed > self.RACY_S * 1e9:
+        # No dag_id is never kept: the read may have failed once (EIO, a timeout);
+        # a file that truly declares none is a broken DAG, rare and quick to read.
+        if dag_id is not None and self.now_ns - changed > self.RACY_S * 1e9:
             self.known[path] = [*stamp, dag_id]
         else:
             self.known.pop(path, None)
@@ -232,8 +273,8 @@ class ClaimsCache:
 
     def _read(self) -> dict[str, list]:
         try:
-            kept = json.loads(self.path.read_bytes())
-        except Exception:  # any damage (deep nesting too) is no cache
+            kept = json.loads(_own_bytes(self.path))
+        except Exception:  # any damage (deep nesting too), or not ours: no cache
             return {}
         if (
             not isinstance(kept, dict)
@@ -245,9 +286,7 @@ class ClaimsCache:
         return {
             path: entry
             for path, entry in kept["files"].items()
-            if isinstance(entry, list)
-            and len(entry) == 5
-            and (entry[4] is None or isinstance(entry[4], str))
+            if isinstance(entry, list) and len(entry) == 5 and isinstance(entry[4], str)
         }
 
 
@@ -263,6 +302,26 @@ def _trusted(folder: Path) -> bool:
     return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
 
 
+def _own_bytes(path: Path) -> bytes:
+    """The content of the file ``path`` if this user alone could have written it: a
+    regular file (not a link to one) of this user's, with no other name, that no one
+    else may write to. Raises OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        stat = os.fstat(fd)
+        if not (
+            S_ISREG(stat.st_mode)
+            and stat.st_uid == os.geteuid()
+            and not stat.st_mode & 0o022
+            and stat.st_nlink == 1
+        ):
+            raise PermissionError(f"{path} may have been written by another user")
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
 def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, str]) -> DAG:
     """The DAG of ``path``; for a bad file, or one whose dag_id an earlier file
     declares, its broken DAG naming it by its path under ``root``."""
@@ -274,7 +333,7 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, s
         log.error("alamode: %s", exc)
         return broken_dag(path, str(exc))
     first = Path(claims.get(dag.dag_id, path))
-    if first == path or first.samefile(path):
+    if first == path or _located(first) == _located(path):
         return dag
     reason = (
         f"{shown}: dag_id {dag.dag_id!r} is already declared by "
@@ -282,6 +341,13 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, s
     )
     log.error("alamode: %s", reason)
     return broken_dag(path, reason)
+
+
+def _located(path: Path) -> Path:
+    """Where ``path`` is: its folder's real path and its own name. Not the file it
+    leads to: a link to an encoded file in another folder builds another DAG (its
+    commands run in its own folder), so it is another claimant of the dag_id."""
+    return Path(os.path.realpath(path.parent), path.name)
 
 
 def broken_dag(path: Path, reason: str) -> DAG:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from a_la_mode import Dag, load
 from alamode_airflow.dag_module import write_module
-from tests.airflow.conftest import REPO
+from tests.airflow.conftest import REPO, Airflow
 
 
 def test_repo_dags_folder_loads_without_import_errors(airflow):
@@ -89,5 +90,43 @@ def test_two_files_declaring_one_dag_id_the_later_is_broken_naming_the_earlier(a
     (details,) = airflow.json("dags", "details", "alamode_broken__zz_copy")
     assert (
         "zz_copy.alamode: dag_id 'report' is already declared by report.alamode"
+        in (details["description"])
+    )
+
+
+def test_dag_ids_are_compared_through_symlinked_folders_and_within_each_bundle(airflow, tmp_path):
+    # A subfolder of the dags folder that is a link to another place (Airflow follows it).
+    elsewhere = tmp_path / "elsewhere"
+    (airflow.dags / "team").symlink_to(elsewhere)
+    # And a second DAG bundle, outside the dags folder, with two teams' subfolders.
+    bundle = tmp_path / "dag_bundles" / "repo"
+    for dag_id, paths in (
+        ("report", [airflow.dags / "report.alamode", elsewhere / "report.alamode"]),
+        ("shared", [bundle / "team1" / "shared.alamode", bundle / "team2" / "shared.alamode"]),
+    ):
+        dag = Dag({"dag_id": dag_id})
+        dag.task("hello", {"command": "true"})
+        for path in paths:
+            write_module(dag.save(path), load(path))
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [
+        {"name": "dags-folder", "classpath": local, "kwargs": {}},
+        {"name": "repo", "classpath": local, "kwargs": {"path": str(bundle)}},
+    ]
+    env = (("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles)),)
+    both = Airflow(airflow.home, airflow.dags, extra_env=env)
+
+    dags = {(d["bundle_name"], d["dag_id"]): d["fileloc"] for d in both.dag_list()}
+    # Each bundle is compared within itself: its first file keeps the dag_id.
+    assert dags == {
+        ("dags-folder", "report"): str(airflow.dags / "report.py"),
+        ("dags-folder", "alamode_broken__report"): str(airflow.dags / "team" / "report.py"),
+        ("repo", "shared"): str(bundle / "team1" / "shared.py"),
+        ("repo", "alamode_broken__shared"): str(bundle / "team2" / "shared.py"),
+    }
+    assert both.json("dags", "list-import-errors") == []
+    (details,) = both.json("dags", "details", "alamode_broken__shared")
+    assert (
+        "team2/shared.alamode: dag_id 'shared' is already declared by team1/shared.alamode"
         in (details["description"])
     )
