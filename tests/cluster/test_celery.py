@@ -207,8 +207,17 @@ def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, ap
     held), then skip."""
     base = base_of(deployment)
     api.unpause("race")
-    runs = [api.trigger("race", f"2026-04-0{day}T00:00:00Z") for day in range(1, 9)]
+    output = output_of(deployment, "race.alamode", "shared")
+    claims_prefix = f"{deployment.store_prefix}claims/{output}/"
+    # The first run's task claims the output and holds it at the gate; the other seven
+    # start once the claim is there. (Started all at once, each may look before any
+    # claims: then all but one lose the race to claim and wait in their slots.)
+    runs = [api.trigger("race", "2026-04-01T00:00:00Z")]
     deadline = time.monotonic() + 300
+    while not deployment.s3.keys(claims_prefix):
+        assert time.monotonic() < deadline, "the first task never claimed the output"
+        time.sleep(0.5)
+    runs += [api.trigger("race", f"2026-04-0{day}T00:00:00Z") for day in range(2, 9)]
     while sum(state in ("running", "deferred") for state in shared_states(api, runs)) < 8:
         assert time.monotonic() < deadline, "the 8 tasks never all started"
         time.sleep(1)
@@ -218,11 +227,10 @@ def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, ap
     states = sorted(api.states("race", run)["shared"] for run in runs)
     assert states == ["skipped"] * 7 + ["success"]
     assert executed(base).count("shared") == 1
-    output = output_of(deployment, "race.alamode", "shared")
     assert committed(deployment, output) == ["0/data/x", "0/record.json"]
     # The producer's claim, and any a late waiter took only to find the record: all
     # let go.
-    claims = deployment.s3.keys(f"{deployment.store_prefix}claims/{output}/")
+    claims = deployment.s3.keys(claims_prefix)
     client = deployment.s3.client()
     bodies = [client.get_object(Bucket=deployment.s3.bucket, Key=key)["Body"] for key in claims]
     assert claims
