@@ -16,6 +16,12 @@ keeps the record it commits), no record is read again. The folder is
 ``[alamode] record_cache`` (default ``$AIRFLOW_HOME/alamode-records``; ``none`` keeps
 nothing). A file per record generation looked up here, about a kilobyte each; delete
 any of it at any time, the next lookup reads the record again.
+
+The folder holds what was looked up lately, not every record ever read: a copy is
+deleted ``KEEP_S`` (30 days) after it was written, by the first cache made on the
+machine once a day has passed since the last sweep (``sweep``; a stamp file says
+when). A copy still in use is read again once a month; the folder stays about the size
+of the records its DAGs looked up in a month.
 """
 
 from __future__ import annotations
@@ -28,12 +34,18 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 _MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')
 #: The pack's format: a pack of another is neither used nor written over.
 PACK_FORMAT = 1
+#: How long a kept copy lives after it was written.
+KEEP_S = 30 * 86400
+#: How often the folder is swept of older copies.
+SWEEP_EVERY_S = 86400
+STAMP = ".swept"
 
 
 def _md5(data: bytes) -> str:
@@ -64,7 +76,9 @@ class RecordCache:
         if value is not None and value.lower() == "none":
             return cls(None, store_url)
         default = os.path.join(settings.airflow_home(), "alamode-records")
-        return cls(Path(value or default), store_url)
+        folder = Path(value or default)
+        sweep(folder)
+        return cls(folder, store_url)
 
     def _path(self, output_id: str, generation: int) -> Path:
         assert self.folder is not None
@@ -115,6 +129,43 @@ class RecordCache:
             except BaseException:
                 os.unlink(temp)  # a full disk leaves no half-written files behind
                 raise
+
+
+def sweep(folder: Path, now: float | None = None) -> int:
+    """Delete the copies (and leftovers of interrupted writes) written more than
+    ``KEEP_S`` ago, if the folder was last swept ``SWEEP_EVERY_S`` ago or never; how
+    many were deleted. Never fails a lookup: a cache is only ever a shortcut, so what
+    cannot be read or deleted is left for the next sweep."""
+    now = time.time() if now is None else now
+    stamp = folder / STAMP
+    try:
+        if now - stamp.stat().st_mtime < SWEEP_EVERY_S:
+            return 0
+    except FileNotFoundError:
+        if not folder.is_dir():
+            return 0  # nothing kept yet
+    except OSError:
+        return 0
+    deleted = 0
+    with contextlib.suppress(OSError):
+        # The stamp first: processes starting meanwhile do not sweep again.
+        stamp.touch()
+        os.utime(stamp, (now, now))
+        for shard in os.scandir(folder):
+            if shard.is_dir(follow_symlinks=False):
+                deleted += _sweep_shard(shard.path, now - KEEP_S)
+    return deleted
+
+
+def _sweep_shard(path: str, cutoff: float) -> int:
+    deleted = 0
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    deleted += 1
+    return deleted
 
 
 @contextlib.contextmanager
