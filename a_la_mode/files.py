@@ -15,29 +15,23 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 def max_file_bytes() -> int:
     """The configured size limit for a pipeline file, in bytes."""
-    raw = os.environ.get("ALAMODE_MAX_FILE_BYTES")
-    if raw is None:
-        return DEFAULT_MAX_BYTES
-    try:
-        return int(raw)
-    except ValueError:
-        raise FileFormatError(
-            f"ALAMODE_MAX_FILE_BYTES must be a number of bytes, not {raw!r}"
-        ) from None
+    return _limit("ALAMODE_MAX_FILE_BYTES", DEFAULT_MAX_BYTES, "bytes")
 
 
 def max_file_values() -> int:
     """The configured budget of values a pipeline file may hold (``codec.MAX_VALUES``
     unless ALAMODE_MAX_FILE_VALUES says otherwise)."""
-    raw = os.environ.get("ALAMODE_MAX_FILE_VALUES")
+    return _limit("ALAMODE_MAX_FILE_VALUES", MAX_VALUES, "values")
+
+
+def _limit(variable: str, default: int, unit: str) -> int:
+    raw = os.environ.get(variable)
     if raw is None:
-        return MAX_VALUES
+        return default
     try:
         return int(raw)
     except ValueError:
-        raise FileFormatError(
-            f"ALAMODE_MAX_FILE_VALUES must be a number of values, not {raw!r}"
-        ) from None
+        raise FileFormatError(f"{variable} must be a number of {unit}, not {raw!r}") from None
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
