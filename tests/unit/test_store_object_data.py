@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +17,29 @@ from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, OutputStore
-from tests.unit import test_store_requests
-from tests.unit.test_store_requests import preimage
+from tests.unit.counting import requests_sent
 
+CONN_ID = "alamode_object_data_s3"
 FILES = ("a.txt", "b.txt", "c/d.txt")
-# The S3 store on moto, and the requests its client sends, as the request-count tests
-# make them.
-store, sent = test_store_requests.store, test_store_requests.sent
+
+
+@pytest.fixture
+def store(server, monkeypatch, request) -> OutputStore:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
+    monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", CONN_ID)
+    return OutputStore(f"s3://alamode-outputs/{request.node.name}", conn_id=CONN_ID)
+
+
+@pytest.fixture
+def sent(store) -> Iterator[list[tuple[str, str]]]:
+    with requests_sent(store.root.fs) as requests:
+        yield requests
 
 
 def commit(store: OutputStore, n: int) -> SuccessRecord:
     """Task ``t<n>``'s output committed once, with the files ``FILES`` and a link."""
-    output_id = hashlib.sha256(preimage(n)).hexdigest()
+    preimage = f"d7:command{len(str(n)) + 5}:echo {n}e".encode()
+    output_id = hashlib.sha256(preimage).hexdigest()
     staging = store.stage(output_id)
     for name in FILES:
         (staging / "data" / name).parent.mkdir(exist_ok=True)
@@ -47,7 +59,7 @@ def commit(store: OutputStore, n: int) -> SuccessRecord:
         sha=None,
         inputs={},
         input_generations={},
-        preimage_b64=base64.b64encode(preimage(n)).decode(),
+        preimage_b64=base64.b64encode(preimage).decode(),
         host="h",
         manifest=manifest(staging / "data"),
         data_path=store.data_path(staging),
