@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from alamode_airflow.records import SuccessRecord
+from alamode_airflow.records import Made
 from alamode_airflow.store import Lookup
 
 
@@ -38,12 +38,15 @@ def assess(
     inputs: Mapping[str, Iterable[str]],
     look_all: Callable[[list[str]], Mapping[str, Lookup]],
     rebuild: frozenset[str] = frozenset(),
+    look: Callable[[str], Lookup] | None = None,
 ) -> dict[str, Assessed]:
     """Each task of ``outputs`` (task -> output ID, in topological order), with
     ``inputs`` (task -> the tasks it reads) and ``look_all`` (output IDs -> their
-    lookups, e.g. ``store.lookup_all``; called once)."""
+    lookups, e.g. ``store.lookup_all``; called once). Where ``look_all`` found an
+    output by its seal (``seals``) and the seal says it is stale, ``look`` (one output's
+    lookup with its record) is asked why: the record names the input that changed."""
     lookups = look_all([oid for task, oid in outputs.items() if task not in rebuild])
-    reads: dict[str, SuccessRecord | None] = {}  # what a reader would read: None if remade
+    reads: dict[str, Made | None] = {}  # what a reader would read: None if remade
     result: dict[str, Assessed] = {}
     for task, output_id in outputs.items():
         if task in rebuild:
@@ -54,7 +57,10 @@ def assess(
         stale = None
         if found.done:
             now = {name: reads.get(name) for name in inputs.get(task, ())}
-            stale = found.record.stale_reason(now)
+            stale = found.made.stale_reason(now)
+            if stale is not None and found.seal is not None and look is not None:
+                found = look(output_id)
+                stale = found.record.stale_reason(now) if found.record is not None else None
         result[task] = Assessed(task, output_id, found, stale)
-        reads[task] = found.record if result[task].current else None
+        reads[task] = found.made if result[task].current else None
     return result

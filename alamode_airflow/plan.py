@@ -46,8 +46,10 @@ class AlamodePlanOperator(BaseOperator):
             task_id: run.output_id(task_id, file_id, task_id in self.partitioned)
             for task_id, file_id in self.outputs.items()
         }
-        look_all = functools.partial(store.lookup_all, warn=self.log.warning, pack=self.dag_id)
-        verdicts = assess(targets, inputs, look_all, run.rebuild)
+        warn = self.log.warning
+        look_all = functools.partial(store.lookup_all, warn=warn, pack=self.dag_id, sealed=True)
+        look = functools.partial(store.settle, warn=warn)  # a seal's record, read to say why
+        verdicts = assess(targets, inputs, look_all, run.rebuild, look)
         cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
         self._log(verdicts, cached, asked, rebuild)
         stale = {task: v.stale for task, v in verdicts.items() if v.stale}
@@ -69,7 +71,7 @@ class AlamodePlanOperator(BaseOperator):
                     "%s: output %s already produced by %s; skipping",
                     task,
                     verdict.output_id[:12],
-                    verdict.found.record.produced_by(),
+                    verdict.found.made.produced_by(),
                 )
             elif verdict.stale:
                 self.log.info(

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from a_la_mode.ids import id_of
 from a_la_mode.partitions import partition_id
@@ -36,6 +37,27 @@ from alamode_airflow.manifests import ManifestEntry, manifest_digest
 FORMAT = 3
 READABLE_FORMATS = (1, 2, 3)
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+class Made(Protocol):
+    """What a reader's staleness compares of an input's current success: a record, or
+    its seal (``seals.Seal``)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    def produced_by(self) -> str: ...
+
+
+def reads_digest(reads: Iterable[tuple[str, int, str]]) -> str:
+    """One sha256 of what an output read: (input name, generation, digest) of each
+    input, in any order. A record's ``reads`` and the inputs' current state give the
+    same digest only when ``stale_reason`` finds nothing (``seals``)."""
+    text = json.dumps(sorted([name, generation, digest] for name, generation, digest in reads))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class NewerFormat(ValueError):
@@ -112,7 +134,18 @@ class SuccessRecord:
         readers' records name it."""
         return manifest_digest(self.manifest)
 
-    def stale_reason(self, current: Mapping[str, SuccessRecord | None]) -> str | None:
+    @functools.cached_property
+    def reads(self) -> str | None:
+        """``reads_digest`` of what this output read; None when the record does not
+        name every input's digest (before format 3), and only generations compare."""
+        if set(self.input_digests) != set(self.inputs):
+            return None
+        return reads_digest(
+            (name, self.read_generation(name), digest)
+            for name, digest in self.input_digests.items()
+        )
+
+    def stale_reason(self, current: Mapping[str, Made | None]) -> str | None:
         """Why this output is out of date, given each input's current record (None:
         the input has no current success and is being made again); None while every
         input is still the generation this record read, holding the files it read."""

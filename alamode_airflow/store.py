@@ -48,13 +48,17 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from a_la_mode import AlamodeError
 from a_la_mode.ids import is_output_id
 from alamode_airflow._compat import ObjectStoragePath
 from alamode_airflow.claims import Claim, Claimant
 from alamode_airflow.listing import child_names, is_local
-from alamode_airflow.records import NewerFormat, SuccessRecord
+from alamode_airflow.records import Made, NewerFormat, SuccessRecord
+
+if TYPE_CHECKING:
+    from alamode_airflow.seals import Seal
 
 RECORD = "record.json"
 DATA = "data"
@@ -88,10 +92,17 @@ class Lookup:
     # The generation looked at; for a miss, the newest generation ever committed (the
     # next producer writes the one after it), or None when there never was one.
     generation: int | None = None
+    # Found done by its seal (``seals``), the record left unread: a plan's lookups only.
+    seal: Seal | None = None
 
     @property
     def done(self) -> bool:
         return self.status is Found.DONE
+
+    @property
+    def made(self) -> Made | None:
+        """What readers compare of a success: its record, or the seal standing in."""
+        return self.record if self.record is not None else self.seal
 
     @property
     def next_generation(self) -> int:
@@ -224,7 +235,9 @@ class OutputStore:
         """The committed output's location as people write it: a path, or a URL."""
         return self.shown(self.location(output_id, generation))
 
-    def lookup(self, output_id: str, listing: Listing | None = None) -> Lookup:
+    def lookup(
+        self, output_id: str, listing: Listing | None = None, sealed: bool = False
+    ) -> Lookup:
         """The current generation of ``output_id``: the newest one, unless it is still
         being written (object stores), when the one before it is still current. A
         tombstone ends the search: what it superseded never comes back.
@@ -232,7 +245,8 @@ class OutputStore:
         On an object store this is one listing of the output's folder and one read of
         the current record (two requests), unless the folder holds too many keys for
         one page of a listing; with ``listing`` (the folder listed already, by
-        ``lookup_all``), the read alone."""
+        ``lookup_all``), the read alone. With ``sealed``, a generation whose seal the
+        listing bears out is found done by it, its record unread (``seals``)."""
         check_output_id(output_id)
         found = None
         for attempt, last in enumerate((False, False, True)):
@@ -240,17 +254,22 @@ class OutputStore:
                 listing = self.backend.listing(output_id)
             # A listed record gone when read was quarantined meanwhile (its tombstone
             # came first): look again. Twice more at most, then record by record.
-            found = self._current(output_id, replace(listing, keys=None) if last else listing)
+            found = self._current(
+                output_id, replace(listing, keys=None) if last else listing, sealed
+            )
             if found is not None:
                 break
         assert found is not None  # without keys, a missing record is a miss
         return found
 
-    def _current(self, output_id: str, listing: Listing) -> Lookup | None:
+    def _current(self, output_id: str, listing: Listing, sealed: bool) -> Lookup | None:
         void = listing.void
         for generation in reversed(listing.present):
             if void is not None and generation <= void:
                 break
+            seal = self.backend.sealed(generation, listing.keys) if sealed else None
+            if seal is not None:
+                return Lookup(Found.DONE, generation=generation, seal=seal)
             found = self._read(output_id, generation, listing.keys)
             if found is None or found.status is not Found.INCOMPLETE:
                 return found
@@ -260,12 +279,16 @@ class OutputStore:
         return Lookup(Found.MISSING)
 
     def settle(
-        self, output_id: str, warn: Callable[..., None], listing: Listing | None = None
+        self,
+        output_id: str,
+        warn: Callable[..., None],
+        listing: Listing | None = None,
+        sealed: bool = False,
     ) -> Lookup:
         """The current generation's lookup, after moving aside (one ``warn`` line) a
         current generation whose record is bad or whose data vanished: it is not a
         success, and the output is then missing, never an older generation again."""
-        found = self.lookup(output_id, listing)
+        found = self.lookup(output_id, listing, sealed)
         if found.status in (Found.CORRUPT, Found.VANISHED):
             warn("output %s is not a success (%s); ignoring it", output_id[:12], found.reason)
             self.quarantine(output_id, found.generation)
@@ -277,6 +300,7 @@ class OutputStore:
         output_ids: Iterable[str],
         warn: Callable[..., None] | None = None,
         pack: str | None = None,
+        sealed: bool = False,
     ) -> dict[str, Lookup]:
         """``lookup`` of each output (``settle`` with ``warn``), many at once. The
         backend first lists the outputs' folders together where it can
@@ -284,19 +308,23 @@ class OutputStore:
         rather than a listing each), so a walk of many cached outputs costs about one
         record read per output, all of them concurrent (``look_up_all``). With
         ``pack`` (a DAG's id: the plan's), an object store also serves the records
-        from that DAG's pack, one object, and writes it again if it changed."""
+        from that DAG's pack, one object, and writes it again if it changed. With
+        ``sealed`` (the plan's), outputs whose seals the listing bears out cost no read
+        at all, and their lookups carry the seal instead of the record (``seals``)."""
         ids = list(dict.fromkeys(output_ids))
         with self.backend.packed(pack):
-            return self._lookup_all(ids, warn)
+            return self._lookup_all(ids, warn, sealed)
 
-    def _lookup_all(self, ids: list[str], warn: Callable[..., None] | None) -> dict[str, Lookup]:
+    def _lookup_all(
+        self, ids: list[str], warn: Callable[..., None] | None, sealed: bool
+    ) -> dict[str, Lookup]:
         listed = self.backend.listings([check_output_id(oid) for oid in ids])
 
         def look(output_id: str) -> Lookup:
             listing = listed.get(output_id)
             if warn is None:
-                return self.lookup(output_id, listing)
-            return self.settle(output_id, warn, listing)
+                return self.lookup(output_id, listing, sealed)
+            return self.settle(output_id, warn, listing, sealed)
 
         return look_up_all(look, ids)
 

@@ -5,7 +5,8 @@ An object store has no rename and no locks, but it has exclusive creation (S3's
 ``If-None-Match: *``). An attempt at generation ``g`` of an output uploads its files
 under a prefix of its own, ``objects/<id>/<g>/<attempt>/data/``, then creates
 ``objects/<id>/<g>/record.json`` exclusively; the record names the prefix it commits
-(``data_path``). So:
+(``data_path``). The attempt that created the record then leaves its seal beside it
+(``seals``: an empty key whose name states what a plan would read in the record). So:
 
 - a reader never sees a record without its data (the data is uploaded first);
 - of two attempts at one generation (a worker that stalled past its lease and the one
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from a_la_mode import AlamodeError
+from alamode_airflow import seals
 from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims, read_whole
 from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import remove
@@ -167,6 +169,13 @@ class ObjectBackend:
         self.records.note(output_id, generation, md5, text)
         return text
 
+    def sealed(self, generation: int, keys) -> seals.Seal | None:
+        """The generation's seal that ``keys`` (a listing of the output's whole folder)
+        bears out, or None: then its record is read (``seals``)."""
+        if not isinstance(keys, ListedKeys):
+            return None
+        return seals.sealed(generation, keys, keys.sizes)
+
     def packed(self, name: str | None) -> contextlib.AbstractContextManager[None]:
         """Within it, records are also served from the pack ``name`` (a DAG's:
         ``record_cache.packed``), which is written again after if it changed."""
@@ -280,10 +289,20 @@ class ObjectBackend:
                     handle.write(text.encode())
             except FileExistsError:
                 return Committed.ALREADY
+            self._seal(folder, record, text)
             self.records.keep(record.output_id, record.generation, text)
             return Committed.COMMITTED
         finally:
             self.discard(staging)
+
+    def _seal(self, folder, record: SuccessRecord, text: str) -> None:
+        """Write the committed record's seal, which spares plans reading it. The
+        commit stands without one (its record is then read), so a failure here is not
+        the task's."""
+        seal = seals.Seal.of(record, text.encode())
+        if seal is not None:
+            with contextlib.suppress(OSError):
+                (folder / seal.name).write_bytes(b"")
 
     def mark(self, relative: str) -> None:
         """An empty object at ``relative`` under the root (an index entry)."""
@@ -306,12 +325,15 @@ class ObjectBackend:
         prefix = _data_prefix(fs, (source / RECORD).path)
         if prefix is not None:
             keys += fs.find((source / prefix).path)
+        # A seal without its record is believed by nobody, but it goes with it.
+        names = fs.ls(source.path, detail=False, refresh=True) if keys else []
+        sealed = [key for key in names if key.rsplit("/", 1)[-1].startswith(seals.PREFIX)]
         # Another worker may be moving the same generation aside right now.
         with contextlib.suppress(FileNotFoundError):
             for key in keys:
                 fs.copy(key, target.path + key[len(source.path) :])
             if keys:
-                fs.rm(keys)
+                fs.rm(keys + sealed)
 
     def fetch(self, output_id: str, data, into: Path, record: SuccessRecord | None) -> Path:
         """Download the files the record names (only those: a dead attempt's leftovers

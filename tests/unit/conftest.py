@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from a_la_mode import Dag
+from alamode_airflow.store import OutputStore
 from loopback.servers import s3_server
+from tests.unit.counting import requests_sent
 
 
 @pytest.fixture
@@ -39,3 +43,20 @@ def server(tmp_path_factory):
     an earlier module's server (stopped since) must not be reused."""
     with s3_server(tmp_path_factory.mktemp("s3")) as running:
         yield running
+
+
+@pytest.fixture
+def s3_store(server, monkeypatch, request) -> OutputStore:
+    """A store of the test's own on the module's S3 server, through a connection ID of
+    the module's own (Airflow's ``[alamode] storage_conn_id`` names it too)."""
+    conn_id = f"alamode_{request.module.__name__.rsplit('.', 1)[-1]}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", server.connection())
+    monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", conn_id)
+    return OutputStore(f"s3://alamode-outputs/{request.node.name}", conn_id=conn_id)
+
+
+@pytest.fixture
+def s3_sent(s3_store) -> Iterator[list[tuple[str, str]]]:
+    """(method, URL) of every request ``s3_store``'s client sends while the test runs."""
+    with requests_sent(s3_store.root.fs) as requests:
+        yield requests

@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -56,7 +57,8 @@ def run(op: AlamodeCommandOperator, dag_id: str, run_id: str, rebuild=()) -> dic
         "ti": ti,
         "run_id": run_id,
         "params": {"rebuild": list(rebuild)},
-        "outlet_events": defaultdict(object),
+        # An asset's event, as the task runner hands it: ``extra`` is set on it.
+        "outlet_events": defaultdict(SimpleNamespace),
     }
     try:
         op.execute(context)

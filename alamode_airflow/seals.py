@@ -1,0 +1,134 @@
+"""Seals: what a plan needs of an object-store record, in the name of an empty key.
+
+A plan must know of each output whether it is current: its newest generation has a
+record, the record's data is all there, and every input is still the generation (and
+the files) the record says it read. On an object store the listing of the outputs'
+folders (``ObjectBackend.listings``: a page of keys for hundreds of outputs) says
+which records and files exist; only the record's *content* needed a read, one GET
+per output, the plan's whole cost. A commit therefore writes, after its record, an
+empty object whose name states what the plan reads in the record:
+
+``objects/<id>/<g>/seal.<attempt>.<record md5>.<digest>.<reads>.<files>``
+
+- ``attempt``: the prefix the record commits (its ``data_path`` is ``<attempt>/data``);
+- ``record md5``: the MD5 of the record's bytes, which S3 lists as the record's ETag;
+- ``digest``: the record's ``digest`` (of its manifest), which its readers compare;
+- ``reads``: ``records.reads_digest`` of what it read (input, generation, digest);
+- ``files``: ``files_digest`` of the files the manifest names, with their sizes.
+
+A seal is believed only against the same listing: the record is listed with that MD5
+as its ETag (so the record the seal describes is the one there), and the keys under
+the attempt's data prefix are exactly the manifest's files at their sizes. Anything
+else (a seal outliving its record, a record replaced by hand, a lifecycle rule that
+took some files, a store whose ETags are not MD5s) leaves the seal unbelieved, and the
+record is read as before: a seal can save a request, never change an answer. Its
+``reads`` is compared with the inputs' current generations and digests; where they
+differ, the plan reads the record, which names the input that changed.
+
+Seals are written on object stores only: on a local root a record costs a file read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from alamode_airflow.record_cache import md5_of
+from alamode_airflow.store import RECORD
+
+if TYPE_CHECKING:
+    from alamode_airflow.records import Made, SuccessRecord
+
+PREFIX = "seal."
+_ATTEMPT_DATA = re.compile(r"([0-9a-f]{1,32})/data")
+_NAME = re.compile(
+    r"seal\.([0-9a-f]{1,32})\.([0-9a-f]{32})\.([0-9a-f]{64})\.([0-9a-f]{64})\.([0-9a-f]{64})"
+)
+
+
+def files_digest(files: Iterable[tuple[str, int]]) -> str:
+    """One sha256 of a set of (path, size): of a manifest's files, or of the keys a
+    listing holds under a data prefix; equal only when both name the same files at the
+    same sizes."""
+    text = json.dumps(sorted([path, size] for path, size in files))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A commit's seal, as its key's name states it."""
+
+    generation: int
+    attempt: str
+    record_md5: str
+    digest: str
+    reads: str
+    files: str
+
+    @classmethod
+    def of(cls, record: SuccessRecord, text: bytes) -> Seal | None:
+        """The seal of ``record`` committed as ``text``; None when it has none (a record
+        that does not name every input's digest, or data not under an attempt)."""
+        attempt = _ATTEMPT_DATA.fullmatch(record.data_path)
+        if attempt is None or record.reads is None:
+            return None
+        files = files_digest((e.path, e.size) for e in record.manifest if e.link is None)
+        md5 = hashlib.md5(text, usedforsecurity=False).hexdigest()
+        return cls(record.generation, attempt.group(1), md5, record.digest, record.reads, files)
+
+    @classmethod
+    def parse(cls, generation: int, name: str) -> Seal | None:
+        """The seal a key named ``name`` in ``generation``'s folder states, or None."""
+        match = _NAME.fullmatch(name)
+        return None if match is None else cls(generation, *match.groups())
+
+    @property
+    def name(self) -> str:
+        """The key's name in the generation's folder."""
+        return f"{PREFIX}{self.attempt}.{self.record_md5}.{self.digest}.{self.reads}.{self.files}"
+
+    def holds(self, keys: Mapping[str, str | None], sizes: Mapping[str, int]) -> bool:
+        """Whether a listing of the output's folder (key -> ETag, key -> bytes, keys
+        relative to the folder) holds the record this seal describes and exactly the
+        files it commits."""
+        if md5_of(keys.get(f"{self.generation}/{RECORD}")) != self.record_md5:
+            return False
+        prefix = f"{self.generation}/{self.attempt}/data/"
+        files = [(k[len(prefix) :], sizes.get(k, -1)) for k in keys if k.startswith(prefix)]
+        return files_digest(files) == self.files
+
+    def stale_reason(self, current: Mapping[str, Made | None]) -> str | None:
+        """``SuccessRecord.stale_reason`` as far as a seal can tell, with ``current``
+        naming every input: None when each is the generation and the files read."""
+        from alamode_airflow.records import reads_digest
+
+        for name in sorted(current):
+            if current[name] is None:
+                return f"input {name} is being computed again"
+        now = [(name, made.generation, made.digest) for name, made in current.items()]  # type: ignore[union-attr]
+        if reads_digest(now) != self.reads:
+            return "an input is now another generation, or other files, than the one read"
+        return None
+
+    def produced_by(self) -> str:
+        """One phrase for logs (the run is in the record, which a seal spares reading)."""
+        return f"the commit of generation {self.generation} (its record names the run)"
+
+
+def sealed(
+    generation: int, keys: Mapping[str, str | None], sizes: Mapping[str, int]
+) -> Seal | None:
+    """The seal of ``generation`` that a listing of its output's folder bears out, if
+    any (a generation holds one; a few where a lifecycle rule emptied the folder and the
+    output was made again)."""
+    folder = f"{generation}/"
+    for key in keys:
+        if key.startswith(folder) and key[len(folder) :].startswith(PREFIX):
+            seal = Seal.parse(generation, key[len(folder) :])
+            if seal is not None and seal.holds(keys, sizes):
+                return seal
+    return None
