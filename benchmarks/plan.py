@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import functools
+import hashlib
 import statistics
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from shapes import random_layered
 
 from a_la_mode import Dag, load
 from alamode_airflow.currency import assess
-from alamode_airflow.manifests import manifest
+from alamode_airflow.manifests import ManifestEntry, manifest, manifest_digest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import OutputStore
 
@@ -46,8 +47,18 @@ def pipeline(n: int):
     return load(dag.bencode())
 
 
-def record_of(task, tasks, files, *, dag_id: str = "plan_bench", data_path: str = "data"):
-    """The success record the engine writes for ``task`` of ``tasks``, holding ``files``."""
+def out_files(task) -> tuple[ManifestEntry, ...]:
+    """What ``fill`` leaves in a task's output: ``out.txt``, holding the task's name."""
+    data = task.name.encode()
+    return (ManifestEntry("out.txt", len(data), hashlib.sha256(data).hexdigest()),)
+
+
+def record_of(
+    task, tasks, files, *, dag_id: str = "plan_bench", data_path: str = "data", digests=False
+):
+    """The success record the engine writes for ``task`` of ``tasks``, holding ``files``;
+    with ``digests``, naming what each input holds (``out_files``), as the engine does."""
+    read = {name: manifest_digest(out_files(tasks[name])) for name in task.inputs}
     return SuccessRecord(
         output_id=task.output,
         dag_id=dag_id,
@@ -62,6 +73,7 @@ def record_of(task, tasks, files, *, dag_id: str = "plan_bench", data_path: str 
         sha=None,
         inputs={name: tasks[name].output for name in task.inputs},
         input_generations={name: 0 for name in task.inputs},
+        input_digests=read if digests else {},
         preimage_b64=base64.b64encode(task.preimage()).decode(),
         host="bench",
         manifest=files,
@@ -73,7 +85,7 @@ def fill(store: OutputStore, tasks) -> None:
     for task in tasks:
         staging = store.stage(task.output)
         (staging / "data" / "out.txt").write_text(task.name)
-        record = record_of(task, tasks, manifest(staging / "data"))
+        record = record_of(task, tasks, manifest(staging / "data"), digests=True)
         store.commit(staging, record)
 
 

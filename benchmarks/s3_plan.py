@@ -7,27 +7,24 @@ sizes, default ``1000 10000``; ``--latency-ms``, default 20; ``--sample N``, def
 moto's S3 server runs on loopback behind a proxy that holds every request
 ``--latency-ms`` before passing it on (a round trip to a real S3 region) and counts
 them. For each size, a bucket of its own is filled as the engine fills it (a layered
-random pipeline, every output committed once, each record naming the generation of
-every input), then:
+random pipeline, every output committed once with its seal, each record naming the
+generation and digest of every input), then:
 
-- baseline: the lookup before this change, one output after another (list the
-  generations, open the record: a HEAD and a GET, check the data: a HEAD), timed on
-  ``--sample`` outputs and scaled to all;
-- plan: ``currency.assess`` with the plan task's ``store.lookup_all``, as ``plan.py``
-  calls it (the outputs' folders listed together in pages of ``objects/``, then one
-  record read per output, many at once), on a machine with no record kept;
-- fresh: the plan on a machine that keeps no record (a fresh pod), after the DAG's last
-  plan wrote its pack: the listing pages and one read of the pack;
-- again: the same plan on a machine that made it before, or whose tasks committed the
-  outputs (a LocalExecutor's): its record cache (``record_cache.py``) holds every
-  record, so only the listing pages are requested;
+- baseline: the lookup before the plan was batched, one output after another (list
+  the generations, open the record: a HEAD and a GET, check the data: a HEAD), timed
+  on ``--sample`` outputs and scaled to all;
+- plan: ``currency.assess`` as ``plan.py`` calls it, on a machine that keeps no
+  record: the outputs' folders listed together in pages of ``objects/``, each output
+  found current by its seal (``seals.py``), no record read;
+- records: the same plan reading every record, many at once (what outputs committed
+  without a seal cost: one GET each);
 - local: the same plan on a local root filled with the same outputs.
 
 Target: at most 2 requests per output, and 10,000 outputs within 30 s at 20 ms.
 moto answers a listing by scanning every key of its bucket (S3's does not), and costs a
 few milliseconds of CPU per request: ``moto alone`` is the plan with no latency added,
 what the server itself costs in that figure; ``its cpu`` is the CPU time of the plan's
-own process (signing and parsing requests, reading records).
+own process (signing and parsing requests, checking seals).
 """
 
 from __future__ import annotations
@@ -49,6 +46,7 @@ from plan import pipeline, record_of
 from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
+from alamode_airflow.seals import Seal
 from alamode_airflow.store import RECORD, OutputStore
 from loopback.servers import S3Server, s3_server
 
@@ -162,11 +160,14 @@ def fill_s3(server: S3Server, bucket: str, store: OutputStore, tasks) -> None:
             manifest(staging / "data"),
             dag_id=DAG_ID,
             data_path=store.data_path(staging),
+            digests=True,
         )
         key = f"{base}/objects/{task.output}/0"
         body = (staging / "data" / "out.txt").read_bytes()
         client.put_object(Bucket=bucket, Key=f"{key}/{record.data_path}/out.txt", Body=body)
-        client.put_object(Bucket=bucket, Key=f"{key}/{RECORD}", Body=record.dumps().encode())
+        text = record.dumps().encode()
+        client.put_object(Bucket=bucket, Key=f"{key}/{RECORD}", Body=text)
+        client.put_object(Bucket=bucket, Key=f"{key}/{Seal.of(record, text).name}", Body=b"")
         store.discard(staging)
 
     with ThreadPoolExecutor(FILLERS) as pool:
@@ -180,7 +181,7 @@ def fill_local(store: OutputStore, tasks) -> None:
         folder = Path(store.object_dir(task.output, 0).path)
         (folder / "data").mkdir(parents=True)
         (folder / "data" / "out.txt").write_text(task.name)
-        record = record_of(task, tasks, manifest(folder / "data"), dag_id=DAG_ID)
+        record = record_of(task, tasks, manifest(folder / "data"), dag_id=DAG_ID, digests=True)
         (folder / RECORD).write_text(record.dumps())
 
 
@@ -195,11 +196,13 @@ def sequential_lookup(store: OutputStore, output_id: str) -> bool:
     return (store.data_of(record) / record.manifest[0].path).exists()
 
 
-def plan_pass(store: OutputStore, tasks, pack: str | None = None) -> None:
+def plan_pass(store: OutputStore, tasks, pack: str | None = None, sealed: bool = True) -> None:
+    """The plan task's pass (``plan.py``); without ``sealed``, every record is read."""
     outputs = {task.name: task.output for task in tasks}
     inputs = {task.name: list(task.inputs) for task in tasks}
-    look_all = functools.partial(store.lookup_all, warn=print, pack=pack)
-    verdicts = assess(outputs, inputs, look_all)
+    look_all = functools.partial(store.lookup_all, warn=print, pack=pack, sealed=sealed)
+    look = functools.partial(store.settle, warn=print)
+    verdicts = assess(outputs, inputs, look_all, look=look)
     assert all(v.current for v in verdicts.values()), "a cached output was not current"
 
 
@@ -229,16 +232,10 @@ def measure(server: S3Server, proxy: LatencyProxy, n: int, sample: int) -> dict[
     figures["plan_s"] = timed(lambda: plan_pass(OutputStore(store.url, CONN_ID), tasks))
     figures["cpu_s"] = time.process_time() - cpu  # this process's, every thread's
     figures["plan_requests"] = (proxy.requests - before) / n
-    plan_pass(OutputStore(store.url, CONN_ID), tasks, DAG_ID)  # the DAG's last plan
     before = proxy.requests
-    figures["fresh_s"] = timed(lambda: plan_pass(OutputStore(store.url, CONN_ID), tasks, DAG_ID))
-    figures["fresh_requests"] = (proxy.requests - before) / n
-    with tempfile.TemporaryDirectory(prefix="alamode-bench-records-") as cache:
-        os.environ["AIRFLOW__ALAMODE__RECORD_CACHE"] = cache
-        plan_pass(OutputStore(store.url, CONN_ID), tasks)  # the machine planned before
-        before = proxy.requests
-        figures["again_s"] = timed(lambda: plan_pass(OutputStore(store.url, CONN_ID), tasks))
-        figures["again_requests"] = (proxy.requests - before) / n
+    unsealed = functools.partial(plan_pass, OutputStore(store.url, CONN_ID), tasks, sealed=False)
+    figures["records_s"] = timed(unsealed)
+    figures["records_requests"] = (proxy.requests - before) / n
     with tempfile.TemporaryDirectory(prefix="alamode-bench-s3-plan-") as root:
         local = OutputStore(str(Path(root) / "store"))
         fill_local(local, tasks)
@@ -266,22 +263,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fully cached plan on S3 (moto + {args.latency_ms:g} ms per request)")
             print(
                 f"{'tasks':>7} {'req/out':>8} {'plan s':>8} {'its cpu s':>10} {'moto alone s':>13} "
-                f"{'fresh req/out':>14} {'fresh s':>8} {'again req/out':>14} {'again s':>8} "
+                f"{'records req/out':>16} {'records s':>10} "
                 f"{'baseline req/out':>17} {'baseline s':>11} {'local s':>8}"
             )
             for n in args.tasks:
                 f = measure(server, proxy, n, min(args.sample, n))
                 print(
                     f"{n:>7} {f['plan_requests']:>8.2f} {f['plan_s']:>8.2f} {f['cpu_s']:>10.2f} "
-                    f"{f['moto_s']:>13.2f} {f['fresh_requests']:>14.3f} {f['fresh_s']:>8.2f} "
-                    f"{f['again_requests']:>14.3f} {f['again_s']:>8.2f} "
+                    f"{f['moto_s']:>13.2f} {f['records_requests']:>16.2f} {f['records_s']:>10.2f} "
                     f"{f['baseline_requests']:>17.2f} {f['baseline_s']:>10.1f}* "
                     f"{f['local_s']:>8.2f}",
                     flush=True,
                 )
     print(f"* one output after another, timed on {args.sample} outputs and scaled to all")
-    print("fresh: a machine that keeps no record, the DAG's pack written by its last plan")
-    print("again: the same plan on a machine that made it before (its record cache warm)")
+    print("records: the same plan reading each record (outputs committed with no seal)")
     return 0
 
 
