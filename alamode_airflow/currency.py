@@ -38,13 +38,14 @@ def assess(
     inputs: Mapping[str, Iterable[str]],
     look_all: Callable[[list[str]], Mapping[str, Lookup]],
     rebuild: frozenset[str] = frozenset(),
-    look: Callable[[str], Lookup] | None = None,
+    unseal: Callable[[str, Lookup], Lookup] | None = None,
 ) -> dict[str, Assessed]:
     """Each task of ``outputs`` (task -> output ID, in topological order), with
     ``inputs`` (task -> the tasks it reads) and ``look_all`` (output IDs -> their
     lookups, e.g. ``store.lookup_all``; called once). Where ``look_all`` found an
-    output by its seal (``seals``) and the seal says it is stale, ``look`` (one output's
-    lookup with its record) is asked why: the record names the input that changed."""
+    output by its seal (``seals``) and every input is current but the seal says the
+    output did not read them, ``unseal`` (``store.unseal``: the lookup with its record)
+    is asked why: the record names the input that changed."""
     lookups = look_all([oid for task, oid in outputs.items() if task not in rebuild])
     reads: dict[str, Made | None] = {}  # what a reader would read: None if remade
     result: dict[str, Assessed] = {}
@@ -58,8 +59,9 @@ def assess(
         if found.done:
             now = {name: reads.get(name) for name in inputs.get(task, ())}
             stale = found.made.stale_reason(now)
-            if stale is not None and found.seal is not None and look is not None:
-                found = look(output_id)
+            # An input being made again is reason enough; any other, only the record says.
+            if stale and found.seal and unseal and all(made is not None for made in now.values()):
+                found = unseal(output_id, found)
                 stale = found.record.stale_reason(now) if found.record is not None else None
         result[task] = Assessed(task, output_id, found, stale)
         reads[task] = found.made if result[task].current else None

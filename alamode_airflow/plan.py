@@ -48,8 +48,7 @@ class AlamodePlanOperator(BaseOperator):
         }
         warn = self.log.warning
         look_all = functools.partial(store.lookup_all, warn=warn, pack=self.dag_id, sealed=True)
-        look = functools.partial(store.settle, warn=warn)  # a seal's record, read to say why
-        verdicts = assess(targets, inputs, look_all, run.rebuild, look)
+        verdicts = assess(targets, inputs, look_all, run.rebuild, store.unseal)
         cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
         self._log(verdicts, cached, asked, rebuild)
         stale = {task: v.stale for task, v in verdicts.items() if v.stale}

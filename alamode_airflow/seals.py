@@ -8,13 +8,19 @@ which records and files exist; only the record's *content* needed a read, one GE
 per output, the plan's whole cost. A commit therefore writes, after its record, an
 empty object whose name states what the plan reads in the record:
 
-``objects/<id>/<g>/seal.<attempt>.<record md5>.<digest>.<reads>.<files>``
+``objects/<id>/<g>/seal.<format>.<g>.<attempt>.<record md5>.<digest>.<reads>.<files>``
 
+- ``format`` and ``g``: the record's format and generation, so that a version that
+  cannot read the record (a newer format, during a rolling upgrade) or a folder copied
+  under another generation's name never finds the seal, and reads the record, which it
+  refuses as it would without seals;
 - ``attempt``: the prefix the record commits (its ``data_path`` is ``<attempt>/data``);
 - ``record md5``: the MD5 of the record's bytes, which S3 lists as the record's ETag;
 - ``digest``: the record's ``digest`` (of its manifest), which its readers compare;
 - ``reads``: ``records.reads_digest`` of what it read (input, generation, digest);
-- ``files``: ``files_digest`` of the files the manifest names, with their sizes.
+- ``files``: ``files_digest`` of the files the manifest names, with their sizes, and of
+  the output ID and generation: a folder copied under another output's name (which
+  its record would refuse as naming another output) holds no seal of its own.
 
 A seal is believed only against the same listing: the record is listed with that MD5
 as its ETag (so the record the seal describes is the one there), and the keys under
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from alamode_airflow.record_cache import md5_of
+from alamode_airflow.records import FORMAT, READABLE_FORMATS
 from alamode_airflow.store import RECORD
 
 if TYPE_CHECKING:
@@ -46,22 +53,29 @@ if TYPE_CHECKING:
 PREFIX = "seal."
 _ATTEMPT_DATA = re.compile(r"([0-9a-f]{1,32})/data")
 _NAME = re.compile(
-    r"seal\.([0-9a-f]{1,32})\.([0-9a-f]{32})\.([0-9a-f]{64})\.([0-9a-f]{64})\.([0-9a-f]{64})"
+    r"seal\.([0-9]{1,9})\.([0-9]{1,18})\.([0-9a-f]{1,32})\."
+    r"([0-9a-f]{32})\.([0-9a-f]{64})\.([0-9a-f]{64})\.([0-9a-f]{64})"
 )
 
 
-def files_digest(files: Iterable[tuple[str, int]]) -> str:
-    """One sha256 of a set of (path, size): of a manifest's files, or of the keys a
-    listing holds under a data prefix; equal only when both name the same files at the
-    same sizes."""
-    text = json.dumps(sorted([path, size] for path, size in files))
+def files_digest(output_id: str, generation: int, files: Iterable[tuple[str, int]]) -> str:
+    """One sha256 of an output's generation and a set of (path, size) in it: of a
+    manifest's files, or of the keys a listing holds under a data prefix; equal only
+    when both name the same files at the same sizes, in the same generation."""
+    text = json.dumps([output_id, generation, sorted([path, size] for path, size in files)])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def md5_hex(data: bytes) -> str:
+    """The MD5 a seal names of a record's bytes (what S3 lists as its ETag)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
 class Seal:
-    """A commit's seal, as its key's name states it."""
+    """A commit's seal, as its key's name states it (and the folder it is in)."""
 
+    output_id: str
     generation: int
     attempt: str
     record_md5: str
@@ -76,20 +90,38 @@ class Seal:
         attempt = _ATTEMPT_DATA.fullmatch(record.data_path)
         if attempt is None or record.reads is None:
             return None
-        files = files_digest((e.path, e.size) for e in record.manifest if e.link is None)
-        md5 = hashlib.md5(text, usedforsecurity=False).hexdigest()
-        return cls(record.generation, attempt.group(1), md5, record.digest, record.reads, files)
+        listed = [(e.path, e.size) for e in record.manifest if e.link is None]
+        files = files_digest(record.output_id, record.generation, listed)
+        return cls(
+            record.output_id,
+            record.generation,
+            attempt.group(1),
+            md5_hex(text),
+            record.digest,
+            record.reads,
+            files,
+        )
 
     @classmethod
-    def parse(cls, generation: int, name: str) -> Seal | None:
-        """The seal a key named ``name`` in ``generation``'s folder states, or None."""
+    def parse(cls, output_id: str, generation: int, name: str) -> Seal | None:
+        """The seal a key named ``name`` in the folder of ``output_id``'s ``generation``
+        states; None when it
+        is not one, names another generation, or a record format this version cannot
+        read."""
         match = _NAME.fullmatch(name)
-        return None if match is None else cls(generation, *match.groups())
+        if match is None or int(match.group(2)) != generation:
+            return None
+        if int(match.group(1)) not in READABLE_FORMATS:
+            return None
+        return cls(output_id, generation, *match.groups()[2:])
 
     @property
     def name(self) -> str:
         """The key's name in the generation's folder."""
-        return f"{PREFIX}{self.attempt}.{self.record_md5}.{self.digest}.{self.reads}.{self.files}"
+        return (
+            f"{PREFIX}{FORMAT}.{self.generation}.{self.attempt}.{self.record_md5}."
+            f"{self.digest}.{self.reads}.{self.files}"
+        )
 
     def holds(self, keys: Mapping[str, str | None], sizes: Mapping[str, int]) -> bool:
         """Whether a listing of the output's folder (key -> ETag, key -> bytes, keys
@@ -99,7 +131,7 @@ class Seal:
             return False
         prefix = f"{self.generation}/{self.attempt}/data/"
         files = [(k[len(prefix) :], sizes.get(k, -1)) for k in keys if k.startswith(prefix)]
-        return files_digest(files) == self.files
+        return files_digest(self.output_id, self.generation, files) == self.files
 
     def stale_reason(self, current: Mapping[str, Made | None]) -> str | None:
         """``SuccessRecord.stale_reason`` as far as a seal can tell, with ``current``
@@ -120,15 +152,15 @@ class Seal:
 
 
 def sealed(
-    generation: int, keys: Mapping[str, str | None], sizes: Mapping[str, int]
+    output_id: str, generation: int, keys: Mapping[str, str | None], sizes: Mapping[str, int]
 ) -> Seal | None:
-    """The seal of ``generation`` that a listing of its output's folder bears out, if
-    any (a generation holds one; a few where a lifecycle rule emptied the folder and the
-    output was made again)."""
+    """The seal of ``output_id``'s ``generation`` that a listing of the output's folder
+    bears out, if any (a generation holds one; a few where a lifecycle rule emptied the
+    folder and the output was made again)."""
     folder = f"{generation}/"
     for key in keys:
         if key.startswith(folder) and key[len(folder) :].startswith(PREFIX):
-            seal = Seal.parse(generation, key[len(folder) :])
+            seal = Seal.parse(output_id, generation, key[len(folder) :])
             if seal is not None and seal.holds(keys, sizes):
                 return seal
     return None

@@ -267,7 +267,7 @@ class OutputStore:
         for generation in reversed(listing.present):
             if void is not None and generation <= void:
                 break
-            seal = self.backend.sealed(generation, listing.keys) if sealed else None
+            seal = self.backend.sealed(output_id, generation, listing.keys) if sealed else None
             if seal is not None:
                 return Lookup(Found.DONE, generation=generation, seal=seal)
             found = self._read(output_id, generation, listing.keys)
@@ -328,6 +328,24 @@ class OutputStore:
 
         return look_up_all(look, ids)
 
+    def unseal(self, output_id: str, found: Lookup) -> Lookup:
+        """A generation found done by its seal, with its record: one read, or none
+        where this machine keeps it. The seal showed the data whole against the listing
+        for the record of the MD5 it names, so only that record is taken as it is; one
+        replaced since is looked up again from the start."""
+        from alamode_airflow.seals import md5_hex
+
+        seal = found.seal
+        if seal is None:
+            return found
+        try:
+            text = self.backend.read_record(output_id, seal.generation, f'"{seal.record_md5}"')
+        except FileNotFoundError:
+            return self.lookup(output_id)
+        if md5_hex(text.encode()) != seal.record_md5:
+            return self.lookup(output_id)
+        return self._check(output_id, seal.generation, text, None, whole=True)
+
     def history(self, output_id: str, listing: Listing | None = None) -> list[Lookup]:
         """Every generation of ``output_id`` that has a folder, oldest first (on an
         object store: one listing, unless ``listing`` is the folder listed already by
@@ -364,8 +382,11 @@ class OutputStore:
         reason = f"no record at {self._where(output_id, generation)}"
         return Lookup(self.backend.without_record, reason=reason, generation=generation)
 
-    def _check(self, output_id: str, generation: int, text: str, keys) -> Lookup:
-        """The lookup of a generation whose record reads ``text``."""
+    def _check(
+        self, output_id: str, generation: int, text: str, keys, whole: bool = False
+    ) -> Lookup:
+        """The lookup of a generation whose record reads ``text`` (its data known to be
+        whole with ``whole``: ``unseal``)."""
         try:
             record = SuccessRecord.loads(text)
         except NewerFormat as exc:
@@ -379,7 +400,7 @@ class OutputStore:
             reason = f"{self._where(output_id, generation)} names another output"
             return Lookup(Found.CORRUPT, reason=reason, generation=generation)
         listed = None if keys is None else (keys, f"{generation}/{record.data_path}")
-        if not self.backend.has_data(record, listed):
+        if not whole and not self.backend.has_data(record, listed):
             reason = f"{self._where(output_id, generation)} but its data is gone or changed"
             return Lookup(Found.VANISHED, record, reason, generation)
         return Lookup(Found.DONE, record, generation=generation)

@@ -66,7 +66,7 @@ class LocalBackend:
         """Nothing: a local record is read without a round trip."""
         return contextlib.nullcontext()
 
-    def sealed(self, generation: int, keys) -> None:
+    def sealed(self, output_id: str, generation: int, keys) -> None:
         """None: a local commit writes no seal (its record costs a file read)."""
         return None
 

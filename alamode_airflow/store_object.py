@@ -52,8 +52,8 @@ LISTED_KEYS = 1000
 SCAN_MIN = 64
 #: Outputs a page of that scan must answer for, or the run's others are listed each.
 SCAN_DENSE = 16
-#: Keys most outputs have (a record, a file or two of data, perhaps a tombstone).
-KEYS_PER_OUTPUT = 4
+#: Keys most outputs have (a record, its seal, a file or two of data, perhaps a tombstone).
+KEYS_PER_OUTPUT = 5
 #: The fewest keys a page of that scan asks for (near a run's end).
 SCAN_KEYS = 100
 
@@ -169,12 +169,12 @@ class ObjectBackend:
         self.records.note(output_id, generation, md5, text)
         return text
 
-    def sealed(self, generation: int, keys) -> seals.Seal | None:
+    def sealed(self, output_id: str, generation: int, keys) -> seals.Seal | None:
         """The generation's seal that ``keys`` (a listing of the output's whole folder)
         bears out, or None: then its record is read (``seals``)."""
         if not isinstance(keys, ListedKeys):
             return None
-        return seals.sealed(generation, keys, keys.sizes)
+        return seals.sealed(output_id, generation, keys, keys.sizes)
 
     def packed(self, name: str | None) -> contextlib.AbstractContextManager[None]:
         """Within it, records are also served from the pack ``name`` (a DAG's:
@@ -301,7 +301,9 @@ class ObjectBackend:
         the task's."""
         seal = seals.Seal.of(record, text.encode())
         if seal is not None:
-            with contextlib.suppress(OSError):
+            # Any failure (s3fs passes some of botocore's through as they are): the
+            # output is committed, and its record, marker and XCom must still follow.
+            with contextlib.suppress(Exception):
                 (folder / seal.name).write_bytes(b"")
 
     def mark(self, relative: str) -> None:
@@ -325,11 +327,11 @@ class ObjectBackend:
         prefix = _data_prefix(fs, (source / RECORD).path)
         if prefix is not None:
             keys += fs.find((source / prefix).path)
-        # A seal without its record is believed by nobody, but it goes with it.
-        names = fs.ls(source.path, detail=False, refresh=True) if keys else []
-        sealed = [key for key in names if key.rsplit("/", 1)[-1].startswith(seals.PREFIX)]
         # Another worker may be moving the same generation aside right now.
         with contextlib.suppress(FileNotFoundError):
+            # A seal without its record is believed by nobody, but it goes with it.
+            names = fs.ls(source.path, detail=False, refresh=True) if keys else []
+            sealed = [key for key in names if key.rsplit("/", 1)[-1].startswith(seals.PREFIX)]
             for key in keys:
                 fs.copy(key, target.path + key[len(source.path) :])
             if keys:

@@ -201,8 +201,7 @@ def plan_pass(store: OutputStore, tasks, pack: str | None = None, sealed: bool =
     outputs = {task.name: task.output for task in tasks}
     inputs = {task.name: list(task.inputs) for task in tasks}
     look_all = functools.partial(store.lookup_all, warn=print, pack=pack, sealed=sealed)
-    look = functools.partial(store.settle, warn=print)
-    verdicts = assess(outputs, inputs, look_all, look=look)
+    verdicts = assess(outputs, inputs, look_all, unseal=store.unseal)
     assert all(v.current for v in verdicts.values()), "a cached output was not current"
 
 
@@ -269,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.tasks:
                 f = measure(server, proxy, n, min(args.sample, n))
                 print(
-                    f"{n:>7} {f['plan_requests']:>8.2f} {f['plan_s']:>8.2f} {f['cpu_s']:>10.2f} "
+                    f"{n:>7} {f['plan_requests']:>8.3f} {f['plan_s']:>8.2f} {f['cpu_s']:>10.2f} "
                     f"{f['moto_s']:>13.2f} {f['records_requests']:>16.2f} {f['records_s']:>10.2f} "
                     f"{f['baseline_requests']:>17.2f} {f['baseline_s']:>10.1f}* "
                     f"{f['local_s']:>8.2f}",

@@ -75,7 +75,7 @@ def plan(store: OutputStore, outputs, inputs, warned: list | None = None):
     """``currency.assess`` as the plan task calls it."""
     warn = (warned if warned is not None else []).append
     look_all = functools.partial(store.lookup_all, warn=lambda *a: warn(a), sealed=True)
-    return assess(outputs, inputs, look_all, look=functools.partial(store.settle, warn=print))
+    return assess(outputs, inputs, look_all, unseal=store.unseal)
 
 
 def key_of(store: OutputStore, output_id: str, *parts: str) -> str:
@@ -164,11 +164,16 @@ def test_a_commit_seals_what_its_record_says():
     )
     text = record.dumps().encode()
     seal = Seal.of(record, text)
-    assert Seal.parse(0, seal.name) == seal
+    assert Seal.parse(record.output_id, 0, seal.name) == seal
+    assert Seal.parse(record.output_id, 1, seal.name) is None  # the folder copied as 1/
+    newer = seal.name.replace("seal.3.", "seal.4.")
+    assert Seal.parse(record.output_id, 0, newer) is None  # a record this version cannot read
     assert seal.record_md5 == hashlib.md5(text).hexdigest()
     keys = {f"0/{RECORD}": f'"{seal.record_md5}"'}
     assert seal.holds(keys, {})
-    assert sealed(0, {**keys, f"0/{seal.name}": None}, {}) == seal
+    assert sealed(record.output_id, 0, {**keys, f"0/{seal.name}": None}, {}) == seal
+    elsewhere = Seal.parse("1" * 64, 0, seal.name)  # the folder copied to another output
+    assert not elsewhere.holds(keys, {})
     assert not seal.holds({f"0/{RECORD}": '"' + "0" * 32 + '"'}, {})
     assert Seal.of(replace(record, data_path="data"), text) is None  # a local commit's
     assert Seal.of(replace(record, input_digests={}), text) is None  # digests unknown
@@ -183,5 +188,55 @@ def test_a_commit_seals_what_its_record_says():
     ],
 )
 def test_a_seal_holds_only_the_files_the_manifest_names_at_their_sizes(listed):
-    assert files_digest([("a.txt", 1), ("b.txt", 2)]) == files_digest([("b.txt", 2), ("a.txt", 1)])
-    assert files_digest([("a.txt", 1), ("b.txt", 2)]) != files_digest(listed.items())
+    named = files_digest("0" * 64, 0, [("a.txt", 1), ("b.txt", 2)])
+    assert named == files_digest("0" * 64, 0, [("b.txt", 2), ("a.txt", 1)])
+    assert named != files_digest("0" * 64, 0, listed.items())
+
+
+def test_an_output_made_stale_by_an_input_costs_one_read(s3_store, s3_sent):
+    """Only the output that read the rebuilt input has its record read (to say which
+    input changed); everything after it is stale because it is being made again."""
+    outputs, inputs, records = chain(s3_store, N)
+    commit(s3_store, 5, {"t4": records["t4"]}, g=1)
+    s3_sent.clear()
+    verdicts = plan(OutputStore(s3_store.url, conn_id=s3_store.conn_id), outputs, inputs)
+    assert verdicts["t7"].stale == "input t6 is being computed again"
+    reads = [url for method, url in s3_sent if method == "GET" and url.endswith(RECORD)]
+    assert len(reads) == 1, s3_sent
+    assert outputs["t6"] in reads[0]
+    assert len(s3_sent) <= 5, s3_sent
+
+
+def put_record(server, store: OutputStore, output_id: str, text: str) -> None:
+    """A record's key replaced by hand, its seal left as it was."""
+    key = key_of(store, output_id, "0", RECORD)
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=text.encode())
+
+
+def test_a_seal_of_a_newer_record_format_is_not_believed(s3_store, server):
+    """During a rolling upgrade: a newer version's record and seal are left to it."""
+    outputs, _, records = chain(s3_store, 3)
+    text = records["t1"].dumps().replace('"format": 3', '"format": 4')
+    put_record(server, s3_store, outputs["t1"], text)
+    seal = Seal.of(records["t1"], text.encode())
+    newer = seal.name.replace("seal.3.", "seal.4.")
+    key = key_of(s3_store, outputs["t1"], "0", newer)
+    server.client().put_object(Bucket=server.bucket, Key=key, Body=b"")
+    found = s3_store.lookup_all(outputs.values(), sealed=True)[outputs["t1"]]
+    assert found.status is Found.NEWER
+
+
+def test_a_commit_whose_seal_cannot_be_written_stands(s3_store, monkeypatch):
+    """The seal only spares reads: any failure to write it leaves the commit done."""
+    from botocore.exceptions import EndpointConnectionError
+
+    real = type(s3_store.root).write_bytes
+
+    def refuse(path, data):
+        if "/seal." in str(path):
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        return real(path, data)
+
+    monkeypatch.setattr(type(s3_store.root), "write_bytes", refuse)
+    record = commit(s3_store, 0, {})
+    assert s3_store.lookup_all([record.output_id], sealed=True)[record.output_id].record == record
