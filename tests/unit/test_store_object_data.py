@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,18 @@ from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, OutputStore
-from tests.unit.counting import requests_sent
 
-CONN_ID = "alamode_object_data_s3"
 FILES = ("a.txt", "b.txt", "c/d.txt")
 
 
 @pytest.fixture
-def store(server, monkeypatch, request) -> OutputStore:
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
-    monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", CONN_ID)
-    return OutputStore(f"s3://alamode-outputs/{request.node.name}", conn_id=CONN_ID)
+def store(s3_store) -> OutputStore:
+    return s3_store
 
 
 @pytest.fixture
-def sent(store) -> Iterator[list[tuple[str, str]]]:
-    with requests_sent(store.root.fs) as requests:
-        yield requests
+def sent(s3_sent) -> list[tuple[str, str]]:
+    return s3_sent
 
 
 def commit(store: OutputStore, n: int) -> SuccessRecord:

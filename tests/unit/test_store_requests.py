@@ -12,7 +12,6 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,24 +26,17 @@ from alamode_airflow.manifests import manifest
 from alamode_airflow.records import SuccessRecord
 from alamode_airflow.store import Found, Lookup, OutputStore, look_up_all
 from alamode_airflow.triggers import ClaimReleasedTrigger
-from tests.unit.counting import requests_sent
 from tests.unit.test_operators import SCHEDULED, operator, run
 
-CONN_ID = "alamode_requests_s3"
+
+@pytest.fixture
+def store(s3_store) -> OutputStore:
+    return s3_store
 
 
 @pytest.fixture
-def store(server, monkeypatch, request) -> OutputStore:
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", server.connection())
-    monkeypatch.setenv("AIRFLOW__ALAMODE__STORAGE_CONN_ID", CONN_ID)
-    return OutputStore(f"s3://alamode-outputs/{request.node.name}", conn_id=CONN_ID)
-
-
-@pytest.fixture
-def sent(store) -> Iterator[list[tuple[str, str]]]:
-    """(method, URL) of every request the store's client sends while the test runs."""
-    with requests_sent(store.root.fs) as requests:
-        yield requests
+def sent(s3_sent) -> list[tuple[str, str]]:
+    return s3_sent
 
 
 def preimage(n: int) -> bytes:
@@ -394,7 +386,7 @@ def test_a_plan_on_a_machine_that_keeps_nothing_reads_its_dags_pack(store, sent)
     first = assess(outputs, inputs, functools.partial(store.lookup_all, pack="d"))
     assert [m for m, u in sent if "packs" in u][-1:] == ["PUT"]
     sent.clear()
-    fresh = OutputStore(store.url, conn_id=CONN_ID)
+    fresh = OutputStore(store.url, conn_id=store.conn_id)
     again = assess(outputs, inputs, functools.partial(fresh.lookup_all, pack="d"))
     assert again == first
     assert not [u for m, u in sent if "record.json" in u], sent
@@ -421,7 +413,7 @@ def test_a_pack_is_a_copy_served_only_while_it_is_the_stores(store, server, sent
     body = gzip.compress(json.dumps(pack).encode())
     server.client().put_object(Bucket=server.bucket, Key=key, Body=body)
     sent.clear()
-    found = OutputStore(store.url, conn_id=CONN_ID).lookup_all(ids, pack="d")
+    found = OutputStore(store.url, conn_id=store.conn_id).lookup_all(ids, pack="d")
     assert found[ids[0]].record.host == "h"
     assert len([u for m, u in sent if "record.json" in u]) == 1, sent
     pack = read_pack(server, key)
