@@ -38,13 +38,13 @@ def assess(
     inputs: Mapping[str, Iterable[str]],
     look_all: Callable[[list[str]], Mapping[str, Lookup]],
     rebuild: frozenset[str] = frozenset(),
-    unseal: Callable[[str, Lookup], Lookup] | None = None,
+    with_record: Callable[[str, Lookup], Lookup] | None = None,
 ) -> dict[str, Assessed]:
     """Each task of ``outputs`` (task -> output ID, in topological order), with
     ``inputs`` (task -> the tasks it reads) and ``look_all`` (output IDs -> their
     lookups, e.g. ``store.lookup_all``; called once). Where ``look_all`` found an
-    output by its seal (``seals``) and every input is current but the seal says the
-    output did not read them, ``unseal`` (``store.unseal``: the lookup with its record)
+    output by its receipt (``receipts``) and every input is current but the receipt says the
+    output did not read them, ``with_record`` (``store.with_record``: the lookup with its record)
     is asked why: the record names the input that changed."""
     lookups = look_all([oid for task, oid in outputs.items() if task not in rebuild])
     reads: dict[str, Made | None] = {}  # what a reader would read: None if remade
@@ -60,8 +60,13 @@ def assess(
             now = {name: reads.get(name) for name in inputs.get(task, ())}
             stale = found.made.stale_reason(now)
             # An input being made again is reason enough; any other, only the record says.
-            if stale and found.seal and unseal and all(made is not None for made in now.values()):
-                found = unseal(output_id, found)
+            if (
+                stale
+                and found.receipt
+                and with_record
+                and all(made is not None for made in now.values())
+            ):
+                found = with_record(output_id, found)
                 stale = found.record.stale_reason(now) if found.record is not None else None
         result[task] = Assessed(task, output_id, found, stale)
         reads[task] = found.made if result[task].current else None

@@ -47,8 +47,8 @@ class AlamodePlanOperator(BaseOperator):
             for task_id, file_id in self.outputs.items()
         }
         warn = self.log.warning
-        look_all = functools.partial(store.lookup_all, warn=warn, pack=self.dag_id, sealed=True)
-        verdicts = assess(targets, inputs, look_all, run.rebuild, store.unseal)
+        look_all = functools.partial(store.lookup_all, warn=warn, pack=self.dag_id, by_receipt=True)
+        verdicts = assess(targets, inputs, look_all, run.rebuild, store.with_record)
         cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
         self._log(verdicts, cached, asked, rebuild)
         stale = {task: v.stale for task, v in verdicts.items() if v.stale}

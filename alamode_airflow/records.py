@@ -41,7 +41,7 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 class Made(Protocol):
     """What a reader's staleness compares of an input's current success: a record, or
-    its seal (``seals.Seal``)."""
+    its receipt (``receipts.Receipt``)."""
 
     @property
     def generation(self) -> int: ...
@@ -55,7 +55,7 @@ class Made(Protocol):
 def reads_digest(reads: Iterable[tuple[str, int, str]]) -> str:
     """One sha256 of what an output read: (input name, generation, digest) of each
     input, in any order. A record's ``reads`` and the inputs' current state give the
-    same digest only when ``stale_reason`` finds nothing (``seals``)."""
+    same digest only when ``stale_reason`` finds nothing (``receipts``)."""
     text = json.dumps(sorted([name, generation, digest] for name, generation, digest in reads))
     return hashlib.sha256(text.encode()).hexdigest()
 

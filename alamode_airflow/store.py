@@ -58,7 +58,7 @@ from alamode_airflow.listing import child_names, is_local
 from alamode_airflow.records import Made, NewerFormat, SuccessRecord
 
 if TYPE_CHECKING:
-    from alamode_airflow.seals import Seal
+    from alamode_airflow.receipts import Receipt
 
 RECORD = "record.json"
 DATA = "data"
@@ -92,8 +92,8 @@ class Lookup:
     # The generation looked at; for a miss, the newest generation ever committed (the
     # next producer writes the one after it), or None when there never was one.
     generation: int | None = None
-    # Found done by its seal (``seals``), the record left unread: a plan's lookups only.
-    seal: Seal | None = None
+    # Found done by its receipt (``receipts``), the record left unread: a plan's lookups only.
+    receipt: Receipt | None = None
 
     @property
     def done(self) -> bool:
@@ -101,8 +101,8 @@ class Lookup:
 
     @property
     def made(self) -> Made | None:
-        """What readers compare of a success: its record, or the seal standing in."""
-        return self.record if self.record is not None else self.seal
+        """What readers compare of a success: its record, or the receipt standing in."""
+        return self.record if self.record is not None else self.receipt
 
     @property
     def next_generation(self) -> int:
@@ -236,7 +236,7 @@ class OutputStore:
         return self.shown(self.location(output_id, generation))
 
     def lookup(
-        self, output_id: str, listing: Listing | None = None, sealed: bool = False
+        self, output_id: str, listing: Listing | None = None, by_receipt: bool = False
     ) -> Lookup:
         """The current generation of ``output_id``: the newest one, unless it is still
         being written (object stores), when the one before it is still current. A
@@ -245,8 +245,8 @@ class OutputStore:
         On an object store this is one listing of the output's folder and one read of
         the current record (two requests), unless the folder holds too many keys for
         one page of a listing; with ``listing`` (the folder listed already, by
-        ``lookup_all``), the read alone. With ``sealed``, a generation whose seal the
-        listing bears out is found done by it, its record unread (``seals``)."""
+        ``lookup_all``), the read alone. With ``by_receipt``, a generation whose receipt the
+        listing bears out is found done by it, its record unread (``receipts``)."""
         check_output_id(output_id)
         found = None
         for attempt, last in enumerate((False, False, True)):
@@ -255,21 +255,23 @@ class OutputStore:
             # A listed record gone when read was quarantined meanwhile (its tombstone
             # came first): look again. Twice more at most, then record by record.
             found = self._current(
-                output_id, replace(listing, keys=None) if last else listing, sealed
+                output_id, replace(listing, keys=None) if last else listing, by_receipt
             )
             if found is not None:
                 break
         assert found is not None  # without keys, a missing record is a miss
         return found
 
-    def _current(self, output_id: str, listing: Listing, sealed: bool) -> Lookup | None:
+    def _current(self, output_id: str, listing: Listing, by_receipt: bool) -> Lookup | None:
         void = listing.void
         for generation in reversed(listing.present):
             if void is not None and generation <= void:
                 break
-            seal = self.backend.sealed(output_id, generation, listing.keys) if sealed else None
-            if seal is not None:
-                return Lookup(Found.DONE, generation=generation, seal=seal)
+            receipt = (
+                self.backend.receipt(output_id, generation, listing.keys) if by_receipt else None
+            )
+            if receipt is not None:
+                return Lookup(Found.DONE, generation=generation, receipt=receipt)
             found = self._read(output_id, generation, listing.keys)
             if found is None or found.status is not Found.INCOMPLETE:
                 return found
@@ -283,12 +285,12 @@ class OutputStore:
         output_id: str,
         warn: Callable[..., None],
         listing: Listing | None = None,
-        sealed: bool = False,
+        by_receipt: bool = False,
     ) -> Lookup:
         """The current generation's lookup, after moving aside (one ``warn`` line) a
         current generation whose record is bad or whose data vanished: it is not a
         success, and the output is then missing, never an older generation again."""
-        found = self.lookup(output_id, listing, sealed)
+        found = self.lookup(output_id, listing, by_receipt)
         if found.status in (Found.CORRUPT, Found.VANISHED):
             warn("output %s is not a success (%s); ignoring it", output_id[:12], found.reason)
             self.quarantine(output_id, found.generation)
@@ -300,7 +302,7 @@ class OutputStore:
         output_ids: Iterable[str],
         warn: Callable[..., None] | None = None,
         pack: str | None = None,
-        sealed: bool = False,
+        by_receipt: bool = False,
     ) -> dict[str, Lookup]:
         """``lookup`` of each output (``settle`` with ``warn``), many at once. The
         backend first lists the outputs' folders together where it can
@@ -309,42 +311,44 @@ class OutputStore:
         record read per output, all of them concurrent (``look_up_all``). With
         ``pack`` (a DAG's id: the plan's), an object store also serves the records
         from that DAG's pack, one object, and writes it again if it changed. With
-        ``sealed`` (the plan's), outputs whose seals the listing bears out cost no read
-        at all, and their lookups carry the seal instead of the record (``seals``)."""
+        ``by_receipt`` (the plan's), outputs whose receipts the listing bears out cost no read
+        at all, and their lookups carry the receipt instead of the record (``receipts``)."""
         ids = list(dict.fromkeys(output_ids))
         with self.backend.packed(pack):
-            return self._lookup_all(ids, warn, sealed)
+            return self._lookup_all(ids, warn, by_receipt)
 
     def _lookup_all(
-        self, ids: list[str], warn: Callable[..., None] | None, sealed: bool
+        self, ids: list[str], warn: Callable[..., None] | None, by_receipt: bool
     ) -> dict[str, Lookup]:
         listed = self.backend.listings([check_output_id(oid) for oid in ids])
 
         def look(output_id: str) -> Lookup:
             listing = listed.get(output_id)
             if warn is None:
-                return self.lookup(output_id, listing, sealed)
-            return self.settle(output_id, warn, listing, sealed)
+                return self.lookup(output_id, listing, by_receipt)
+            return self.settle(output_id, warn, listing, by_receipt)
 
         return look_up_all(look, ids)
 
-    def unseal(self, output_id: str, found: Lookup) -> Lookup:
-        """A generation found done by its seal, with its record: one read, or none
-        where this machine keeps it. The seal showed the data whole against the listing
+    def with_record(self, output_id: str, found: Lookup) -> Lookup:
+        """A generation found done by its receipt, with its record: one read, or none
+        where this machine keeps it. The receipt showed the data whole against the listing
         for the record of the MD5 it names, so only that record is taken as it is; one
         replaced since is looked up again from the start."""
-        from alamode_airflow.seals import md5_hex
+        from alamode_airflow.receipts import md5_hex
 
-        seal = found.seal
-        if seal is None:
+        receipt = found.receipt
+        if receipt is None:
             return found
         try:
-            text = self.backend.read_record(output_id, seal.generation, f'"{seal.record_md5}"')
+            text = self.backend.read_record(
+                output_id, receipt.generation, f'"{receipt.record_md5}"'
+            )
         except FileNotFoundError:
             return self.lookup(output_id)
-        if md5_hex(text.encode()) != seal.record_md5:
+        if md5_hex(text.encode()) != receipt.record_md5:
             return self.lookup(output_id)
-        return self._check(output_id, seal.generation, text, None, whole=True)
+        return self._check(output_id, receipt.generation, text, None, whole=True)
 
     def history(self, output_id: str, listing: Listing | None = None) -> list[Lookup]:
         """Every generation of ``output_id`` that has a folder, oldest first (on an
@@ -386,7 +390,7 @@ class OutputStore:
         self, output_id: str, generation: int, text: str, keys, whole: bool = False
     ) -> Lookup:
         """The lookup of a generation whose record reads ``text`` (its data known to be
-        whole with ``whole``: ``unseal``)."""
+        whole with ``whole``: ``with_record``)."""
         try:
             record = SuccessRecord.loads(text)
         except NewerFormat as exc:

@@ -66,8 +66,8 @@ class LocalBackend:
         """Nothing: a local record is read without a round trip."""
         return contextlib.nullcontext()
 
-    def sealed(self, output_id: str, generation: int, keys) -> None:
-        """None: a local commit writes no seal (its record costs a file read)."""
+    def receipt(self, output_id: str, generation: int, keys) -> None:
+        """None: a local commit leaves no receipt (its record costs a file read)."""
         return None
 
     def read_record(self, output_id: str, generation: int, etag: str | None = None) -> str:

@@ -5,8 +5,8 @@ An object store has no rename and no locks, but it has exclusive creation (S3's
 ``If-None-Match: *``). An attempt at generation ``g`` of an output uploads its files
 under a prefix of its own, ``objects/<id>/<g>/<attempt>/data/``, then creates
 ``objects/<id>/<g>/record.json`` exclusively; the record names the prefix it commits
-(``data_path``). The attempt that created the record then leaves its seal beside it
-(``seals``: an empty key whose name states what a plan would read in the record). So:
+(``data_path``). The attempt that created the record then leaves its receipt beside it
+(``receipts``: an empty key whose name states what a plan would read in the record). So:
 
 - a reader never sees a record without its data (the data is uploaded first);
 - of two attempts at one generation (a worker that stalled past its lease and the one
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from a_la_mode import AlamodeError
-from alamode_airflow import seals
+from alamode_airflow import receipts
 from alamode_airflow.claims import DEFAULT_LEASE_S, Claim, Claimant, Claims, read_whole
 from alamode_airflow.listing import child_names
 from alamode_airflow.manifests import remove
@@ -52,7 +52,7 @@ LISTED_KEYS = 1000
 SCAN_MIN = 64
 #: Outputs a page of that scan must answer for, or the run's others are listed each.
 SCAN_DENSE = 16
-#: Keys most outputs have (a record, its seal, a file or two of data, perhaps a tombstone).
+#: Keys most outputs have (a record, its receipt, a file or two of data, perhaps a tombstone).
 KEYS_PER_OUTPUT = 5
 #: The fewest keys a page of that scan asks for (near a run's end).
 SCAN_KEYS = 100
@@ -169,12 +169,12 @@ class ObjectBackend:
         self.records.note(output_id, generation, md5, text)
         return text
 
-    def sealed(self, output_id: str, generation: int, keys) -> seals.Seal | None:
-        """The generation's seal that ``keys`` (a listing of the output's whole folder)
-        bears out, or None: then its record is read (``seals``)."""
+    def receipt(self, output_id: str, generation: int, keys) -> receipts.Receipt | None:
+        """The generation's receipt that ``keys`` (a listing of the output's whole folder)
+        bears out, or None: then its record is read (``receipts``)."""
         if not isinstance(keys, ListedKeys):
             return None
-        return seals.sealed(output_id, generation, keys, keys.sizes)
+        return receipts.borne_out(output_id, generation, keys, keys.sizes)
 
     def packed(self, name: str | None) -> contextlib.AbstractContextManager[None]:
         """Within it, records are also served from the pack ``name`` (a DAG's:
@@ -289,22 +289,22 @@ class ObjectBackend:
                     handle.write(text.encode())
             except FileExistsError:
                 return Committed.ALREADY
-            self._seal(folder, record, text)
+            self._leave_receipt(folder, record, text)
             self.records.keep(record.output_id, record.generation, text)
             return Committed.COMMITTED
         finally:
             self.discard(staging)
 
-    def _seal(self, folder, record: SuccessRecord, text: str) -> None:
-        """Write the committed record's seal, which spares plans reading it. The
+    def _leave_receipt(self, folder, record: SuccessRecord, text: str) -> None:
+        """Write the committed record's receipt, which spares plans reading it. The
         commit stands without one (its record is then read), so a failure here is not
         the task's."""
-        seal = seals.Seal.of(record, text.encode())
-        if seal is not None:
+        receipt = receipts.Receipt.of(record, text.encode())
+        if receipt is not None:
             # Any failure (s3fs passes some of botocore's through as they are): the
             # output is committed, and its record, marker and XCom must still follow.
             with contextlib.suppress(Exception):
-                (folder / seal.name).write_bytes(b"")
+                (folder / receipt.name).write_bytes(b"")
 
     def mark(self, relative: str) -> None:
         """An empty object at ``relative`` under the root (an index entry)."""
@@ -329,13 +329,13 @@ class ObjectBackend:
             keys += fs.find((source / prefix).path)
         # Another worker may be moving the same generation aside right now.
         with contextlib.suppress(FileNotFoundError):
-            # A seal without its record is believed by nobody, but it goes with it.
+            # A receipt without its record is believed by nobody, but it goes with it.
             names = fs.ls(source.path, detail=False, refresh=True) if keys else []
-            sealed = [key for key in names if key.rsplit("/", 1)[-1].startswith(seals.PREFIX)]
+            receipted = [key for key in names if key.rsplit("/", 1)[-1].startswith(receipts.PREFIX)]
             for key in keys:
                 fs.copy(key, target.path + key[len(source.path) :])
             if keys:
-                fs.rm(keys + sealed)
+                fs.rm(keys + receipted)
 
     def fetch(self, output_id: str, data, into: Path, record: SuccessRecord | None) -> Path:
         """Download the files the record names (only those: a dead attempt's leftovers

@@ -7,7 +7,7 @@ sizes, default ``1000 10000``; ``--latency-ms``, default 20; ``--sample N``, def
 moto's S3 server runs on loopback behind a proxy that holds every request
 ``--latency-ms`` before passing it on (a round trip to a real S3 region) and counts
 them. For each size, a bucket of its own is filled as the engine fills it (a layered
-random pipeline, every output committed once with its seal, each record naming the
+random pipeline, every output committed once with its receipt, each record naming the
 generation and digest of every input), then:
 
 - baseline: the lookup before the plan was batched, one output after another (list
@@ -15,16 +15,16 @@ generation and digest of every input), then:
   on ``--sample`` outputs and scaled to all;
 - plan: ``currency.assess`` as ``plan.py`` calls it, on a machine that keeps no
   record: the outputs' folders listed together in pages of ``objects/``, each output
-  found current by its seal (``seals.py``), no record read;
+  found current by its receipt (``receipts.py``), no record read;
 - records: the same plan reading every record, many at once (what outputs committed
-  without a seal cost: one GET each);
+  without a receipt cost: one GET each);
 - local: the same plan on a local root filled with the same outputs.
 
 Target: at most 2 requests per output, and 10,000 outputs within 30 s at 20 ms.
 moto answers a listing by scanning every key of its bucket (S3's does not), and costs a
 few milliseconds of CPU per request: ``moto alone`` is the plan with no latency added,
 what the server itself costs in that figure; ``its cpu`` is the CPU time of the plan's
-own process (signing and parsing requests, checking seals).
+own process (signing and parsing requests, checking receipts).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from plan import pipeline, record_of
 
 from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest
+from alamode_airflow.receipts import Receipt
 from alamode_airflow.records import SuccessRecord
-from alamode_airflow.seals import Seal
 from alamode_airflow.store import RECORD, OutputStore
 from loopback.servers import S3Server, s3_server
 
@@ -167,7 +167,7 @@ def fill_s3(server: S3Server, bucket: str, store: OutputStore, tasks) -> None:
         client.put_object(Bucket=bucket, Key=f"{key}/{record.data_path}/out.txt", Body=body)
         text = record.dumps().encode()
         client.put_object(Bucket=bucket, Key=f"{key}/{RECORD}", Body=text)
-        client.put_object(Bucket=bucket, Key=f"{key}/{Seal.of(record, text).name}", Body=b"")
+        client.put_object(Bucket=bucket, Key=f"{key}/{Receipt.of(record, text).name}", Body=b"")
         store.discard(staging)
 
     with ThreadPoolExecutor(FILLERS) as pool:
@@ -196,12 +196,12 @@ def sequential_lookup(store: OutputStore, output_id: str) -> bool:
     return (store.data_of(record) / record.manifest[0].path).exists()
 
 
-def plan_pass(store: OutputStore, tasks, pack: str | None = None, sealed: bool = True) -> None:
-    """The plan task's pass (``plan.py``); without ``sealed``, every record is read."""
+def plan_pass(store: OutputStore, tasks, pack: str | None = None, by_receipt: bool = True) -> None:
+    """The plan task's pass (``plan.py``); without ``by_receipt``, every record is read."""
     outputs = {task.name: task.output for task in tasks}
     inputs = {task.name: list(task.inputs) for task in tasks}
-    look_all = functools.partial(store.lookup_all, warn=print, pack=pack, sealed=sealed)
-    verdicts = assess(outputs, inputs, look_all, unseal=store.unseal)
+    look_all = functools.partial(store.lookup_all, warn=print, pack=pack, by_receipt=by_receipt)
+    verdicts = assess(outputs, inputs, look_all, with_record=store.with_record)
     assert all(v.current for v in verdicts.values()), "a cached output was not current"
 
 
@@ -232,8 +232,10 @@ def measure(server: S3Server, proxy: LatencyProxy, n: int, sample: int) -> dict[
     figures["cpu_s"] = time.process_time() - cpu  # this process's, every thread's
     figures["plan_requests"] = (proxy.requests - before) / n
     before = proxy.requests
-    unsealed = functools.partial(plan_pass, OutputStore(store.url, CONN_ID), tasks, sealed=False)
-    figures["records_s"] = timed(unsealed)
+    with_recorded = functools.partial(
+        plan_pass, OutputStore(store.url, CONN_ID), tasks, by_receipt=False
+    )
+    figures["records_s"] = timed(with_recorded)
     figures["records_requests"] = (proxy.requests - before) / n
     with tempfile.TemporaryDirectory(prefix="alamode-bench-s3-plan-") as root:
         local = OutputStore(str(Path(root) / "store"))
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     print(f"* one output after another, timed on {args.sample} outputs and scaled to all")
-    print("records: the same plan reading each record (outputs committed with no seal)")
+    print("records: the same plan reading each record (outputs committed with no receipt)")
     return 0
 
 

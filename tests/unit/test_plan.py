@@ -1,5 +1,5 @@
 """The plan task on an S3 root (moto on loopback), run in-process with a small fake
-context: outputs the DAG's tasks committed are skipped by their seals, no record read,
+context: outputs the DAG's tasks committed are skipped by their receipts, no record read,
 and a stale one is explained by its record."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def dag(s3_store, tmp_path):
     """fetch -> report, built as the DAG factory builds it, on ``s3_store``."""
     version = tmp_path / "version"
     version.write_text("v1")
-    spec = Dag({"dag_id": "sealed"})
+    spec = Dag({"dag_id": "receipted"})
     fetch = spec.task("fetch", {"command": f'cat {version} > "$ALAMODE_OUTPUT/out.txt"'})
     report = spec.task("report", {"command": 'cp "$ALAMODE_INPUT_FETCH/out.txt" "$ALAMODE_OUTPUT"'})
     fetch >> report
-    path = Path(tmp_path / "sealed.alamode")
+    path = Path(tmp_path / "receipted.alamode")
     path.write_bytes(spec.bencode())
     return build_dag(load(spec.bencode()), path, s3_store.url)
 
@@ -43,7 +43,7 @@ def plan(dag, run_id: str) -> FakeTaskInstance:
     return ti
 
 
-def test_a_plan_skips_committed_outputs_by_their_seals(dag, s3_sent):
+def test_a_plan_skips_committed_outputs_by_their_receipts(dag, s3_sent):
     run(dag.get_task("fetch"), dag.dag_id, "run-1")
     run(dag.get_task("report"), dag.dag_id, "run-1")
     s3_sent.clear()
@@ -57,7 +57,7 @@ def test_a_plan_skips_committed_outputs_by_their_seals(dag, s3_sent):
 
 
 def test_a_plan_says_which_input_made_an_output_stale(dag):
-    """The seal says stale; the record, read for it alone, says why."""
+    """The receipt says stale; the record, read for it alone, says why."""
     run(dag.get_task("fetch"), dag.dag_id, "run-1")
     run(dag.get_task("report"), dag.dag_id, "run-1")
     run(dag.get_task("fetch"), dag.dag_id, "run-2", rebuild=["fetch"])

@@ -16,7 +16,7 @@ import pytest
 from a_la_mode import AlamodeError
 from alamode_airflow import gc, history
 from alamode_airflow.claims import Claim, Claimant, Claims
-from alamode_airflow.seals import Seal
+from alamode_airflow.receipts import Receipt
 from alamode_airflow.store import Committed, Found, OutputStore
 from alamode_airflow.triggers import ClaimReleasedTrigger
 from tests.unit.test_store import OUTPUT, attempt, record_for
@@ -36,7 +36,7 @@ def prefix(store: OutputStore) -> str:
     return store.root.path.split("/", 1)[1]
 
 
-def test_commit_writes_data_then_record_then_seal_into_the_bucket(store, server):
+def test_commit_writes_data_then_record_then_receipt_into_the_bucket(store, server):
     staging, _ = attempt(store, "hello")
     (staging / "data" / "sub").mkdir()
     (staging / "data" / "sub" / "more.txt").write_text("more")
@@ -50,7 +50,7 @@ def test_commit_writes_data_then_record_then_seal_into_the_bucket(store, server)
     assert sorted(server.keys(base)) == sorted(
         [
             f"{base}/record.json",
-            f"{base}/{Seal.of(record, record.dumps().encode()).name}",
+            f"{base}/{Receipt.of(record, record.dumps().encode()).name}",
             f"{base}/{record.data_path}/out.txt",
             f"{base}/{record.data_path}/sub/more.txt",
         ]

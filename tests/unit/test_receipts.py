@@ -1,5 +1,5 @@
-"""Seals: a plan of cached outputs on an object store reads the listing, not each
-record (moto's S3 server on loopback, every request counted), and a seal never
+"""Receipts: a plan of cached outputs on an object store reads the listing, not each
+record (moto's S3 server on loopback, every request counted), and a receipt never
 changes an answer the record would give."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from alamode_airflow.currency import assess
 from alamode_airflow.manifests import manifest
+from alamode_airflow.receipts import Receipt, borne_out, files_digest
 from alamode_airflow.records import SuccessRecord
-from alamode_airflow.seals import Seal, files_digest, sealed
 from alamode_airflow.store import RECORD, Found, OutputStore
 
 N = 80  # over ``store_object.SCAN_MIN``: the folders are listed together
@@ -74,8 +74,8 @@ def chain(store: OutputStore, n: int):
 def plan(store: OutputStore, outputs, inputs, warned: list | None = None):
     """``currency.assess`` as the plan task calls it."""
     warn = (warned if warned is not None else []).append
-    look_all = functools.partial(store.lookup_all, warn=lambda *a: warn(a), sealed=True)
-    return assess(outputs, inputs, look_all, unseal=store.unseal)
+    look_all = functools.partial(store.lookup_all, warn=lambda *a: warn(a), by_receipt=True)
+    return assess(outputs, inputs, look_all, with_record=store.with_record)
 
 
 def key_of(store: OutputStore, output_id: str, *parts: str) -> str:
@@ -93,9 +93,9 @@ def test_a_fully_cached_plan_reads_no_record(s3_store, s3_sent):
     assert len(s3_sent) <= 4, s3_sent
 
 
-def test_a_sealed_plan_finds_what_the_records_say(s3_store):
+def test_a_plan_by_receipts_finds_what_the_records_say(s3_store):
     """The same verdicts as record by record: current, and stale with the input named
-    after an input was rebuilt (the seal says stale; the record says why)."""
+    after an input was rebuilt (the receipt says stale; the record says why)."""
     outputs, inputs, records = chain(s3_store, N)
     commit(s3_store, 5, {"t4": records["t4"]}, g=1)
     by_records = assess(outputs, inputs, s3_store.lookup_all)
@@ -104,13 +104,13 @@ def test_a_sealed_plan_finds_what_the_records_say(s3_store):
         (v.current, v.stale) for v in by_records.values()
     ]
     assert verdicts["t6"].stale == "input t5 is now generation 1"
-    assert verdicts["t5"].found.seal.generation == 1
+    assert verdicts["t5"].found.receipt.generation == 1
     assert [t for t, v in verdicts.items() if not v.current] == [f"t{i}" for i in range(6, N)]
 
 
-def test_an_output_that_lost_a_file_is_not_sealed_current(s3_store, server):
-    """Its seal is not borne out by the listing: the record is read, the output found
-    vanished and moved aside, seal and all, and everything after it is remade."""
+def test_an_output_that_lost_a_file_is_not_current_by_its_receipt(s3_store, server):
+    """Its receipt is not borne out by the listing: the record is read, the output found
+    vanished and moved aside, receipt and all, and everything after it is remade."""
     outputs, inputs, records = chain(s3_store, N)
     gone = f"{key_of(s3_store, outputs['t3'], '0', records['t3'].data_path)}/sub/more.txt"
     server.client().delete_object(Bucket=server.bucket, Key=gone)
@@ -122,11 +122,11 @@ def test_an_output_that_lost_a_file_is_not_sealed_current(s3_store, server):
     left = server.client().list_objects_v2(
         Bucket=server.bucket, Prefix=key_of(s3_store, outputs["t3"])
     )
-    assert not [o["Key"] for o in left.get("Contents", ()) if "/seal." in o["Key"]]
+    assert not [o["Key"] for o in left.get("Contents", ()) if "/receipt." in o["Key"]]
 
 
-def test_a_record_replaced_by_hand_is_read_not_its_seal(s3_store, server, s3_sent):
-    """The listed ETag is no longer the MD5 the seal names: the record there is read."""
+def test_a_record_replaced_by_hand_is_read_not_its_receipt(s3_store, server, s3_sent):
+    """The listed ETag is no longer the MD5 the receipt names: the record there is read."""
     outputs, inputs, records = chain(s3_store, N)
     key = key_of(s3_store, outputs["t2"], "0", RECORD)
     forged = replace(records["t2"], host="elsewhere")
@@ -140,7 +140,7 @@ def test_a_record_replaced_by_hand_is_read_not_its_seal(s3_store, server, s3_sen
     assert outputs["t2"] in reads[0]
 
 
-def test_a_commit_seals_what_its_record_says():
+def test_a_commit_receipts_what_its_record_says():
     record = SuccessRecord.loads(
         SuccessRecord(
             output_id=hashlib.sha256(preimage(1)).hexdigest(),
@@ -163,20 +163,20 @@ def test_a_commit_seals_what_its_record_says():
         ).dumps()
     )
     text = record.dumps().encode()
-    seal = Seal.of(record, text)
-    assert Seal.parse(record.output_id, 0, seal.name) == seal
-    assert Seal.parse(record.output_id, 1, seal.name) is None  # the folder copied as 1/
-    newer = seal.name.replace("seal.3.", "seal.4.")
-    assert Seal.parse(record.output_id, 0, newer) is None  # a record this version cannot read
-    assert seal.record_md5 == hashlib.md5(text).hexdigest()
-    keys = {f"0/{RECORD}": f'"{seal.record_md5}"'}
-    assert seal.holds(keys, {})
-    assert sealed(record.output_id, 0, {**keys, f"0/{seal.name}": None}, {}) == seal
-    elsewhere = Seal.parse("1" * 64, 0, seal.name)  # the folder copied to another output
+    receipt = Receipt.of(record, text)
+    assert Receipt.parse(record.output_id, 0, receipt.name) == receipt
+    assert Receipt.parse(record.output_id, 1, receipt.name) is None  # the folder copied as 1/
+    newer = receipt.name.replace("receipt.3.", "receipt.4.")
+    assert Receipt.parse(record.output_id, 0, newer) is None  # a record this version cannot read
+    assert receipt.record_md5 == hashlib.md5(text).hexdigest()
+    keys = {f"0/{RECORD}": f'"{receipt.record_md5}"'}
+    assert receipt.holds(keys, {})
+    assert borne_out(record.output_id, 0, {**keys, f"0/{receipt.name}": None}, {}) == receipt
+    elsewhere = Receipt.parse("1" * 64, 0, receipt.name)  # the folder copied to another output
     assert not elsewhere.holds(keys, {})
-    assert not seal.holds({f"0/{RECORD}": '"' + "0" * 32 + '"'}, {})
-    assert Seal.of(replace(record, data_path="data"), text) is None  # a local commit's
-    assert Seal.of(replace(record, input_digests={}), text) is None  # digests unknown
+    assert not receipt.holds({f"0/{RECORD}": '"' + "0" * 32 + '"'}, {})
+    assert Receipt.of(replace(record, data_path="data"), text) is None  # a local commit's
+    assert Receipt.of(replace(record, input_digests={}), text) is None  # digests unknown
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def test_a_commit_seals_what_its_record_says():
         {"a.txt": 1, "b.txt": 2, "c.txt": 0},  # a file the manifest does not name
     ],
 )
-def test_a_seal_holds_only_the_files_the_manifest_names_at_their_sizes(listed):
+def test_a_receipt_holds_only_the_files_the_manifest_names_at_their_sizes(listed):
     named = files_digest("0" * 64, 0, [("a.txt", 1), ("b.txt", 2)])
     assert named == files_digest("0" * 64, 0, [("b.txt", 2), ("a.txt", 1)])
     assert named != files_digest("0" * 64, 0, listed.items())
@@ -208,35 +208,37 @@ def test_an_output_made_stale_by_an_input_costs_one_read(s3_store, s3_sent):
 
 
 def put_record(server, store: OutputStore, output_id: str, text: str) -> None:
-    """A record's key replaced by hand, its seal left as it was."""
+    """A record's key replaced by hand, its receipt left as it was."""
     key = key_of(store, output_id, "0", RECORD)
     server.client().put_object(Bucket=server.bucket, Key=key, Body=text.encode())
 
 
-def test_a_seal_of_a_newer_record_format_is_not_believed(s3_store, server):
-    """During a rolling upgrade: a newer version's record and seal are left to it."""
+def test_a_receipt_of_a_newer_record_format_is_not_believed(s3_store, server):
+    """During a rolling upgrade: a newer version's record and receipt are left to it."""
     outputs, _, records = chain(s3_store, 3)
     text = records["t1"].dumps().replace('"format": 3', '"format": 4')
     put_record(server, s3_store, outputs["t1"], text)
-    seal = Seal.of(records["t1"], text.encode())
-    newer = seal.name.replace("seal.3.", "seal.4.")
+    receipt = Receipt.of(records["t1"], text.encode())
+    newer = receipt.name.replace("receipt.3.", "receipt.4.")
     key = key_of(s3_store, outputs["t1"], "0", newer)
     server.client().put_object(Bucket=server.bucket, Key=key, Body=b"")
-    found = s3_store.lookup_all(outputs.values(), sealed=True)[outputs["t1"]]
+    found = s3_store.lookup_all(outputs.values(), by_receipt=True)[outputs["t1"]]
     assert found.status is Found.NEWER
 
 
-def test_a_commit_whose_seal_cannot_be_written_stands(s3_store, monkeypatch):
-    """The seal only spares reads: any failure to write it leaves the commit done."""
+def test_a_commit_whose_receipt_cannot_be_written_stands(s3_store, monkeypatch):
+    """The receipt only spares reads: any failure to write it leaves the commit done."""
     from botocore.exceptions import EndpointConnectionError
 
     real = type(s3_store.root).write_bytes
 
     def refuse(path, data):
-        if "/seal." in str(path):
+        if "/receipt." in str(path):
             raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
         return real(path, data)
 
     monkeypatch.setattr(type(s3_store.root), "write_bytes", refuse)
     record = commit(s3_store, 0, {})
-    assert s3_store.lookup_all([record.output_id], sealed=True)[record.output_id].record == record
+    assert (
+        s3_store.lookup_all([record.output_id], by_receipt=True)[record.output_id].record == record
+    )
