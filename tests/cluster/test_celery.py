@@ -14,6 +14,8 @@ import psutil
 import pytest
 
 from a_la_mode import Dag, load
+from alamode_airflow.receipts import Receipt
+from alamode_airflow.records import SuccessRecord
 from loopback.browser import SKIPPED, count_squares, screenshot
 from loopback.pipelines import generated
 from loopback.rest import Api
@@ -106,23 +108,33 @@ def output_of(deployment, dag_file: str, task: str) -> str:
     return load(deployment.home.dags / dag_file)[task].output
 
 
-def record(deployment, output_id: str, generation: int = 0) -> dict:
-    """The success record of an output, read straight from the bucket."""
+def record_text(deployment, output_id: str, generation: int = 0) -> bytes:
+    """The success record of an output as it is in the bucket."""
     key = f"{deployment.store_prefix}objects/{output_id}/{generation}/record.json"
     body = deployment.s3.client().get_object(Bucket=deployment.s3.bucket, Key=key)["Body"]
-    return json.loads(body.read())
+    return body.read()
+
+
+def record(deployment, output_id: str, generation: int = 0) -> dict:
+    """The success record of an output, read straight from the bucket."""
+    return json.loads(record_text(deployment, output_id, generation))
 
 
 def committed(deployment, output_id: str) -> list[str]:
     """The keys of an output in the bucket (relative to its folder), the data path a
     generation's record names written ``data`` (each attempt uploads under a prefix of
-    its own): any other attempt's leftovers show as they are."""
+    its own), and the receipt of that record written ``receipt``: any other attempt's
+    leftovers, or a receipt of another record, show as they are."""
     prefix = f"{deployment.store_prefix}objects/{output_id}/"
     keys = sorted(key[len(prefix) :] for key in deployment.s3.keys(prefix))
-    named = {
-        key.split("/")[0]: record(deployment, output_id, int(key.split("/")[0]))["data_path"]
+    texts = {
+        key.split("/")[0]: record_text(deployment, output_id, int(key.split("/")[0]))
         for key in keys
         if key.endswith("/record.json")
+    }
+    named = {g: json.loads(text)["data_path"] for g, text in texts.items()}
+    receipts = {
+        g: Receipt.of(SuccessRecord.loads(text.decode()), text).name for g, text in texts.items()
     }
 
     def plain(key: str) -> str:
@@ -130,6 +142,8 @@ def committed(deployment, output_id: str) -> list[str]:
         data = named.get(generation)
         if data and rest.startswith(f"{data}/"):
             return f"{generation}/data/{rest[len(data) + 1 :]}"
+        if rest == receipts.get(generation):
+            return f"{generation}/receipt"
         return key
 
     return sorted(plain(key) for key in keys)
@@ -159,7 +173,7 @@ def test_first_run_computes_and_the_second_skips_everything(deployment, api):
     assert len(executed(base)) == GEN_TASKS  # nothing ran again
     for n in range(GEN_TASKS):
         output = output_of(deployment, "gen50.alamode", f"t{n}")
-        assert committed(deployment, output) == ["0/data/out.txt", "0/record.json"]
+        assert committed(deployment, output) == ["0/data/out.txt", "0/receipt", "0/record.json"]
         assert record(deployment, output)["run_id"] == first
 
 
@@ -227,7 +241,7 @@ def test_eight_concurrent_runs_needing_one_output_compute_it_once(deployment, ap
     states = sorted(api.states("race", run)["shared"] for run in runs)
     assert states == ["skipped"] * 7 + ["success"]
     assert executed(base).count("shared") == 1
-    assert committed(deployment, output) == ["0/data/x", "0/record.json"]
+    assert committed(deployment, output) == ["0/data/x", "0/receipt", "0/record.json"]
     # The producer's claim, and any a late waiter took only to find the record: all
     # let go.
     claims = deployment.s3.keys(claims_prefix)
@@ -287,7 +301,7 @@ def test_a_worker_killed_mid_task_commits_nothing_and_the_retry_recomputes(deplo
     assert ti["try_number"] == 2
     assert executed(base).count("victim-start") == 2
     assert executed(base).count("victim-done") == 1
-    assert committed(deployment, output) == ["0/data/out.txt", "0/record.json"]
+    assert committed(deployment, output) == ["0/data/out.txt", "0/receipt", "0/record.json"]
     assert record(deployment, output)["try_number"] == 2
     data_path = record(deployment, output)["data_path"]
     data = f"{deployment.store_prefix}objects/{output}/0/{data_path}/out.txt"
