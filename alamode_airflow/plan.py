@@ -48,7 +48,7 @@ class AlamodePlanOperator(BaseOperator):
         }
         warn = self.log.warning
         look_all = functools.partial(store.lookup_all, warn=warn, pack=self.dag_id, by_receipt=True)
-        verdicts = assess(targets, inputs, look_all, run.rebuild, store.with_record)
+        verdicts = assess(targets, inputs, look_all, run.rebuild, store.with_records)
         cached = sorted(task for task, verdict in verdicts.items() if verdict.current)
         self._log(verdicts, cached, asked, rebuild)
         stale = {task: v.stale for task, v in verdicts.items() if v.stale}
@@ -101,9 +101,6 @@ class AlamodePlanOperator(BaseOperator):
         return asked, expand_rebuilds(asked, inputs)
 
     def inputs(self) -> dict[str, list[str]]:
-        """Each task's inputs: its upstream tasks in the DAG, but the plan task; in the
-        topological order of ``outputs``."""
-        return {
-            task_id: [up for up in self.dag.get_task(task_id).upstream_task_ids if up != PLAN_TASK]
-            for task_id in self.outputs
-        }
+        """Each task's inputs, as its records name them (the tasks upstream of it in
+        the DAG, but the plan task); in the topological order of ``outputs``."""
+        return {task_id: list(self.dag.get_task(task_id).inputs) for task_id in self.outputs}

@@ -135,7 +135,8 @@ class Receipt:
 
     def stale_reason(self, current: Mapping[str, Made | None]) -> str | None:
         """``SuccessRecord.stale_reason`` as far as a receipt can tell, with ``current``
-        naming every input: None when each is the generation and the files read."""
+        naming the inputs as the record does: None when each is the generation and the
+        files read (other names than the record's give a digest of other reads)."""
         from alamode_airflow.records import reads_digest
 
         for name in sorted(current):

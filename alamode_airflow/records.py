@@ -146,9 +146,10 @@ class SuccessRecord:
         )
 
     def stale_reason(self, current: Mapping[str, Made | None]) -> str | None:
-        """Why this output is out of date, given each input's current record (None:
-        the input has no current success and is being made again); None while every
-        input is still the generation this record read, holding the files it read."""
+        """Why this output is out of date, given each input's current record or its
+        receipt (None: the input has no current success and is being made again); None
+        while every input is still the generation this record read, holding the files
+        it read."""
         for name in sorted(self.inputs):
             now = current.get(name)
             if now is None:

@@ -4,6 +4,7 @@ Layout under the storage root::
 
     objects/<output id>/<generation>/record.json   the success record (authoritative)
     objects/<output id>/<generation>/<data path>/  the output, as the command wrote it
+    objects/<output id>/<generation>/receipt.*     what a plan reads in the record (objects)
     objects/<output id>/<generation>.void          a quarantined generation's tombstone
     staging/<output id>.<random>/                  an attempt in progress (local)
     locks/<output id>.lock                         held while producing or reading (local)
@@ -35,9 +36,11 @@ the record's data) and one read of the current record. Walks of many outputs (th
 ``status``, gc, a partitioned task's intervals) call ``lookup_all``: their folders are
 listed together, in pages of ``objects/`` that each answer for hundreds of outputs, and
 the records are read many at once, and not at all where this machine keeps a copy the
-listing vouches for (``record_cache``). No walk costs more requests than a listing and
-a read per output, and none the engine makes on its way to running a task lists more
-than the outputs it looks up.
+listing vouches for (``record_cache``); the plan reads none whose receipt the listing
+bears out (``receipts``). No walk costs more requests than a listing and a read per
+output (the plan: and a read per output a receipt finds stale, for its reason), and
+none the engine makes on its way to running a task lists more than the outputs it
+looks up.
 """
 
 from __future__ import annotations
@@ -349,6 +352,11 @@ class OutputStore:
         if md5_hex(text.encode()) != receipt.record_md5:
             return self.lookup(output_id)
         return self._check(output_id, receipt.generation, text, None, whole=True)
+
+    def with_records(self, found: Mapping[str, Lookup]) -> dict[str, Lookup]:
+        """``with_record`` of each output of ``found`` (output ID -> its lookup), many at
+        once."""
+        return look_up_all(lambda output_id: self.with_record(output_id, found[output_id]), found)
 
     def history(self, output_id: str, listing: Listing | None = None) -> list[Lookup]:
         """Every generation of ``output_id`` that has a folder, oldest first (on an

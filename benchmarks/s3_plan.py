@@ -201,7 +201,7 @@ def plan_pass(store: OutputStore, tasks, pack: str | None = None, by_receipt: bo
     outputs = {task.name: task.output for task in tasks}
     inputs = {task.name: list(task.inputs) for task in tasks}
     look_all = functools.partial(store.lookup_all, warn=print, pack=pack, by_receipt=by_receipt)
-    verdicts = assess(outputs, inputs, look_all, with_record=store.with_record)
+    verdicts = assess(outputs, inputs, look_all, with_records=store.with_records)
     assert all(v.current for v in verdicts.values()), "a cached output was not current"
 
 
@@ -232,10 +232,10 @@ def measure(server: S3Server, proxy: LatencyProxy, n: int, sample: int) -> dict[
     figures["cpu_s"] = time.process_time() - cpu  # this process's, every thread's
     figures["plan_requests"] = (proxy.requests - before) / n
     before = proxy.requests
-    with_recorded = functools.partial(
+    reading_records = functools.partial(
         plan_pass, OutputStore(store.url, CONN_ID), tasks, by_receipt=False
     )
-    figures["records_s"] = timed(with_recorded)
+    figures["records_s"] = timed(reading_records)
     figures["records_requests"] = (proxy.requests - before) / n
     with tempfile.TemporaryDirectory(prefix="alamode-bench-s3-plan-") as root:
         local = OutputStore(str(Path(root) / "store"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import threading
 from dataclasses import replace
 
 import pytest
@@ -75,7 +76,7 @@ def plan(store: OutputStore, outputs, inputs, warned: list | None = None):
     """``currency.assess`` as the plan task calls it."""
     warn = (warned if warned is not None else []).append
     look_all = functools.partial(store.lookup_all, warn=lambda *a: warn(a), by_receipt=True)
-    return assess(outputs, inputs, look_all, with_record=store.with_record)
+    return assess(outputs, inputs, look_all, with_records=store.with_records)
 
 
 def key_of(store: OutputStore, output_id: str, *parts: str) -> str:
@@ -242,3 +243,28 @@ def test_a_commit_whose_receipt_cannot_be_written_stands(s3_store, monkeypatch):
     assert (
         s3_store.lookup_all([record.output_id], by_receipt=True)[record.output_id].record == record
     )
+
+
+def test_the_readers_of_a_rebuilt_input_each_say_why_after_one_pass(s3_store, s3_sent):
+    """An input read by many outputs is rebuilt: each reader is stale, named by its
+    record, and those records are read together once the pass is over."""
+    root = commit(s3_store, 0, {})
+    readers = {f"t{i}": commit(s3_store, i, {"t0": root}) for i in range(1, N)}
+    outputs = {"t0": root.output_id} | {task: r.output_id for task, r in readers.items()}
+    inputs = {"t0": []} | {task: ["t0"] for task in readers}
+    commit(s3_store, 0, {}, g=1)
+    s3_sent.clear()
+    fresh = OutputStore(s3_store.url, conn_id=s3_store.conn_id)
+    asking: set[str] = set()  # the threads that read a record for its reason
+
+    def with_record(output_id, found):
+        asking.add(threading.current_thread().name)
+        return OutputStore.with_record(fresh, output_id, found)
+
+    fresh.with_record = with_record
+    verdicts = plan(fresh, outputs, inputs)
+    assert verdicts["t0"].current
+    assert {v.stale for t, v in verdicts.items() if t != "t0"} == {"input t0 is now generation 1"}
+    reads = [url for method, url in s3_sent if method == "GET" and url.endswith(RECORD)]
+    assert len(reads) == len(readers), s3_sent
+    assert len(asking) > 1, asking  # many at once, not one after another
