@@ -58,7 +58,7 @@ def record_of(
 ):
     """The success record the engine writes for ``task`` of ``tasks``, holding ``files``;
     with ``digests``, naming what each input holds (``out_files``), as the engine does."""
-    read = {name: manifest_digest(out_files(tasks[name])) for name in task.inputs}
+    read = {name: manifest_digest(out_files(tasks[name])) for name in task.inputs if digests}
     return SuccessRecord(
         output_id=task.output,
         dag_id=dag_id,
@@ -73,7 +73,7 @@ def record_of(
         sha=None,
         inputs={name: tasks[name].output for name in task.inputs},
         input_generations={name: 0 for name in task.inputs},
-        input_digests=read if digests else {},
+        input_digests=read,
         preimage_b64=base64.b64encode(task.preimage()).decode(),
         host="bench",
         manifest=files,
