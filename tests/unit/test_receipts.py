@@ -268,3 +268,26 @@ def test_the_readers_of_a_rebuilt_input_each_say_why_after_one_pass(s3_store, s3
     reads = [url for method, url in s3_sent if method == "GET" and url.endswith(RECORD)]
     assert len(reads) == len(readers), s3_sent
     assert len(asking) > 1, asking  # many at once, not one after another
+
+
+def test_a_generation_another_worker_moves_aside_meanwhile_is_no_error(
+    s3_store, server, monkeypatch
+):
+    """Two workers quarantine one generation: the one that finds it gone after it
+    listed the data (receipt included) stops quietly, as it did before receipts."""
+    record = commit(s3_store, 1, {})
+    fs = s3_store.root.fs
+    find = type(fs).find
+    folder = key_of(s3_store, record.output_id, "0") + "/"
+
+    def the_other_worker_finishes(self, path, *args, **kwargs):
+        found = find(self, path, *args, **kwargs)
+        client = server.client()
+        for item in client.list_objects_v2(Bucket=server.bucket, Prefix=folder)["Contents"]:
+            client.delete_object(Bucket=server.bucket, Key=item["Key"])
+        return found
+
+    monkeypatch.setattr(type(fs), "find", the_other_worker_finishes)
+    s3_store.backend.quarantine(record.output_id, 0)
+    left = server.client().list_objects_v2(Bucket=server.bucket, Prefix=folder)
+    assert "Contents" not in left
