@@ -83,6 +83,14 @@ class Pipeline:
         frozen = MappingProxyType({k: tuple(v) for k, v in children.items()})
         object.__setattr__(self, "_downstream", frozen)
 
+    # Immutable, as its tasks are: a copy is itself (an operator deep-copied by Airflow
+    # keeps its view of the pipeline, ``ancestors``, without copying every task).
+    def __copy__(self) -> Pipeline:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Pipeline:
+        return self
+
     @property
     def order(self) -> tuple[str, ...]:
         return tuple(self.tasks)

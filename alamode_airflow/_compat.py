@@ -24,6 +24,7 @@ from airflow.sdk import (
     Param,
     TriggerRule,
     conf,
+    get_parsing_context,
 )
 from airflow.sdk.exceptions import (
     AirflowException,
@@ -78,5 +79,6 @@ __all__ = [
     "TriggerEvent",
     "TriggerRule",
     "conf",
+    "get_parsing_context",
     "redact",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import functools
 import gc
 import os
 from collections.abc import Callable, Iterator, MutableMapping, MutableSequence, MutableSet
@@ -53,7 +54,12 @@ REBUILD_DOC = (
 
 
 def build_dag(
-    pipeline: Pipeline, path: Path, storage_root: str | None = None, *, templated: bool = True
+    pipeline: Pipeline,
+    path: Path,
+    storage_root: str | None = None,
+    *,
+    templated: bool = True,
+    running: tuple[str, str] | None = None,
 ) -> DAG:
     """The Airflow DAG for ``pipeline`` read from ``path``.
 
@@ -61,55 +67,103 @@ def build_dag(
     every other task runs when none of its upstream tasks failed (a skipped upstream
     means its output exists). Tasks with the same Airflow arguments are copies of the
     first one built with them (``copier``); ``templated=False``
-    builds each (what the copies must equal)."""
+    builds each (what the copies must equal).
+
+    ``running`` is the (dag_id, task_id) a task process parses the file to run
+    (``loader.running_task``). When it names one of this DAG's own tasks, the DAG
+    holds that task alone, as it is in the whole DAG but for its relatives: the
+    process then builds one operator, not one per task of the file (thousands, again
+    for every task of every run). It knows what it is downstream of from the pipeline
+    (``ancestry``)."""
     # Everything made here stays alive (the DAG holds it), yet its many objects would
     # set off collections that walk them all again and again: thousands of operators
     # cost several full collections. The loader of the file does the same (``load``).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _build(pipeline, path, storage_root, templated)
+        return _build(pipeline, path, storage_root, templated, running)
     finally:
         if collecting:
             gc.enable()
 
 
-def _build(pipeline: Pipeline, path: Path, storage_root: str | None, templated: bool) -> DAG:
+def _build(
+    pipeline: Pipeline,
+    path: Path,
+    storage_root: str | None,
+    templated: bool,
+    running: tuple[str, str] | None,
+) -> DAG:
     parts = partitioned(pipeline)
     dag_args = dag_settings(pipeline.meta, default_dag_id=path.stem, partitioned=bool(parts))
     report_unknown(str(path), dag_args)
     if PLAN_TASK in pipeline.tasks:
         raise TaskNameError(f"{PLAN_TASK!r} is reserved by the Airflow engine", task=PLAN_TASK)
+    alone = running[1] if running and running[0] == dag_args.dag_id else None
+    whole = alone not in pipeline.tasks  # the plan task, another DAG's, no task
+    tasks = list(pipeline) if whole else [pipeline[alone]]
+    kwargs = dict(dag_args.kwargs)
+    built = f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}"
+    kwargs["doc_md"] = "\n\n".join(filter(None, [kwargs.get("doc_md"), built]))
+    with _refused_by_airflow():
+        dag = DAG(**kwargs)
+    operators = _operators(pipeline, tasks, path, dag, (storage_root, parts, templated))
+    # Every operator made takes a deep copy of the DAG's params (about 1 ms a task),
+    # and only the plan reads the rebuild form's field: added now, it is copied once.
+    dag.params.update({"rebuild": REBUILD_PARAM})
+    if whole:
+        _connect(pipeline, operators, dag, (storage_root, parts))
+    with _refused_by_airflow():
+        # What Airflow's DAG bag checks before accepting a DAG: failing there would file
+        # the error against the loader module, naming no .alamode file.
+        dag.validate()
+        dag.check_cycle()
+    return dag
+
+
+def _operators(
+    pipeline: Pipeline,
+    tasks: list[PipelineTask],
+    path: Path,
+    dag: DAG,
+    how: tuple[str | None, frozenset[str], bool],
+) -> dict[str, AlamodeCommandOperator]:
+    """The operators of ``tasks`` (the pipeline's, all or one), in ``dag``, no edges."""
+    storage_root, parts, templated = how
     base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
     operator_class = runner_class(pipeline.meta.get("runner"))
-    specs = {task.name: task_spec(task) for task in pipeline}
-    for task in pipeline:
+    specs = {task.name: task_spec(task) for task in tasks}
+    for task in tasks:
         report_spec_settings(str(path), task.name, task.spec)
     settings_of = task_settings(
         pipeline.meta,
         pipeline.order,
         {name: spec_settings(name, spec.retries, spec.timeout_s) for name, spec in specs.items()},
     )
-    kwargs = dict(dag_args.kwargs)
-    built = f"Built by alamode-airflow from `{path.name}`. {REBUILD_DOC}"
-    kwargs["doc_md"] = "\n\n".join(filter(None, [kwargs.get("doc_md"), built]))
-    with _refused_by_airflow():
-        dag = DAG(**kwargs)
-    operators = {}
     templates: dict | None = {} if templated else None
-    for task in pipeline:
-        operators[task.name] = op = _operator(
+    return {
+        task.name: _operator(
             operator_class,
             (task, specs[task.name], settings_of[task.name]),
             dag,
             (base_cwd, storage_root),
-            parts,
+            (parts, functools.partial(pipeline.ancestors, task.name)),
             templates,
         )
-        _depends(op, [operators[dep] for dep in task.inputs])
-    # Every operator made takes a deep copy of the DAG's params (about 1 ms a task),
-    # and only the plan reads the rebuild form's field: added now, it is copied once.
-    dag.params.update({"rebuild": REBUILD_PARAM})
+        for task in tasks
+    }
+
+
+def _connect(
+    pipeline: Pipeline,
+    operators: dict[str, AlamodeCommandOperator],
+    dag: DAG,
+    where: tuple[str | None, frozenset[str]],
+) -> None:
+    """The whole DAG's edges, and its plan task ahead of the tasks that read nothing."""
+    storage_root, parts = where
+    for task in pipeline:
+        _depends(operators[task.name], [operators[dep] for dep in task.inputs])
     plan = AlamodePlanOperator(
         task_id=PLAN_TASK,
         outputs={task.name: task.output for task in pipeline},
@@ -121,12 +175,6 @@ def _build(pipeline: Pipeline, path: Path, storage_root: str | None, templated: 
     for task in pipeline:
         if not task.inputs:
             _depends(operators[task.name], [plan])
-    with _refused_by_airflow():
-        # What Airflow's DAG bag checks before accepting a DAG: failing there would file
-        # the error against the loader module, naming no .alamode file.
-        dag.validate()
-        dag.check_cycle()
-    return dag
 
 
 @contextlib.contextmanager
@@ -174,7 +222,7 @@ def _operator(
     described: tuple[PipelineTask, TaskSpec, TaskSettings],
     dag: DAG,
     places: tuple[str, str | None],
-    parts: frozenset[str],
+    lineage: tuple[frozenset[str], Callable[[], set[str]]],
     templates: dict[tuple, tuple[dict[str, Any], Callable[..., Any]]] | None = None,
 ) -> AlamodeCommandOperator:
     """The operator of one task. With ``templates`` (by ``_shared_key`` of the Airflow
@@ -184,6 +232,7 @@ def _operator(
     otherwise it is built, and becomes a template."""
     task, spec, operated = described
     base_cwd, storage_root = places
+    parts, ancestry = lineage
     if operator_class is not AlamodeCommandOperator and spec.image is None:
         raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
     arguments = dict(operated.arguments)
@@ -202,6 +251,7 @@ def _operator(
         "env": dict(spec.env),
         "timeout_s": operated.command_timeout,
         "storage_root": storage_root,
+        "ancestry": ancestry,
     }
     outlets = [output_asset(task.output)]
     key = _shared_key(arguments) if templates is not None else None

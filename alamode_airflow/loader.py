@@ -42,7 +42,7 @@ from stat import S_ISREG
 from a_la_mode import AlamodeError, load
 from a_la_mode.load import peek_meta
 from alamode_airflow import settings
-from alamode_airflow._compat import DAG, BaseOperator, conf
+from alamode_airflow._compat import DAG, BaseOperator, conf, get_parsing_context
 from alamode_airflow.dag_module import has_module
 from alamode_airflow.factory import build_dag
 
@@ -327,7 +327,7 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, s
     declares, its broken DAG naming it by its path under ``root``."""
     shown = path.relative_to(root).as_posix()
     try:
-        dag = build_dag(load(path), path, storage_root)
+        dag = build_dag(load(path), path, storage_root, running=running_task())
     except AlamodeError as exc:
         exc.in_file(shown)
         log.error("alamode: %s", exc)
@@ -341,6 +341,16 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, s
     )
     log.error("alamode: %s", reason)
     return broken_dag(path, reason)
+
+
+def running_task() -> tuple[str, str] | None:
+    """The (dag_id, task_id) this process parses DAG files to run, as Airflow's parsing
+    context says (a task process: the task runner parses the file inside it); None
+    for every other parse (the DAG processor, the CLI)."""
+    context = get_parsing_context()
+    if context.dag_id and context.task_id:
+        return context.dag_id, context.task_id
+    return None
 
 
 def _located(path: Path) -> Path:

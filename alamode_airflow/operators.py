@@ -42,8 +42,9 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
 
     ui_color = "#fdf1dc"
     operator_extra_links = (OutputLocationLink(),)
-    # The preimage source is immutable (and a mappingproxy cannot be deep-copied).
-    shallow_copy_attrs = ("preimage_source",)
+    # The preimage source and the ancestry read the immutable pipeline (and a
+    # mappingproxy cannot be deep-copied).
+    shallow_copy_attrs = ("preimage_source", "ancestry")
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
         env: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
         storage_root: str | None = None,
+        ancestry: Callable[[], set[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         # The one __init__ of the engine's operators, the command's arguments included:
@@ -85,6 +87,7 @@ class AlamodeOperator(OpenLineageMixin, BaseOperator):
                 env=env,
                 timeout_s=timeout_s,
                 storage_root=storage_root,
+                ancestry=ancestry,
             )
         )
 
@@ -353,9 +356,12 @@ def engine_attributes(
     env: Mapping[str, str] | None = None,
     timeout_s: float | None = None,
     storage_root: str | None = None,
+    ancestry: Callable[[], set[str]] | None = None,
 ) -> dict[str, Any]:
     """The engine's own attributes of an operator, from its arguments (what
-    ``AlamodeOperator.__init__`` sets, and the factory's copies of an operator too)."""
+    ``AlamodeOperator.__init__`` sets, and the factory's copies of an operator too).
+    ``ancestry`` gives the names of every task this one is downstream of (the
+    factory's, from the pipeline); without it, a walk up the operator's DAG."""
     return {
         "output_id": output_id,
         "inputs": dict(inputs),
@@ -371,6 +377,7 @@ def engine_attributes(
         # None, not {}, when empty: each template field set costs the serializer work.
         "env": dict(env) if env else None,
         "timeout_s": timeout_s,
+        "ancestry": ancestry,
     }
 
 

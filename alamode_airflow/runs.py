@@ -91,8 +91,9 @@ def rebuilds_for(task: Any, plan: Mapping[str, Any]) -> frozenset[str]:
     """What a task needs of the plan's rebuild set: ``{task_id}`` when this run rebuilds
     ``task`` (an Airflow task of the DAG), else nothing. The plan passes only the names
     asked (``rebuild_asked``, small whatever the DAG's size); the task resolves them
-    against its own ancestors, one walk up its DAG. A plan that does not say what was
-    asked (an older engine's) passes the whole set as ``rebuild``."""
+    against its own ancestors: its ``ancestry`` (the pipeline's graph, which a task
+    built alone in its task process keeps), else one walk up its DAG. A plan that does
+    not say what was asked (an older engine's) passes the whole set as ``rebuild``."""
     asked = plan.get("rebuild_asked")
     if asked is None:
         return frozenset(plan.get("rebuild", ()))
@@ -101,4 +102,6 @@ def rebuilds_for(task: Any, plan: Mapping[str, Any]) -> frozenset[str]:
         return frozenset()
     if ALL in asked or task.task_id in asked:
         return mine
-    return mine if task.get_flat_relative_ids(upstream=True) & set(asked) else frozenset()
+    ancestry = getattr(task, "ancestry", None)
+    ancestors = ancestry() if ancestry else task.get_flat_relative_ids(upstream=True)
+    return mine if ancestors & set(asked) else frozenset()
