@@ -108,10 +108,19 @@ def is_secret(name: str) -> bool:
     )
 
 
+#: Where the task runner names the task it parsed the DAG file for (and leaves it):
+#: a command that builds DAGs (``alamode``, ``airflow``) must build them whole.
+_PARSING_CONTEXT = "_AIRFLOW_PARSING_CONTEXT_"
+
+
 def environment(call: Invocation, base: Mapping[str, str]) -> dict[str, str]:
     """A local command's environment: the worker's ``base`` without its secrets
-    (``is_secret``), then ``variables``."""
-    env = {name: value for name, value in base.items() if not is_secret(name)}
+    (``is_secret``) or Airflow's parsing context, then ``variables``."""
+    env = {
+        name: value
+        for name, value in base.items()
+        if not (is_secret(name) or name.startswith(_PARSING_CONTEXT))
+    }
     # The worker's own interpreter first, so "python script.py" finds the packages
     # Airflow runs with.
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), base.get("PATH", "")])

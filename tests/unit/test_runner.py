@@ -369,3 +369,14 @@ def test_the_deployments_secrets_never_reach_a_command(tmp_path, monkeypatch):
     lines = []
     Command(call(tmp_path, "env | grep ^AIRFLOW | sort")).run(lines.append)
     assert lines == ["AIRFLOW__CORE__DAGS_FOLDER=/dags"]
+
+
+def test_the_task_runners_parsing_context_never_reaches_a_command(tmp_path, monkeypatch):
+    """Airflow leaves the dag_id and task_id it parsed the file for in the task
+    process's environment: an ``alamode`` or ``airflow`` command run by the task would
+    otherwise build that DAG as for that one task."""
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "diamonds")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "d")
+    lines = []
+    Command(call(tmp_path, "env | grep PARSING_CONTEXT || echo none")).run(lines.append)
+    assert lines == ["none"]
