@@ -13,7 +13,10 @@ files go to the temp folder (``alamode-bench-airflow``).
    does before forking parsers (``gc.freeze``), and times ``DagBag`` on a folder holding
    just that file, then the serialization the DAG processor does next; best of 3, with
    the peak memory of that process. Target: ours / hand-written <= 1.1. Our load is also split
-   into importing the loader, ``a_la_mode.load`` and building the operators.
+   into importing the loader, ``a_la_mode.load`` and building the operators. ``task s``
+   is our file parsed as a task process parses it (in Airflow's parsing context, to run
+   the last task): the hand-written file costs a task process what it costs the DAG
+   processor.
 2. Scheduler: a real ``api-server``, ``scheduler`` and ``dag-processor`` (LocalExecutor,
    SQLite) run a 200-task DAG cold, then fully cached, and a 1-task DAG cold and cached
    as the baseline; times are read from the ``dag_run`` table (queued -> end). Target:
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -197,10 +201,23 @@ def parse_size(root: Path, n: int) -> dict[str, Any]:
     row["hand"] = best_of(cached, PARSE_CHILD, hand, "bag")
     row["hand_nopyc"] = best_of(plain, PARSE_CHILD, hand, "bag")
     row["split"] = best_of(cached, SPLIT_CHILD, encoded, "load")
+    # As a task process parses the file, for the task with the most ancestors (the
+    # hand-written file builds every task there too: Airflow's parse is the same).
+    running = replace(cached, extra_env=(*cached.extra_env, *running_task(f"ours_{n}", graph)))
+    row["task"] = best_of(running, PARSE_CHILD, ours, "bag")
     row["ratio"] = row["ours"]["bag"] / row["hand"]["bag"]
     row["ratio_with_serialize"] = _total(row["ours"]) / _total(row["hand"])
     row["pass"] = row["ratio"] <= PARSE_TARGET
     return row
+
+
+def running_task(dag_id: str, graph: Graph) -> tuple[tuple[str, str], ...]:
+    """The parsing context Airflow's task runner parses a DAG file in, for the last
+    task of ``graph`` (a layered DAG's: the most tasks upstream)."""
+    return (
+        ("_AIRFLOW_PARSING_CONTEXT_DAG_ID", dag_id),
+        ("_AIRFLOW_PARSING_CONTEXT_TASK_ID", list(graph)[-1]),
+    )
 
 
 def _total(m: dict[str, float]) -> float:
@@ -344,6 +361,8 @@ def parse_report(rows: list[dict[str, Any]]) -> str:
         "import",
         "load",
         "build",
+        "task s",
+        "task/hand",
         "peak MiB ours",
         "hand",
     ]
@@ -356,10 +375,11 @@ def parse_report(rows: list[dict[str, Any]]) -> str:
             f"{_total(ours):.3f}", f"{_total(hand):.3f}", f"{r['ratio_with_serialize']:.2f}x",
             f"{r['hand_nopyc']['bag']:.3f}", f"{split['import']:.3f}",
             f"{split['load']:.3f}", f"{split['build']:.3f}",
+            f"{r['task']['bag']:.3f}", f"{r['task']['bag'] / hand['bag']:.2f}x",
             f"{_peak(ours):.0f}", f"{_peak(hand):.0f}",
         ])  # fmt: skip
-    title = f"DAG parse (DagBag, best of {REPEATS}; +ser = with serialization"
-    title += ")"
+    title = f"DAG parse (DagBag, best of {REPEATS}; +ser = with serialization; task ="
+    title += " ours as a task process parses it, to run its last task)"
     return title + "\n" + table(header, body)
 
 
