@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from alamode_airflow.manifests import (
+    SLOW_FLUSH_S,
     ManifestEntry,
     OutputRefused,
     manifest,
@@ -149,10 +150,12 @@ def tree(staging: Path) -> Path:
     return staging
 
 
-def test_seal_makes_every_file_and_folder_read_only_and_keeps_the_manifest(tmp_path):
+@pytest.mark.parametrize("slow_s", [SLOW_FLUSH_S, -1.0], ids=["one-by-one", "at-once"])
+def test_seal_makes_every_file_and_folder_read_only_and_keeps_the_manifest(tmp_path, slow_s):
+    """Whether the disk flushes fast (one after another) or slowly (the rest at once)."""
     staging = tree(tmp_path / "attempt")
     before = manifest(staging / "data")
-    seal(staging)
+    seal(staging, slow_s=slow_s)
     assert modes(staging) == {
         "data": 0o555,
         "record.json": 0o444,
