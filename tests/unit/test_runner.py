@@ -380,3 +380,20 @@ def test_the_task_runners_parsing_context_never_reaches_a_command(tmp_path, monk
     lines = []
     Command(call(tmp_path, "env | grep PARSING_CONTEXT || echo none")).run(lines.append)
     assert lines == ["none"]
+
+
+def test_the_shell_is_found_on_the_commands_path_as_a_shell_finds_it(tmp_path):
+    """The first executable ``bash`` of the command's PATH runs it: a file that is not
+    executable, or a folder, of that name is passed over (as ``execvp`` would)."""
+    for folder in ("plain", "folder/bash", "wrapped"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "plain" / "bash").write_text("#!/bin/sh\necho plain\n")  # mode 0644
+    wrapper = tmp_path / "wrapped" / "bash"
+    wrapper.write_text('#!/bin/sh\necho "wrapped $1"\nexec /bin/bash "$@"\n')
+    wrapper.chmod(0o755)
+    path = os.pathsep.join(str(tmp_path / f) for f in ("plain", "folder", "wrapped"))
+    invocation = call(tmp_path, "echo ran")
+    invocation = dataclasses.replace(invocation, env={"PATH": f"{path}{os.pathsep}/usr/bin:/bin"})
+    lines = []
+    Command(invocation).run(lines.append)
+    assert lines == ["wrapped -c", "ran"]
