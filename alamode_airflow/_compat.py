@@ -58,6 +58,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def parsing_for_task() -> tuple[str, str] | None:
+    """(dag_id, task_id) when this process is Airflow's task runner parsing the DAG
+    file to run that task; None for every other parse.
+
+    Airflow's parsing context says so (``get_parsing_context``), but its variables stay
+    set after the parse, and every process the task starts inherits them (an
+    ``airflow tasks test`` that a BashOperator runs): the task runner also binds the
+    task to its log context before it parses (structlog's context variables, which no
+    other process inherits), and both must name the task."""
+    context = get_parsing_context()
+    if not (context.dag_id and context.task_id):
+        return None
+    import structlog.contextvars  # imported by Airflow's logging already
+
+    bound = structlog.contextvars.get_contextvars()
+    if (bound.get("dag_id"), bound.get("task_id")) != (context.dag_id, context.task_id):
+        return None
+    return context.dag_id, context.task_id
+
+
 __all__ = [
     "DAG",
     "AirflowException",
@@ -80,5 +100,6 @@ __all__ = [
     "TriggerRule",
     "conf",
     "get_parsing_context",
+    "parsing_for_task",
     "redact",
 ]

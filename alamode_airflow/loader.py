@@ -42,7 +42,7 @@ from stat import S_ISREG
 from a_la_mode import AlamodeError, load
 from a_la_mode.load import peek_meta
 from alamode_airflow import settings
-from alamode_airflow._compat import DAG, BaseOperator, conf, get_parsing_context
+from alamode_airflow._compat import DAG, BaseOperator, conf, parsing_for_task
 from alamode_airflow.dag_module import has_module
 from alamode_airflow.factory import build_dag
 
@@ -343,14 +343,25 @@ def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, s
     return broken_dag(path, reason)
 
 
+#: ``[alamode] task_process_dag``: what a task's process builds of its DAG.
+TASK_PROCESS_DAG = ("task", "whole")
+
+
 def running_task() -> tuple[str, str] | None:
-    """The (dag_id, task_id) this process parses DAG files to run, as Airflow's parsing
-    context says (a task process: the task runner parses the file inside it); None
-    for every other parse (the DAG processor, the CLI)."""
-    context = get_parsing_context()
-    if context.dag_id and context.task_id:
-        return context.dag_id, context.task_id
-    return None
+    """The (dag_id, task_id) this process parses DAG files to run: in a task's own
+    process (``_compat.parsing_for_task``), unless ``[alamode] task_process_dag`` is
+    ``whole`` (for cluster policies, OpenLineage task edges or command templates that
+    read the DAG's shape); None for every other parse (the DAG processor, the CLI,
+    the processes a task starts)."""
+    choice = settings.get("task_process_dag") or "task"
+    if choice not in TASK_PROCESS_DAG:
+        log.warning(
+            "alamode: [alamode] task_process_dag must be one of %s, not %r: building the whole DAG",
+            ", ".join(TASK_PROCESS_DAG),
+            choice,
+        )
+        return None
+    return parsing_for_task() if choice == "task" else None
 
 
 def _located(path: Path) -> Path:
