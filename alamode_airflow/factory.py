@@ -128,29 +128,44 @@ def _operators(
     dag: DAG,
     how: tuple[str | None, frozenset[str], bool],
 ) -> dict[str, AlamodeCommandOperator]:
-    """The operators of ``tasks`` (the pipeline's, all or one), in ``dag``, no edges."""
+    """The operators of ``tasks`` (the pipeline's, all or one), in ``dag``, no edges.
+    Every task of the file is checked, whichever are built: a file is broken, or not,
+    in every process that parses it."""
     storage_root, parts, templated = how
-    base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
     operator_class = runner_class(pipeline.meta.get("runner"))
-    specs = {task.name: task_spec(task) for task in tasks}
-    for task in tasks:
+    checked = _checked(pipeline, path, operator_class)
+    templates: dict | None = {} if templated else None
+    return {
+        task.name: _operator(
+            operator_class,
+            (task, *checked[task.name]),
+            dag,
+            storage_root,
+            (parts, functools.partial(pipeline.ancestors, task.name)),
+            templates,
+        )
+        for task in tasks
+    }
+
+
+def _checked(
+    pipeline: Pipeline, path: Path, operator_class: type[AlamodeCommandOperator]
+) -> dict[str, tuple[TaskSpec, TaskSettings, str]]:
+    """Each task's spec, settings and working folder, name -> (spec, settings, cwd)."""
+    base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
+    specs = {task.name: task_spec(task) for task in pipeline}
+    for task in pipeline:
         report_spec_settings(str(path), task.name, task.spec)
+        if operator_class is not AlamodeCommandOperator and specs[task.name].image is None:
+            raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
     settings_of = task_settings(
         pipeline.meta,
         pipeline.order,
         {name: spec_settings(name, spec.retries, spec.timeout_s) for name, spec in specs.items()},
     )
-    templates: dict | None = {} if templated else None
     return {
-        task.name: _operator(
-            operator_class,
-            (task, specs[task.name], settings_of[task.name]),
-            dag,
-            (base_cwd, storage_root),
-            (parts, functools.partial(pipeline.ancestors, task.name)),
-            templates,
-        )
-        for task in tasks
+        name: (spec, settings_of[name], _cwd(base_cwd, spec.cwd, f"tasks.{name}.cwd"))
+        for name, spec in specs.items()
     }
 
 
@@ -219,22 +234,19 @@ def runner_class(name: Any) -> type[AlamodeCommandOperator]:
 
 def _operator(
     operator_class: type[AlamodeCommandOperator],
-    described: tuple[PipelineTask, TaskSpec, TaskSettings],
+    described: tuple[PipelineTask, TaskSpec, TaskSettings, str],
     dag: DAG,
-    places: tuple[str, str | None],
+    storage_root: str | None,
     lineage: tuple[frozenset[str], Callable[[], set[str]]],
     templates: dict[tuple, tuple[dict[str, Any], Callable[..., Any]]] | None = None,
 ) -> AlamodeCommandOperator:
-    """The operator of one task. With ``templates`` (by ``_shared_key`` of the Airflow
-    arguments of the operators built so far: those arguments, kept alive, and the
-    ``copier`` of one operator built with them), a task whose Airflow arguments are
-    those of a template is a copy of it, which costs a fraction of building one;
-    otherwise it is built, and becomes a template."""
-    task, spec, operated = described
-    base_cwd, storage_root = places
+    """The operator of one task (checked: ``_checked``). With ``templates`` (by
+    ``_shared_key`` of the Airflow arguments of the operators built so far: those
+    arguments, kept alive, and the ``copier`` of one operator built with them), a task
+    whose Airflow arguments are those of a template is a copy of it, which costs a
+    fraction of building one; otherwise it is built, and becomes a template."""
+    task, spec, operated, cwd = described
     parts, ancestry = lineage
-    if operator_class is not AlamodeCommandOperator and spec.image is None:
-        raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
     arguments = dict(operated.arguments)
     doc_md = "\n\n".join(filter(None, [arguments.pop("doc_md", None), _doc(task)]))
     arguments["trigger_rule"] = TriggerRule.NONE_FAILED
@@ -247,7 +259,7 @@ def _operator(
         "command": spec.command,
         "image": spec.image,
         "sha": spec.sha,
-        "cwd": _cwd(base_cwd, spec.cwd, f"tasks.{task.name}.cwd"),
+        "cwd": cwd,
         "env": dict(spec.env),
         "timeout_s": operated.command_timeout,
         "storage_root": storage_root,
