@@ -103,9 +103,12 @@ def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, 
     root = Path(folder)
     files = _found(root)
     claims = first_claims(root, files)
+    running = running_task()
+    # A task's process needs the file of its own DAG only.
+    only = claims.get(running[0]) if running else None
     dags: dict[str, DAG] = {}
     for path in map(Path, files):
-        if has_module(path):
+        if has_module(path) or only not in (None, str(path)):
             continue
         dag = _built(path, root, storage_root, claims)
         if dag.dag_id in dags:

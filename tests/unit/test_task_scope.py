@@ -136,10 +136,16 @@ def test_a_file_is_broken_in_a_task_process_as_everywhere(diamonds):
 
 
 def test_the_folder_loader_builds_the_task_alone_too(diamonds):
-    """A file without its generated module, built by ``dags/alamode_dags.py``."""
+    """A file without its generated module, built by ``dags/alamode_dags.py``; the
+    folder's other files are left alone."""
     diamonds.unlink()
     folder = diamonds.parent
+    other = Dag({"dag_id": "other"})
+    other.task("b", {"command": "echo other"})
+    other.save(folder / "other.alamode")
+    assert sorted(loader.load_dags(folder)) == ["diamonds", "other"]
     parsing = _airflow_parsing_context_manager(dag_id="diamonds", task_id="b")
     with structlog.contextvars.bound_contextvars(dag_id="diamonds", task_id="b"), parsing:
         dags = loader.load_dags(folder)
+    assert sorted(dags) == ["diamonds"]
     assert sorted(dags["diamonds"].task_dict) == ["b"]
