@@ -26,6 +26,7 @@ def get(key: str) -> str | None:
     """Any other ``[alamode]`` setting (``runner``, ``docker_url``,
     ``kubernetes_namespace``, ``kubernetes_store_claim``, ``storage_conn_id``,
     ``claim_lease_seconds``, ``protect_inputs``: ``mount`` or ``check``,
+    ``task_process_dag``: ``task`` or ``whole``,
     ``record_cache``, ``parse_cache``, ``openlineage_namespace``), or None."""
     from alamode_airflow._compat import conf
 
