@@ -116,7 +116,12 @@ from pathlib import Path
 from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.dag_processing.processor import _pre_import_airflow_modules
-import structlog
+import os, structlog, structlog.contextvars
+if "_AIRFLOW_PARSING_CONTEXT_TASK_ID" in os.environ:  # as the task runner: bound to the log
+    structlog.contextvars.bind_contextvars(
+        dag_id=os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"],
+        task_id=os.environ["_AIRFLOW_PARSING_CONTEXT_TASK_ID"],
+    )
 gc.freeze()
 folder = Path(sys.argv[1])
 for py in folder.glob("*.py"):
