@@ -245,19 +245,19 @@ def wait_for(pid: int, parent: int) -> tuple[int | None, str | None]:
                 return status, None
 
 
-def on_path(name: str) -> str:
-    """Where ``name`` is, as a shell finds it: the first executable file of that name
-    in a folder of ``PATH``; ``name`` itself when it holds a ``/`` or nothing is found
-    (the exec then fails, saying why). Found here, not by ``os.execvp`` in the child,
-    which imports ``warnings`` and tries every folder before it: some milliseconds of
-    every command's start."""
+def on_path(name: str) -> str | None:
+    """Where ``name`` is, as a shell finds it: itself when it holds a ``/``, else the
+    first executable file of that name in a folder of ``PATH``; None when there is
+    none (the child then leaves the search to ``os.execvp``, which fails saying why).
+    Found here, before the fork, not by ``os.execvp`` in the child, which imports
+    ``warnings`` and tries every folder before it: milliseconds of every start."""
     if "/" in name:
         return name
     for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
         path = os.path.join(folder or ".", name)
         if os.access(path, os.X_OK) and stat.S_ISREG(_mode(path)):
             return path
-    return name
+    return None
 
 
 def _mode(path: str) -> int:
@@ -281,7 +281,11 @@ def start(argv: list[str], unset: list[str], mask: set) -> int:
         for number in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(number, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.execv(program, argv)
+        if program is not None:
+            # Where it cannot run after all (not a program, changed since), the search
+            # goes on past it, as a shell's would.
+            _ignoring(OSError, os.execv, program, argv)
+        os.execvp(argv[0], argv)
     except BaseException as exc:  # the child must never return
         _ignoring(OSError, os.write, 2, f"cannot start {argv[0]}: {exc}\n".encode())
     os._exit(127)

@@ -397,3 +397,19 @@ def test_the_shell_is_found_on_the_commands_path_as_a_shell_finds_it(tmp_path):
     lines = []
     Command(invocation).run(lines.append)
     assert lines == ["wrapped -c", "ran"]
+
+
+def test_a_shell_missing_from_path_is_never_taken_from_the_working_folder(tmp_path):
+    """No ``bash`` on the command's PATH: the command cannot start (127), even with an
+    executable ``bash`` in its working folder, as a shell would refuse it."""
+    planted = tmp_path / "bash"
+    planted.write_text("#!/bin/sh\necho planted\n")
+    planted.chmod(0o755)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    invocation = dataclasses.replace(call(tmp_path, "echo ran"), env={"PATH": str(empty)})
+    lines = []
+    with pytest.raises(CommandFailed, match="status 127"):
+        Command(invocation).run(lines.append)
+    assert "planted" not in lines
+    assert any("cannot start bash" in line for line in lines)
