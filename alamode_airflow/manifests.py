@@ -161,7 +161,7 @@ def seal(folder: str | os.PathLike[str], flushers: int = 16, slow_s: float = SLO
     as they are (Linux has no link modes; a link is flushed with its folder). Every
     file and folder is flushed before it returns.
 
-    The first file or folder is fsynced alone; when that took longer than ``slow_s``
+    The first file (else folder) is fsynced alone; when that took longer than ``slow_s``
     seconds, ``flushers`` threads fsync the rest at once (1: one after another),
     otherwise they follow one after another.
 
@@ -192,9 +192,11 @@ def seal(folder: str | os.PathLike[str], flushers: int = 16, slow_s: float = SLO
     # until the rename that follows, and each fsync covers what it flushes when it ends.
     jobs = [(_flush_file, file) for file in files]
     jobs += [(_fsync, os.path.join(root, rel)) for rel, _st in folders]
+    # A file's flush is timed: a folder's can return at once where a file's goes to the
+    # server (NFS), and on a local disk a file's carries the journal commit.
     started = time.monotonic()
     if jobs:
-        _run(jobs.pop())
+        _run(jobs.pop(0))
     slow = time.monotonic() - started > slow_s
     if slow and flushers > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(min(len(jobs), flushers)) as pool:

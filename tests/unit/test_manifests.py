@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from alamode_airflow.manifests import (
-    SLOW_FLUSH_S,
     ManifestEntry,
     OutputRefused,
     manifest,
@@ -150,7 +149,7 @@ def tree(staging: Path) -> Path:
     return staging
 
 
-@pytest.mark.parametrize("slow_s", [SLOW_FLUSH_S, -1.0], ids=["one-by-one", "at-once"])
+@pytest.mark.parametrize("slow_s", [float("inf"), -1.0], ids=["one-by-one", "at-once"])
 def test_seal_makes_every_file_and_folder_read_only_and_keeps_the_manifest(tmp_path, slow_s):
     """Whether the disk flushes fast (one after another) or slowly (the rest at once)."""
     staging = tree(tmp_path / "attempt")
