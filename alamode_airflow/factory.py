@@ -134,6 +134,8 @@ def _operators(
     storage_root, parts, templated = how
     operator_class = runner_class(pipeline.meta.get("runner"))
     checked = _checked(pipeline, path, operator_class)
+    for task in tasks:  # said of the tasks built: each task's process says its own
+        report_spec_settings(str(path), task.name, task.spec)
     templates: dict | None = {} if templated else None
     return {
         task.name: _operator(
@@ -155,7 +157,6 @@ def _checked(
     base_cwd = _cwd(str(path.parent), pipeline.meta.get("cwd"), "meta.cwd")
     specs = {task.name: task_spec(task) for task in pipeline}
     for task in pipeline:
-        report_spec_settings(str(path), task.name, task.spec)
         if operator_class is not AlamodeCommandOperator and specs[task.name].image is None:
             raise SpecValueError("a container runner needs an 'image'", task=task.name, key="image")
     settings_of = task_settings(

@@ -149,3 +149,25 @@ def test_the_folder_loader_builds_the_task_alone_too(diamonds):
         dags = loader.load_dags(folder)
     assert sorted(dags) == ["diamonds"]
     assert sorted(dags["diamonds"].task_dict) == ["b"]
+
+
+def test_a_task_process_warns_of_its_own_tasks_spec_keys_only(diamonds, caplog):
+    """Each task's log says what its own spec still sets (``retries``, part of the
+    output ID), not what every other task of the file does."""
+    pipe = Dag({"dag_id": "diamonds"})
+    for name in ("a", "d"):
+        pipe.task(name, {"command": f"echo {name}", "retries": 2})
+    pipe.save(diamonds.with_suffix(".alamode"))
+    built(diamonds, "diamonds", "d")
+    said = [r.getMessage() for r in caplog.records if "spec key 'retries'" in r.getMessage()]
+    assert [message.split(": ", 1)[1][:9] for message in said] == ["task 'd':"]
+
+
+def test_the_folder_loader_builds_the_task_alone_from_a_relative_folder(diamonds, monkeypatch):
+    """``dags/alamode_dags.py`` imported as ``alamode_dags.py``: its folder is ``.``."""
+    diamonds.unlink()
+    monkeypatch.chdir(diamonds.parent)
+    parsing = _airflow_parsing_context_manager(dag_id="diamonds", task_id="b")
+    with structlog.contextvars.bound_contextvars(dag_id="diamonds", task_id="b"), parsing:
+        dags = loader.load_dags(".")
+    assert sorted(dags["diamonds"].task_dict) == ["b"]
