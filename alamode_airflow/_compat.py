@@ -63,10 +63,11 @@ def parsing_for_task() -> tuple[str, str] | None:
     file to run that task; None for every other parse.
 
     Airflow's parsing context says so (``get_parsing_context``), but its variables stay
-    set after the parse, and every process the task starts inherits them (an
-    ``airflow tasks test`` that a BashOperator runs): the task runner also binds the
-    task to its log context before it parses (structlog's context variables, which no
-    other process inherits), and both must name the task."""
+    set after the parse, and every program the task runs inherits them (an ``airflow
+    tasks test`` that a BashOperator runs): the task runner also binds the task to its
+    log context before it parses (structlog's context variables, which a new
+    interpreter does not inherit; a child forked without an exec does, and builds the
+    task alone as its parent did), and both must name the task."""
     context = get_parsing_context()
     if not (context.dag_id and context.task_id):
         return None

@@ -45,6 +45,7 @@ from alamode_airflow import settings
 from alamode_airflow._compat import DAG, BaseOperator, conf, parsing_for_task
 from alamode_airflow.dag_module import has_module
 from alamode_airflow.factory import build_dag
+from alamode_airflow.meta import report_once
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,10 @@ def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, 
     # A task's process needs the file of its own DAG only.
     only = claims.get(running[0]) if running else None
     dags: dict[str, DAG] = {}
-    for path in map(Path, files):
-        if has_module(path) or only not in (None, str(path)):
+    for file in files:
+        path = Path(file)
+        # Compared as listed: Path("./x") is "x".
+        if has_module(path) or only not in (None, file):
             continue
         dag = _built(path, root, storage_root, claims)
         if dag.dag_id in dags:
@@ -355,14 +358,11 @@ def running_task() -> tuple[str, str] | None:
     process (``_compat.parsing_for_task``), unless ``[alamode] task_process_dag`` is
     ``whole`` (for cluster policies, OpenLineage task edges or command templates that
     read the DAG's shape); None for every other parse (the DAG processor, the CLI,
-    the processes a task starts)."""
+    the programs a task runs)."""
     choice = settings.get("task_process_dag") or "task"
     if choice not in TASK_PROCESS_DAG:
-        log.warning(
-            "alamode: [alamode] task_process_dag must be one of %s, not %r: building the whole DAG",
-            ", ".join(TASK_PROCESS_DAG),
-            choice,
-        )
+        said = f"must be one of {', '.join(TASK_PROCESS_DAG)}, not {choice!r}: the whole DAG"
+        report_once("airflow.cfg", "[alamode] task_process_dag", said)
         return None
     return parsing_for_task() if choice == "task" else None
 
