@@ -113,7 +113,7 @@ def load_dags(folder: str | Path, storage_root: str | None = None) -> dict[str, 
         # Compared as listed: Path("./x") is "x".
         if has_module(path) or only not in (None, file):
             continue
-        dag = _built(path, root, storage_root, claims)
+        dag = _built(path, root, storage_root, claims, running)
         if dag.dag_id in dags:
             # A broken DAG's id repeated: two bad files of the same name.
             dag = broken_dag(path, f"{path.name}: dag_id {dag.dag_id!r} is used by another file")
@@ -135,7 +135,8 @@ def dag_from(module_file: str, encoded_name: str) -> DAG:
     root = dags_root(folder)
     if not folder.is_relative_to(root):  # in it once links are resolved: spelt so too
         path = Path(os.path.realpath(folder), encoded_name)
-    return _built(path, root, None, first_claims(root, _found(root), until=str(path)))
+    claims = first_claims(root, _found(root), until=str(path))
+    return _built(path, root, None, claims, running_task())
 
 
 def dags_root(folder: Path) -> Path:
@@ -328,12 +329,19 @@ def _own_bytes(path: Path) -> bytes:
         os.close(fd)
 
 
-def _built(path: Path, root: Path, storage_root: str | None, claims: dict[str, str]) -> DAG:
-    """The DAG of ``path``; for a bad file, or one whose dag_id an earlier file
-    declares, its broken DAG naming it by its path under ``root``."""
+def _built(
+    path: Path,
+    root: Path,
+    storage_root: str | None,
+    claims: dict[str, str],
+    running: tuple[str, str] | None,
+) -> DAG:
+    """The DAG of ``path`` (its ``running`` task alone: ``running_task``, asked once
+    per parse); for a bad file, or one whose dag_id an earlier file declares, its
+    broken DAG naming it by its path under ``root``."""
     shown = path.relative_to(root).as_posix()
     try:
-        dag = build_dag(load(path), path, storage_root, running=running_task())
+        dag = build_dag(load(path), path, storage_root, running=running)
     except AlamodeError as exc:
         exc.in_file(shown)
         log.error("alamode: %s", exc)

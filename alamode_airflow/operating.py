@@ -235,8 +235,7 @@ def _email_by_notifier(merged: dict[str, tuple], task: str | None) -> None:
 def task_settings(
     meta: Mapping[str, Any], names: Any, specs: Mapping[str, Mapping[str, tuple]]
 ) -> dict[str, TaskSettings]:
-    """The settings of each task of ``specs`` (all the file's ``names``, or the one a
-    task process builds), name -> TaskSettings: the file's defaults, then what the
+    """Every task's settings, name -> TaskSettings: the file's defaults, then what the
     task's spec still sets (``spec_settings``, in ``specs``), then meta.tasks.<name>."""
     defaults = file_defaults(meta)
     per_task = _section(meta.get(TASKS, {}), f"meta.{TASKS}")
@@ -246,10 +245,10 @@ def task_settings(
             f"names no task of this pipeline: {', '.join(map(repr, unknown))}", key="meta.tasks"
         )
     result = {}
-    for name in specs:
+    for name in names:
         where = f"meta.{TASKS}.{name}"
         own = _checked(_section(per_task.get(name, {}), where, name), where, name)
-        spec = dict(specs[name])
+        spec = dict(specs.get(name, {}))
         # A spec's timeout kills the command; the task's own execution_timeout replaces
         # it, and the file's default execution_timeout still limits the whole attempt.
         command = spec.pop(COMMAND_TIMEOUT, None)

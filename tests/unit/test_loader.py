@@ -69,7 +69,7 @@ def test_a_first_claimant_deleted_before_the_build_is_no_import_error(dags):
     later = encode(dags / "b.alamode", "shared")
     claims = loader.first_claims(dags, loader._found(dags))
     (dags / "a.alamode").unlink()  # by another process, while b.alamode is built
-    dag = loader._built(later, dags, None, claims)
+    dag = loader._built(later, dags, None, claims, None)
     # Refused by the claims this parse read; the next parse finds b.alamode alone.
     assert dag.dag_id == "alamode_broken__b"
     found = bag(dags)
